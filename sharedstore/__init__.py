@@ -1,0 +1,48 @@
+"""sharedstore: one shared store for the worker processes of a machine.
+
+Structs as NumPy structured dtypes, maps, strings, numbers and atomics in shared memory; workers
+attach by name and get zero-copy views.  See README.md.
+"""
+
+from .errors import (
+    InvalidHandleError,
+    InvalidNameError,
+    LockTimeoutError,
+    SchemaError,
+    SharedStoreError,
+    StoreClosedError,
+    StoreCorruptError,
+    StoreExistsError,
+    StoreFullError,
+    StoreNotFoundError,
+    UseAfterFreeError,
+)
+from .refs import IntRef, MapRef, NumberRef, Ref, StringRef
+from .store import Store, attach, create, list_stores, open, unlink
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "InvalidHandleError",
+    "InvalidNameError",
+    "IntRef",
+    "LockTimeoutError",
+    "MapRef",
+    "NumberRef",
+    "Ref",
+    "SchemaError",
+    "SharedStoreError",
+    "Store",
+    "StoreClosedError",
+    "StoreCorruptError",
+    "StoreExistsError",
+    "StoreFullError",
+    "StoreNotFoundError",
+    "StringRef",
+    "UseAfterFreeError",
+    "attach",
+    "create",
+    "list_stores",
+    "open",
+    "unlink",
+]

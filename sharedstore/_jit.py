@@ -1,0 +1,117 @@
+"""The one place where numba compile flags and the kernel cache location are decided.
+
+Every kernel is compiled with :data:`FLAGS` (``nogil=True`` so several threads can run kernels
+at once, ``cache=True`` where a writable cache directory exists).
+
+The cache lives in a directory keyed by a digest of *all* kernel sources (every ``.py`` file in
+``_kernels/`` plus ``_layout.py``) and the numba version.  numba's own cache is keyed per source
+file only, so an edit in ``atomics.py`` would otherwise leave a stale copy of it inlined in the
+cached ``hashmap.py`` kernels.  The directory is the first writable one of:
+
+1. ``$SHAREDSTORE_CACHE_DIR``
+2. ``$NUMBA_CACHE_DIR/sharedstore``
+3. ``$XDG_CACHE_HOME/sharedstore`` (default ``~/.cache/sharedstore``)
+4. ``_kernels/__pycache__`` next to the sources
+
+If none is writable (a read-only install with a read-only home), kernels compile without a
+cache: slower to start, never a failure at import.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import numba
+from numba.core import caching
+
+_PKG = Path(__file__).resolve().parent
+_KERNEL_DIR = _PKG / "_kernels"
+
+
+def _source_digest() -> str:
+    h = hashlib.sha256(numba.__version__.encode())
+    for path in sorted(_KERNEL_DIR.glob("*.py")) + [_PKG / "_layout.py"]:
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+DIGEST = _source_digest()
+
+
+def _writable(path: Path) -> bool:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=path).close()
+        return True
+    except OSError:
+        return False
+
+
+def _cache_root() -> Path | None:
+    candidates = []
+    if os.environ.get("SHAREDSTORE_CACHE_DIR"):
+        candidates.append(Path(os.environ["SHAREDSTORE_CACHE_DIR"]))
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        candidates.append(Path(os.environ["NUMBA_CACHE_DIR"]) / "sharedstore")
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    candidates.append(Path(xdg) / "sharedstore")
+    candidates.append(_KERNEL_DIR / "__pycache__")
+    for root in candidates:
+        if _writable(root / DIGEST):
+            return root / DIGEST
+    return None
+
+
+CACHE_DIR = _cache_root()
+
+
+class _KernelCacheLocator(caching._SourceFileBackedLocatorMixin, caching._CacheLocator):
+    """Cache locator for sharedstore kernels only: one directory per kernel-source digest."""
+
+    def __init__(self, py_func, py_file):
+        self._py_file = py_file
+        self._lineno = py_func.__code__.co_firstlineno
+        self._cache_path = str(CACHE_DIR / Path(py_file).stem)
+
+    def get_cache_path(self):
+        return self._cache_path
+
+    def get_source_stamp(self):
+        # The digest already covers every kernel source; mtimes would only add false misses
+        # (a fresh checkout has new mtimes but the same code).
+        return DIGEST
+
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        if CACHE_DIR is None or Path(py_file).resolve().parent != _KERNEL_DIR:
+            return None
+        return super().from_function(py_func, py_file)
+
+
+_CACHE = CACHE_DIR is not None and hasattr(caching, "CacheImpl")
+if _CACHE and _KernelCacheLocator not in caching.CacheImpl._locator_classes:
+    caching.CacheImpl._locator_classes.insert(0, _KernelCacheLocator)
+
+#: numba flags for every kernel.  ``boundscheck`` stays off: kernels check every offset they
+#: read from shared memory themselves, against the committed size.
+FLAGS = dict(nogil=True, cache=_CACHE, error_model="numpy", boundscheck=False)
+
+
+def kernel(*signature):
+    """Decorate a kernel: ``@kernel(sig)`` compiles eagerly with :data:`FLAGS`."""
+    return numba.njit(*signature, **FLAGS)
+
+
+def helper(func):
+    """Decorate a helper that kernels call; it is compiled into its callers and cached with them."""
+    return numba.njit(nogil=True, error_model="numpy")(func)
+
+
+#: argument types used in kernel signatures
+MEM = numba.types.int64[::1]
+OUT = numba.types.uint8[::1]
+BYTES = numba.types.Bytes(numba.types.uint8, 1, "C", readonly=True)

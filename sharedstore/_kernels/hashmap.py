@@ -1,0 +1,514 @@
+"""The shared hash map: open addressing, power-of-two tables, linear probing, seeded hash.
+
+A map object's block holds ``[table, count, used, version]`` (``_layout.M_*``); its table block
+holds ``[capacity, slot...]``.  A slot word is empty (0), a tombstone (1), or
+``tag << SLOT_TAG_SHIFT | entry_offset >> 3`` with ``tag`` 18 high bits of the key's hash, so most
+mismatches are rejected without touching the entry.  An entry block holds the hash, the key's
+tag and length, the value's tag, length and payload word, then the key bytes and value bytes.
+
+Writers hold the map's lock (its handle entry's lock word) and the allocator lock.  Readers take
+no lock: they read ``version``, probe, copy the value out, and accept the result only if
+``version`` is unchanged.  Writers keep the invariants readers rely on:
+
+- an entry (or a new table) is fully written before one release-store publishes it;
+- ``version`` is bumped by 2 after an entry or table is unlinked and *before* it is freed, so a
+  reader that may have read freed memory always sees ``version`` move;
+- every offset a reader takes from shared memory is bounds-checked before it is followed, and
+  every probe loop is bounded by the table's capacity.
+
+No state is ever "odd": a writer killed at any instant leaves readers nothing to wait for, at
+worst a leaked block and a stale ``count`` that :func:`map_recount` repairs.
+"""
+
+import numpy as np
+from numba import types as T
+
+from .. import _layout as L
+from .._jit import BYTES, MEM, OUT, helper, kernel
+from . import status as S
+from .atomics import atomic_add, fence, float_to_bits, load_acquire, store_release
+from .heap import (
+    alloc_locked,
+    block_ok,
+    bytes_put,
+    free_locked,
+    handle_free_locked,
+    handle_new_locked,
+    handle_resolve,
+)
+from .locks import lock_release, lock_try
+
+READ_RETRIES = 100000
+_TAG_MASK = (1 << (63 - L.SLOT_TAG_SHIFT)) - 1
+_ENTRY_HDR = 8 + L.E_WORDS * 8  # block header + entry words: key bytes start here
+
+_P0 = np.uint64(0xA0761D6478BD642F)
+_P1 = np.uint64(0xE7037ED1A0B428DB)
+_P2 = np.uint64(0x8EBC6AF09C88C6E3)
+_P3 = np.uint64(0x589965CC75374CC3)
+_M32 = np.uint64(0xFFFFFFFF)
+_S32 = np.uint64(32)
+
+
+@helper
+def _mum(a, b):
+    """Fold the 128-bit product of two uint64s to 64 bits (hi ^ lo)."""
+    alo = a & _M32
+    ahi = a >> _S32
+    blo = b & _M32
+    bhi = b >> _S32
+    ll = alo * blo
+    lh = alo * bhi
+    hl = ahi * blo
+    hh = ahi * bhi
+    mid = (ll >> _S32) + (lh & _M32) + (hl & _M32)
+    lo = (ll & _M32) | (mid << _S32)
+    hi = hh + (lh >> _S32) + (hl >> _S32) + (mid >> _S32)
+    return lo ^ hi
+
+
+@helper
+def _load8(key, i, n):
+    """Little-endian uint64 from up to 8 bytes of ``key`` at ``i`` (zero-padded past ``n``)."""
+    w = np.uint64(0)
+    for j in range(min(8, n - i)):
+        w |= np.uint64(key[i + j]) << np.uint64(8 * j)
+    return w
+
+
+@helper
+def hash_key(key, ktag, seed):
+    """Keyed 64-bit hash of a key's bytes and tag (wyhash-style multiply-fold), as int64."""
+    s = np.uint64(seed) ^ _P0
+    n = len(key)
+    h = _mum(s ^ _P1 ^ np.uint64(ktag), np.uint64(n) ^ _P2)
+    i = 0
+    while i < n:
+        h = _mum(h ^ _load8(key, i, n) ^ _P1, s ^ _P3)
+        i += 8
+    return np.int64(_mum(h ^ _P2, s ^ _P1))
+
+
+@helper
+def _pad8(n):
+    return (n + 7) & ~7
+
+
+@helper
+def _table_cap(mem, t):
+    """Capacity of table block ``t`` if it is well formed and in bounds, else -1."""
+    if not block_ok(mem, t, 24):
+        return -1
+    cap = mem[t // 8 + 1]
+    if cap < L.MAP_MIN_CAP or (cap & (cap - 1)) != 0 or not block_ok(mem, t, 16 + cap * 8):
+        return -1
+    return cap
+
+
+@helper
+def _key_eq(mem, buf, eoff, hv, key, ktag):
+    if not block_ok(mem, eoff, _ENTRY_HDR):
+        return False
+    ew = eoff // 8 + 1
+    kw = mem[ew + L.E_KEY]
+    n = len(key)
+    if mem[ew + L.E_HASH] != hv or kw != (ktag | (n << 8)):
+        return False
+    if not block_ok(mem, eoff, _ENTRY_HDR + n):
+        return False
+    at = eoff + _ENTRY_HDR
+    for i in range(n):
+        if buf[at + i] != key[i]:
+            return False
+    return True
+
+
+@helper
+def _probe(mem, buf, t, cap, hv, key, ktag):
+    """Slot index holding ``key``, or -(1 + index where it would be inserted) if absent.
+
+    Returns ``-(1 + cap)`` if the key is absent and the table has no free slot (corrupt)."""
+    tag = (hv >> (64 - (63 - L.SLOT_TAG_SHIFT))) & _TAG_MASK
+    sw = t // 8 + 2
+    i = hv & (cap - 1)
+    ins = -1
+    for _ in range(cap):
+        s = load_acquire(mem, sw + i)
+        if s == L.SLOT_EMPTY:
+            return -(1 + (i if ins < 0 else ins))
+        if s == L.SLOT_TOMB:
+            if ins < 0:
+                ins = i
+        elif (s >> L.SLOT_TAG_SHIFT) == tag and _key_eq(
+            mem, buf, (s & L.SLOT_OFF_MASK) << 3, hv, key, ktag
+        ):
+            return i
+        i = (i + 1) & (cap - 1)
+    return -(1 + (cap if ins < 0 else ins))
+
+
+@helper
+def _cap_for(n):
+    cap = L.MAP_MIN_CAP
+    while cap < 2 * n:
+        cap *= 2
+    return cap
+
+
+@helper
+def _map_words(mem, e):
+    """Word index of map header data for handle entry ``e``, or -1 if out of bounds."""
+    m = load_acquire(mem, e + L.H_VALUE)
+    if not block_ok(mem, m, 8 + L.MAP_WORDS * 8):
+        return -1
+    return m // 8 + 1
+
+
+@helper
+def _rebuild_locked(mem, mw, newcap):
+    """Rehash the live entries into a fresh table of ``newcap`` slots (tombstones dropped)."""
+    t = mem[mw + L.M_TABLE]
+    cap = _table_cap(mem, t)
+    if cap < 0:
+        return S.ERR_CORRUPT
+    nt = alloc_locked(mem, 8 + newcap * 8, L.TAG_TABLE, 0)
+    if nt < 0:
+        return nt
+    ntw = nt // 8 + 1
+    mem[ntw] = newcap
+    mem[ntw + 1:ntw + 1 + newcap] = 0
+    sw = t // 8 + 2
+    n = 0
+    for i in range(cap):
+        s = mem[sw + i]
+        if s == L.SLOT_EMPTY or s == L.SLOT_TOMB:
+            continue
+        eoff = (s & L.SLOT_OFF_MASK) << 3
+        j = mem[eoff // 8 + 1 + L.E_HASH] & (newcap - 1)
+        while mem[ntw + 1 + j] != L.SLOT_EMPTY:
+            j = (j + 1) & (newcap - 1)
+        mem[ntw + 1 + j] = s
+        n += 1
+    store_release(mem, mw + L.M_TABLE, nt)  # publish the new table
+    mem[mw + L.M_COUNT] = n
+    mem[mw + L.M_USED] = n
+    atomic_add(mem, mw + L.M_VERSION, 2)    # readers of the old table retry ...
+    free_locked(mem, t)                     # ... before it can be reused
+    return 0
+
+
+@helper
+def _new_locked(mem, cap):
+    m = alloc_locked(mem, L.MAP_WORDS * 8, L.TAG_MAP, 0)
+    if m < 0:
+        return m
+    t = alloc_locked(mem, 8 + cap * 8, L.TAG_TABLE, 0)
+    if t < 0:
+        free_locked(mem, m)
+        return t
+    tw = t // 8 + 1
+    mem[tw] = cap
+    mem[tw + 1:tw + 1 + cap] = 0
+    mw = m // 8 + 1
+    mem[mw + L.M_TABLE] = t
+    mem[mw + L.M_COUNT] = 0
+    mem[mw + L.M_USED] = 0
+    mem[mw + L.M_VERSION] = 0
+    h = handle_new_locked(mem, L.KIND_MAP, m)
+    if h < 0:
+        free_locked(mem, t)
+        free_locked(mem, m)
+    return h
+
+
+@kernel(T.int64(MEM, T.int64))
+def map_new(mem, token):
+    """New empty map; its handle or a status."""
+    if not lock_try(mem, L.W_ALLOC_LOCK, token):
+        return S.ERR_BUSY_ALLOC
+    h = _new_locked(mem, L.MAP_MIN_CAP)
+    lock_release(mem, L.W_ALLOC_LOCK)
+    return h
+
+
+@kernel(T.int64(MEM, OUT, T.int64, BYTES, T.int64))
+def map_get(mem, out, h, key, ktag):
+    """Look ``key`` up without locking; return the value's tag, or a status.
+
+    ``out`` receives the payload word (bytes 0..8), the value's byte length (8..16) and, if they
+    fit, the value's bytes (from 16)."""
+    buf = mem.view(np.uint8)
+    ow = out.view(np.int64)
+    hv = hash_key(key, ktag, mem[L.W_HASH_SEED])
+    for _ in range(READ_RETRIES):
+        e = handle_resolve(mem, h, L.KIND_MAP)
+        if e < 0:
+            return e
+        mw = _map_words(mem, e)
+        if mw < 0:
+            return S.ERR_CORRUPT
+        v1 = load_acquire(mem, mw + L.M_VERSION)
+        t = load_acquire(mem, mw + L.M_TABLE)
+        cap = _table_cap(mem, t)
+        res = S.ERR_CORRUPT
+        if cap > 0:
+            i = _probe(mem, buf, t, cap, hv, key, ktag)
+            if i < 0:
+                res = S.ERR_NOT_FOUND if i > -(1 + cap) else S.ERR_CORRUPT
+            else:
+                eoff = (load_acquire(mem, t // 8 + 2 + i) & L.SLOT_OFF_MASK) << 3
+                ew = eoff // 8 + 1
+                vw = mem[ew + L.E_VAL]
+                vlen = vw >> 8
+                at = eoff + _ENTRY_HDR + _pad8(len(key))
+                if vlen >= 0 and block_ok(mem, at, vlen):
+                    ow[0] = mem[ew + L.E_PAYLOAD]
+                    ow[1] = vlen
+                    if 16 + vlen <= len(out):
+                        out[16:16 + vlen] = buf[at:at + vlen]
+                    res = vw & 0xFF
+        fence()
+        if load_acquire(mem, mw + L.M_VERSION) == v1:
+            return res
+    return S.ERR_RETRY
+
+
+@helper
+def _lock_both(mem, e, token):
+    if not lock_try(mem, e + L.H_LOCK, token):
+        return S.ERR_BUSY_OBJ
+    if not lock_try(mem, L.W_ALLOC_LOCK, token):
+        lock_release(mem, e + L.H_LOCK)
+        return S.ERR_BUSY_ALLOC
+    return 0
+
+
+@helper
+def _unlock_both(mem, e):
+    lock_release(mem, L.W_ALLOC_LOCK)
+    lock_release(mem, e + L.H_LOCK)
+
+
+@helper
+def _set_locked(mem, e, key, ktag, vtag, ipay, fpay, vdata):
+    buf = mem.view(np.uint8)
+    mw = _map_words(mem, e)
+    if mw < 0:
+        return S.ERR_CORRUPT
+    cap = _table_cap(mem, mem[mw + L.M_TABLE])
+    if cap < 0:
+        return S.ERR_CORRUPT
+    if (mem[mw + L.M_USED] + 1) * 4 > cap * 3:
+        r = _rebuild_locked(mem, mw, _cap_for(mem[mw + L.M_COUNT] + 1))
+        if r < 0:
+            return r
+    t = mem[mw + L.M_TABLE]
+    cap = mem[t // 8 + 1]
+    hv = hash_key(key, ktag, mem[L.W_HASH_SEED])
+    klen = len(key)
+    vlen = len(vdata)
+    eoff = alloc_locked(mem, L.E_WORDS * 8 + _pad8(klen) + vlen, L.TAG_ENTRY, 0)
+    if eoff < 0:
+        return eoff
+    ew = eoff // 8 + 1
+    mem[ew + L.E_HASH] = hv
+    mem[ew + L.E_KEY] = ktag | (klen << 8)
+    mem[ew + L.E_VAL] = vtag | (vlen << 8)
+    mem[ew + L.E_PAYLOAD] = float_to_bits(fpay) if vtag == L.V_FLOAT else ipay
+    bytes_put(buf, eoff + _ENTRY_HDR, key)
+    bytes_put(buf, eoff + _ENTRY_HDR + _pad8(klen), vdata)
+    tag = (hv >> (64 - (63 - L.SLOT_TAG_SHIFT))) & _TAG_MASK
+    word = (tag << L.SLOT_TAG_SHIFT) | (eoff >> 3)
+    sw = t // 8 + 2
+    i = _probe(mem, buf, t, cap, hv, key, ktag)
+    if i >= 0:
+        old = mem[sw + i]
+        store_release(mem, sw + i, word)         # publish the replacement
+        atomic_add(mem, mw + L.M_VERSION, 2)     # readers of the old entry retry ...
+        free_locked(mem, (old & L.SLOT_OFF_MASK) << 3)  # ... before it can be reused
+        return 0
+    ins = -i - 1
+    if ins >= cap:
+        free_locked(mem, eoff)
+        return S.ERR_CORRUPT
+    was = mem[sw + ins]
+    store_release(mem, sw + ins, word)  # publish the new entry
+    mem[mw + L.M_COUNT] += 1
+    if was == L.SLOT_EMPTY:
+        mem[mw + L.M_USED] += 1
+    return 1
+
+
+@kernel(T.int64(MEM, T.int64, T.int64, BYTES, T.int64, T.int64, T.int64, T.float64, BYTES))
+def map_set(mem, token, h, key, ktag, vtag, ipay, fpay, vdata):
+    """Set ``key`` to a value; 1 if the key is new, 0 if it replaced a value, or a status.
+
+    The payload word is ``fpay``'s bits for a float value, else ``ipay``; ``vdata`` holds the
+    value's bytes (str, bytes, pickles)."""
+    e = handle_resolve(mem, h, L.KIND_MAP)
+    if e < 0:
+        return e
+    r = _lock_both(mem, e, token)
+    if r < 0:
+        return r
+    r = _set_locked(mem, e, key, ktag, vtag, ipay, fpay, vdata)
+    _unlock_both(mem, e)
+    return r
+
+
+@helper
+def _delete_locked(mem, e, key, ktag):
+    buf = mem.view(np.uint8)
+    mw = _map_words(mem, e)
+    if mw < 0:
+        return S.ERR_CORRUPT
+    t = mem[mw + L.M_TABLE]
+    cap = _table_cap(mem, t)
+    if cap < 0:
+        return S.ERR_CORRUPT
+    hv = hash_key(key, ktag, mem[L.W_HASH_SEED])
+    i = _probe(mem, buf, t, cap, hv, key, ktag)
+    if i < 0:
+        return 0
+    sw = t // 8 + 2
+    old = mem[sw + i]
+    store_release(mem, sw + i, L.SLOT_TOMB)   # unlink
+    mem[mw + L.M_COUNT] -= 1
+    atomic_add(mem, mw + L.M_VERSION, 2)      # readers of the entry retry ...
+    free_locked(mem, (old & L.SLOT_OFF_MASK) << 3)  # ... before it can be reused
+    n = mem[mw + L.M_COUNT]
+    if cap > L.MAP_MIN_CAP and n * 8 < cap:
+        _rebuild_locked(mem, mw, _cap_for(n))  # shrink; on failure the map stays as it is
+    return 1
+
+
+@kernel(T.int64(MEM, T.int64, T.int64, BYTES, T.int64))
+def map_delete(mem, token, h, key, ktag):
+    """Remove ``key``; 1 if it was there, 0 if not, or a status."""
+    e = handle_resolve(mem, h, L.KIND_MAP)
+    if e < 0:
+        return e
+    r = _lock_both(mem, e, token)
+    if r < 0:
+        return r
+    r = _delete_locked(mem, e, key, ktag)
+    _unlock_both(mem, e)
+    return r
+
+
+@kernel(T.int64(MEM, T.int64))
+def map_len(mem, h):
+    e = handle_resolve(mem, h, L.KIND_MAP)
+    if e < 0:
+        return e
+    mw = _map_words(mem, e)
+    if mw < 0:
+        return S.ERR_CORRUPT
+    return max(0, load_acquire(mem, mw + L.M_COUNT))
+
+
+@kernel(T.int64(MEM, OUT, T.int64, T.int64))
+def map_dump(mem, out, h, with_values):
+    """Write a snapshot of the map's entries to ``out``; return the bytes it needs.
+
+    Records: ``[key tag | key len << 8, value tag | value len << 8, payload]`` as int64 words,
+    the key bytes padded to 8, and (if ``with_values``) the value bytes padded to 8.  Nothing is
+    written past ``len(out)``; a return value larger than ``len(out)`` asks for a bigger ``out``.
+    The snapshot is consistent: it is retried until no writer changed the map meanwhile."""
+    buf = mem.view(np.uint8)
+    ow = out.view(np.int64)
+    for _ in range(READ_RETRIES):
+        e = handle_resolve(mem, h, L.KIND_MAP)
+        if e < 0:
+            return e
+        mw = _map_words(mem, e)
+        if mw < 0:
+            return S.ERR_CORRUPT
+        v1 = load_acquire(mem, mw + L.M_VERSION)
+        t = load_acquire(mem, mw + L.M_TABLE)
+        cap = _table_cap(mem, t)
+        pos = 0 if cap > 0 else S.ERR_CORRUPT
+        for i in range(max(cap, 0)):
+            s = load_acquire(mem, t // 8 + 2 + i)
+            if s == L.SLOT_EMPTY or s == L.SLOT_TOMB:
+                continue
+            eoff = (s & L.SLOT_OFF_MASK) << 3
+            if not block_ok(mem, eoff, _ENTRY_HDR):
+                pos = S.ERR_CORRUPT
+                break
+            ew = eoff // 8 + 1
+            kw = mem[ew + L.E_KEY]
+            vw = mem[ew + L.E_VAL]
+            klen = _pad8(kw >> 8)
+            vlen = _pad8(vw >> 8) if with_values else 0
+            if kw < 0 or vw < 0 or not block_ok(mem, eoff, _ENTRY_HDR + klen + vlen):
+                pos = S.ERR_CORRUPT
+                break
+            if pos + 24 + klen + vlen <= len(out):
+                ow[pos // 8] = kw
+                ow[pos // 8 + 1] = vw
+                ow[pos // 8 + 2] = mem[ew + L.E_PAYLOAD]
+                at = eoff + _ENTRY_HDR
+                out[pos + 24:pos + 24 + klen + vlen] = buf[at:at + klen + vlen]
+            pos += 24 + klen + vlen
+        fence()
+        if load_acquire(mem, mw + L.M_VERSION) == v1:
+            return pos
+    return S.ERR_RETRY
+
+
+@kernel(T.int64(MEM, T.int64, T.int64))
+def map_drop(mem, token, h):
+    """Free map ``h``: its entries, table and header; the handle goes stale."""
+    e = handle_resolve(mem, h, L.KIND_MAP)
+    if e < 0:
+        return e
+    r = _lock_both(mem, e, token)
+    if r < 0:
+        return r
+    mw = _map_words(mem, e)
+    t = mem[mw + L.M_TABLE] if mw >= 0 else 0
+    cap = _table_cap(mem, t)
+    if mw < 0 or cap < 0:
+        _unlock_both(mem, e)
+        return S.ERR_CORRUPT
+    m = mem[e + L.H_VALUE]
+    handle_free_locked(mem, h, e)  # stale from here: readers stop at handle_resolve
+    atomic_add(mem, mw + L.M_VERSION, 2)
+    for i in range(cap):
+        s = mem[t // 8 + 2 + i]
+        if s != L.SLOT_EMPTY and s != L.SLOT_TOMB:
+            free_locked(mem, (s & L.SLOT_OFF_MASK) << 3)
+    free_locked(mem, t)
+    free_locked(mem, m)
+    lock_release(mem, L.W_ALLOC_LOCK)
+    lock_release(mem, e + L.H_LOCK)
+    return 0
+
+
+@kernel(T.int64(MEM, T.int64))
+def map_recount(mem, h):
+    """Repair after a writer died holding the map's lock: recount ``count`` and ``used``.
+
+    The caller holds the map's lock (taken over from the dead owner)."""
+    e = handle_resolve(mem, h, L.KIND_MAP)
+    if e < 0:
+        return e
+    mw = _map_words(mem, e)
+    if mw < 0:
+        return S.ERR_CORRUPT
+    t = mem[mw + L.M_TABLE]
+    cap = _table_cap(mem, t)
+    if cap < 0:
+        return S.ERR_CORRUPT
+    live = 0
+    used = 0
+    for i in range(cap):
+        s = mem[t // 8 + 2 + i]
+        if s != L.SLOT_EMPTY:
+            used += 1
+            if s != L.SLOT_TOMB:
+                live += 1
+    mem[mw + L.M_COUNT] = live
+    mem[mw + L.M_USED] = used
+    return live

@@ -1,0 +1,186 @@
+"""The binary format of a store: the one place where offsets and word layouts live.
+
+A store is one file (``/dev/shm/sharedstore.<name>`` or any path) of ``reserved`` bytes, made with
+``ftruncate`` and mapped once per process.  Only the first ``committed`` bytes are backed by
+memory (``posix_fallocate``); nothing beyond ``committed`` is ever read or written.  All numbers
+are little-endian int64 words; every offset is a byte offset from the start of the file.
+
+Header (bytes 0 .. 4096), word indices::
+
+    0  MAGIC        b"SHSTORE\\x01" as int64
+    1  VERSION      format version (FORMAT_VERSION)
+    2  RESERVED     file size in bytes (the reservation)
+    3  COMMITTED    bytes backed by memory; only grows (atomic max)
+    4  HASH_SEED    random per store; keys every hash so crafted keys cannot collide on purpose
+    5  ROOT         handle of the root map (named values)
+    6  ALLOC_LOCK   lock word of the allocator and handle table (see Locks)
+    7  HEAP_TOP     first never-allocated heap byte (bump pointer)
+    8  USED         bytes in live blocks
+    9  HT_COUNT     handle slots ever created
+    10 HT_FREE      1 + first free handle slot, 0 if none (list linked through entry word 0)
+    11 CREATED_NS   creation time, ns since the epoch
+    12 READY        1 once the creator finished initialising; attach refuses 0
+    16 .. 47        OBJECTS[kind]: live objects per kind
+    64 .. 319      CLASS_HEADS[c]: first free block of size class c, 0 if none
+
+Process table (bytes PROC_TABLE .. +PROC_MAX*32): entries of 4 words
+``[pid, gen, start_ticks, since_ns]``; ``pid == 0`` is a free entry.  ``gen`` counts
+registrations of the entry; a process's lock token is ``gen << 16 | (index + 1)``, so a token of
+a process that has gone (entry freed or re-registered) never matches a live entry again.
+
+Handle directory (bytes HT_DIR .. +HT_DIR_LEN*8): byte offset of each handle chunk's data.
+Each chunk holds HT_CHUNK entries of 4 words ``[value, meta, lock, seq]``:
+
+- ``value``: byte offset of the object's block, or the int64/float64 bits of an int/number;
+  for a free slot, 1 + the next free slot.
+- ``meta``: ``gen << 8 | kind``; ``kind == KIND_FREE`` for a free slot.  ``gen`` is bumped when
+  the slot is freed, so a stale handle never resolves; a slot whose gen would pass GEN_MAX is
+  retired, never reused.
+- ``lock``: the object's lock word (0 or the owner's token).
+- ``seq``: bumped by 2 after an object's block is replaced and before the old block is freed;
+  optimistic readers re-read it after copying (a seqlock without an odd state, so a writer
+  killed mid-write never leaves readers waiting).
+
+A handle is ``gen << 32 | slot`` (slot < 2**31, 1 <= gen <= GEN_MAX): a positive int64.
+
+Heap (bytes HEAP_START .. HEAP_TOP): contiguous blocks, each a header word
+``class | tag << 8 | ulen << 16`` followed by the data; a block of class c spans CLASS_SIZE[c]
+bytes including the header, except class CLASS_EXACT (handle chunks, never freed), which spans
+``8 + ulen`` bytes.  ``ulen`` is the block's own length field (a string's byte count);
+a free block has tag TAG_FREE and the next free block's offset in its first data word.
+
+Locks: a lock word holds 0 or the owner's token; it is taken with compare-and-swap and
+released with a store of 0, always within one kernel call.
+"""
+
+MAGIC = int.from_bytes(b"SHSTORE\x01", "little")
+FORMAT_VERSION = 1
+
+PAGE = 4096
+
+# header words
+W_MAGIC = 0
+W_VERSION = 1
+W_RESERVED = 2
+W_COMMITTED = 3
+W_HASH_SEED = 4
+W_ROOT = 5
+W_ALLOC_LOCK = 6
+W_HEAP_TOP = 7
+W_USED = 8
+W_HT_COUNT = 9
+W_HT_FREE = 10
+W_CREATED_NS = 11
+W_READY = 12
+W_OBJECTS = 16
+N_KINDS = 32
+W_CLASS_HEADS = 64
+N_CLASSES = 255
+CLASS_EXACT = 255  # class byte of an exact-size block (never freed): it spans 8 + ulen bytes
+
+# process table
+PROC_TABLE = 4096
+PROC_MAX = 1024
+PROC_WORDS = 4
+P_PID = 0
+P_GEN = 1
+P_START = 2
+P_SINCE = 3
+
+# handle table
+HT_DIR = 65536
+HT_DIR_LEN = 65536
+HT_CHUNK_SHIFT = 15
+HT_CHUNK = 1 << HT_CHUNK_SHIFT
+HT_WORDS = 4
+H_VALUE = 0
+H_META = 1
+H_LOCK = 2
+H_SEQ = 3
+SLOT_MAX = HT_DIR_LEN * HT_CHUNK  # 2**31
+GEN_MAX = (1 << 31) - 1
+
+HEAP_START = HT_DIR + HT_DIR_LEN * 8
+INITIAL_COMMIT = 2 << 20
+MIN_RESERVATION = 4 << 20
+
+# object kinds (handle meta low byte)
+KIND_FREE = 0
+KIND_STRING = 1
+KIND_INT = 2
+KIND_FLOAT = 3
+KIND_MAP = 4
+KIND_VECTOR = 5
+KIND_ARRAY = 6
+KIND_STRUCT = 7
+KIND_NAMES = {
+    KIND_STRING: "string",
+    KIND_INT: "integer",
+    KIND_FLOAT: "number",
+    KIND_MAP: "map",
+    KIND_VECTOR: "vector",
+    KIND_ARRAY: "array",
+    KIND_STRUCT: "struct",
+}
+
+# block tags (block header bits 8..15)
+TAG_FREE = 1
+TAG_STRING = 2
+TAG_MAP = 3
+TAG_TABLE = 4
+TAG_ENTRY = 5
+TAG_HCHUNK = 6
+TAG_NAMES = {
+    TAG_FREE: "free",
+    TAG_STRING: "string",
+    TAG_MAP: "map header",
+    TAG_TABLE: "map table",
+    TAG_ENTRY: "map entry",
+    TAG_HCHUNK: "handle chunk",
+}
+
+# size classes: 16..128 bytes in steps of 8, then four classes per doubling
+N_SMALL = 15
+
+
+def class_size(c: int) -> int:
+    """Bytes spanned by a block of size class ``c`` (header included)."""
+    if c < N_SMALL:
+        return 16 + 8 * c
+    j = c - N_SMALL
+    p = 7 + j // 4
+    return (1 << p) + (j % 4 + 1) * (1 << (p - 2))
+
+
+# map layout: a map object's block holds MAP_WORDS words
+M_TABLE = 0      # byte offset of the current table block
+M_COUNT = 1      # live entries
+M_USED = 2       # live entries + tombstones in the current table
+M_VERSION = 3    # bumped by 2 after an entry or table is unlinked and before it is freed
+MAP_WORDS = 4
+# a table block's data: [capacity, slot words...]; slot 0 = empty, 1 = tombstone, else
+# (hash tag << TAG_SHIFT) | (entry block offset >> 3)
+SLOT_EMPTY = 0
+SLOT_TOMB = 1
+SLOT_TAG_SHIFT = 45
+SLOT_OFF_MASK = (1 << SLOT_TAG_SHIFT) - 1
+MAP_MIN_CAP = 8
+# an entry block's data words: [hash, key tag | key len << 8, value tag | value len << 8,
+# value payload, key bytes (padded to 8), value bytes]
+E_HASH = 0
+E_KEY = 1
+E_VAL = 2
+E_PAYLOAD = 3
+E_WORDS = 4
+
+# value / key tags
+V_NONE = 1
+V_FALSE = 2
+V_TRUE = 3
+V_INT = 4
+V_FLOAT = 5
+V_STR = 6
+V_BYTES = 7
+V_REF = 8
+V_PICKLE = 9
+V_BIGINT = 10

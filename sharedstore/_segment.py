@@ -1,0 +1,152 @@
+"""The backing file of a store: name checks, create/open, map once, commit, unlink, processes.
+
+A store is one file sized with ``ftruncate`` to its reservation and mapped once per process with
+``MAP_SHARED``; it is never re-mapped, so views into it never move.  On tmpfs (``/dev/shm``) a
+sparse file costs nothing until its pages are touched.  Memory is *committed* with
+``posix_fallocate`` before the allocator hands it out: if the filesystem is full that call fails
+with ``ENOSPC`` (a :class:`StoreFullError`), where a write to an unbacked page would be a SIGBUS.
+
+We do not use ``multiprocessing.shared_memory``: before Python 3.13 its resource tracker unlinks
+segments that a child merely attached to.
+"""
+
+from __future__ import annotations
+
+import errno
+import mmap
+import os
+from pathlib import Path
+
+from . import _layout as L
+from .errors import InvalidNameError, StoreExistsError, StoreFullError, StoreNotFoundError, human_bytes
+
+SHM_DIR = Path("/dev/shm")
+PREFIX = "sharedstore."
+NAME_MAX = 200
+
+
+def check_name(name: str) -> str:
+    """Return ``name`` if it can name a store, else raise :class:`InvalidNameError`."""
+    if not isinstance(name, str):
+        raise InvalidNameError(f"a store name must be a str, not {type(name).__name__}")
+    if not name or len(name) > NAME_MAX or "/" in name or "\0" in name or name in (".", ".."):
+        raise InvalidNameError(
+            f"invalid store name {name!r}: use 1 to {NAME_MAX} characters, without '/' or NUL"
+        )
+    return name
+
+
+def shm_path(name: str) -> Path:
+    return SHM_DIR / (PREFIX + check_name(name))
+
+
+def list_names() -> list[str]:
+    """Names of the stores in ``/dev/shm``, sorted."""
+    try:
+        entries = os.listdir(SHM_DIR)
+    except FileNotFoundError:
+        return []
+    return sorted(e[len(PREFIX):] for e in entries if e.startswith(PREFIX))
+
+
+def default_reservation(directory: Path) -> int:
+    """As large as the filesystem holding ``directory``: its total size, whole pages."""
+    st = os.statvfs(directory)
+    size = st.f_blocks * st.f_frsize
+    return max(L.MIN_RESERVATION, size - size % L.PAGE)
+
+
+def create_file(path: Path, reserved: int, name: str) -> int:
+    """Create ``path`` exclusively with mode 0600 and size ``reserved``; return its fd."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        raise StoreExistsError(
+            f"store {name!r} exists already ({path}); attach to it with sharedstore.attach({name!r}) "
+            f"or remove it with sharedstore.unlink({name!r})"
+        ) from None
+    try:
+        os.fchmod(fd, 0o600)  # whatever the umask
+        os.ftruncate(fd, reserved)
+    except BaseException:
+        os.close(fd)
+        os.unlink(path)
+        raise
+    return fd
+
+
+def open_file(path: Path, name: str) -> int:
+    try:
+        return os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise StoreNotFoundError(
+            f"no store named {name!r} ({path}); create it with sharedstore.create({name!r})"
+        ) from None
+
+
+def map_file(fd: int, size: int) -> mmap.mmap:
+    return mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+
+
+def commit(fd: int, start: int, length: int, name: str, path: Path) -> None:
+    """Back ``start .. start+length`` of the file with memory, or raise :class:`StoreFullError`."""
+    try:
+        os.posix_fallocate(fd, start, length)
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EFBIG, errno.ENOMEM):
+            fs = "/dev/shm" if str(path).startswith(str(SHM_DIR)) else str(path.parent)
+            try:
+                st = os.statvfs(path.parent)
+                avail = f"{human_bytes(st.f_bavail * st.f_frsize)} free of {human_bytes(st.f_blocks * st.f_frsize)}"
+            except OSError:
+                avail = "size unknown"
+            raise StoreFullError(
+                f"store {name!r} is full: {fs} has no room for {human_bytes(length)} more "
+                f"({avail}); give the container a larger --shm-size, free space there, or create "
+                "the store with path= on a larger filesystem"
+            ) from None
+        raise
+
+
+def proc_start_ticks(pid: int) -> int:
+    """Start time of process ``pid`` in clock ticks since boot (0 if it cannot be read)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return 0
+    # the command name (field 2) may contain spaces and ')': split after its last ')'
+    fields = stat[stat.rfind(b")") + 2:].split()
+    try:
+        return int(fields[19])  # field 22 of proc(5)
+    except (IndexError, ValueError):
+        return 0
+
+
+def pid_alive(pid: int, start: int) -> bool:
+    """True if ``pid`` runs and (when ``start`` is known) is the process that started then."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by someone else
+    if start:
+        now = proc_start_ticks(pid)
+        if now and now != start:
+            return False  # the pid was reused by another process
+        if _is_zombie(pid):
+            return False
+    return True
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    fields = stat[stat.rfind(b")") + 2:].split()
+    return bool(fields) and fields[0] in (b"Z", b"X")

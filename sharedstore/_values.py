@@ -1,0 +1,110 @@
+"""How Python keys and values are encoded for the map kernels, and decoded back.
+
+Keys: ``str`` (UTF-8), ``bytes`` and ``int`` (8 bytes, little-endian; ``bool`` as int, so
+``m[True]`` and ``m[1]`` are one key as in a dict).  Values: ``None``, ``bool``, ``int`` (int64),
+``float`` stored natively; ``str`` and ``bytes`` as their bytes; refs as their handle; anything
+else (and ints beyond int64) pickled with protocol 5.
+"""
+
+from __future__ import annotations
+
+import pickle
+import struct
+
+import numpy as _np
+
+from . import _layout as L
+
+_EMPTY = b""
+_I64 = struct.Struct("<q")
+_F64 = struct.Struct("<d")
+
+
+def encode_key(key) -> tuple[bytes, int]:
+    t = type(key)
+    if t is str:
+        return key.encode("utf-8", "surrogatepass"), L.V_STR
+    if t is bytes:
+        return key, L.V_BYTES
+    if t is int or t is bool or isinstance(key, int):
+        try:
+            return int(key).to_bytes(8, "little", signed=True), L.V_INT
+        except OverflowError:
+            raise TypeError(f"int keys must fit in int64, got {key!r}") from None
+    if isinstance(key, str):
+        return str(key).encode("utf-8", "surrogatepass"), L.V_STR
+    if isinstance(key, (bytes, bytearray, memoryview)):
+        return bytes(key), L.V_BYTES
+    raise TypeError(f"map keys must be str, bytes or int, not {t.__name__} ({key!r})")
+
+
+def decode_key(tag: int, data: bytes):
+    if tag == L.V_STR:
+        return data.decode("utf-8", "surrogatepass")
+    if tag == L.V_BYTES:
+        return data
+    if tag == L.V_INT:
+        return int.from_bytes(data, "little", signed=True)
+    raise ValueError(f"unknown key tag {tag}")
+
+
+def encode_value(value, ref_base) -> tuple[int, int, float, bytes]:
+    """(tag, int payload, float payload, bytes) for ``value``."""
+    t = type(value)
+    if t is str:
+        return L.V_STR, 0, 0.0, value.encode("utf-8", "surrogatepass")
+    if t is float:
+        return L.V_FLOAT, 0, value, _EMPTY
+    if t is int:
+        if -(1 << 63) <= value < (1 << 63):
+            return L.V_INT, value, 0.0, _EMPTY
+        return L.V_PICKLE, 0, 0.0, pickle.dumps(value, protocol=5)
+    if value is None:
+        return L.V_NONE, 0, 0.0, _EMPTY
+    if t is bool:
+        return (L.V_TRUE if value else L.V_FALSE), 0, 0.0, _EMPTY
+    if t is bytes:
+        return L.V_BYTES, 0, 0.0, value
+    if isinstance(value, ref_base):
+        return L.V_REF, value.id, 0.0, _EMPTY
+    return L.V_PICKLE, 0, 0.0, pickle.dumps(value, protocol=5)
+
+
+def decode_value(store, tag: int, payload: int, data) -> object:
+    if tag == L.V_STR:
+        return bytes(data).decode("utf-8", "surrogatepass")
+    if tag == L.V_INT:
+        return payload
+    if tag == L.V_FLOAT:
+        return _float_from_bits(payload)
+    if tag == L.V_NONE:
+        return None
+    if tag == L.V_TRUE:
+        return True
+    if tag == L.V_FALSE:
+        return False
+    if tag == L.V_BYTES:
+        return bytes(data)
+    if tag == L.V_REF:
+        return store.ref(payload)
+    if tag == L.V_PICKLE:
+        return pickle.loads(data)
+    raise ValueError(f"unknown value tag {tag}")
+
+
+def _float_from_bits(bits: int) -> float:
+    return _F64.unpack(_I64.pack(bits))[0]
+
+
+def float_bits(x: float) -> int:
+    return _I64.unpack(_F64.pack(x))[0]
+
+
+
+def as_int64(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, _np.integer)):
+        raise TypeError(f"expected an int, got {type(value).__name__} ({value!r})")
+    value = int(value)
+    if not -(1 << 63) <= value < (1 << 63):
+        raise OverflowError(f"{value} does not fit in int64")
+    return value
