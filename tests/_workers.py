@@ -1,0 +1,69 @@
+"""Worker functions for the multi-process tests (module level, so they pickle under spawn)."""
+
+import os
+import signal
+import time
+
+import sharedstore as ss
+from sharedstore import _layout as L
+from sharedstore._kernels import heap as KH
+from sharedstore._kernels import locks as KL
+
+
+def add_many(store, int_id, num_id, n):
+    i = store.ref(int_id)
+    x = store.ref(num_id)
+    for _ in range(n):
+        i.add(1)
+        x.add(0.5)
+    return os.getpid()
+
+
+def read_greeting(store):
+    return store["greeting"].get()
+
+
+def write_back(store, key, text):
+    s = store.string(text)
+    store[key] = s
+    store[key + "-plain"] = {"pid": os.getpid(), "text": text}
+    return s.id
+
+
+def attach_and_add(name, int_id, n):
+    with ss.attach(name) as store:
+        ref = ss.IntRef(store, int_id)
+        for _ in range(n):
+            ref.add(1)
+
+
+def die_holding_lock(name, which, ready_id):
+    """Take a lock (the allocator's or the root map's) and die by SIGKILL while holding it."""
+    store = ss.attach(name)
+    word = L.W_ALLOC_LOCK if which == "alloc" else KH.handle_lock_word(store.mem, store.root.id)
+    assert KL.lock_acquire_nowait(store.mem, word, store._token) == 1
+    store.ref(ready_id).set(1)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def hold_lock_alive(name, ready_id, release_id, seconds):
+    """Take the allocator lock and keep it, alive, until told to release (or a timeout)."""
+    store = ss.attach(name)
+    assert KL.lock_acquire_nowait(store.mem, L.W_ALLOC_LOCK, store._token) == 1
+    store.ref(ready_id).set(1)
+    deadline = time.monotonic() + seconds
+    while store.ref(release_id).get() == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    KL.lock_release_owned(store.mem, L.W_ALLOC_LOCK, store._token)
+    store.close()
+
+
+def exit_without_close(name):
+    ss.attach(name)
+    os._exit(0)
+
+
+def map_writer(store, map_id, start, n):
+    m = store.ref(map_id)
+    for k in range(start, start + n):
+        m[f"key-{k}"] = k

@@ -1,0 +1,52 @@
+import os
+import uuid
+
+import pytest
+
+import sharedstore as ss
+
+SHM = "/dev/shm"
+
+
+def _shm_files():
+    try:
+        return set(os.listdir(SHM))
+    except FileNotFoundError:
+        return set()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shm_left_clean():
+    """The suite leaves /dev/shm as it found it."""
+    before = _shm_files()
+    yield
+    left = _shm_files() - before
+    assert not left, f"tests left files in /dev/shm: {sorted(left)}"
+
+
+def unique_name(prefix="test"):
+    return f"{prefix}-{os.getpid()}-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def name():
+    """A fresh store name; whatever store gets that name is unlinked at teardown."""
+    n = unique_name()
+    yield n
+    try:
+        ss.unlink(n)
+    except FileNotFoundError:
+        pass
+
+
+@pytest.fixture
+def store(name):
+    """A fresh store, closed and unlinked at teardown even if the test fails."""
+    s = ss.create(name)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+CONTEXTS = ["fork", "spawn", "forkserver"]
