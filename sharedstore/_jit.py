@@ -19,8 +19,10 @@ cache: slower to start, never a failure at import.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -101,9 +103,48 @@ if _CACHE and _KernelCacheLocator not in caching.CacheImpl._locator_classes:
 FLAGS = dict(nogil=True, cache=_CACHE, error_model="numpy", boundscheck=False)
 
 
-def kernel(*signature):
-    """Decorate a kernel: ``@kernel(sig)`` compiles eagerly with :data:`FLAGS`."""
-    return numba.njit(*signature, **FLAGS)
+class LazyKernel:
+    """A kernel compiled (or loaded from the cache) on first use, for a fast ``import``.
+
+    On first use it replaces itself in its module with the numba dispatcher, so later calls
+    through the module (``KM.map_get(...)``) cost nothing extra.  :func:`load_all` loads every
+    kernel: the process that creates a store calls it, so workers never compile (several
+    processes compiling one cold cache at once have crashed numba)."""
+
+    def __init__(self, signature, func):
+        self.signature = signature
+        self.py_func = func
+        self.dispatcher = None
+        functools.update_wrapper(self, func)
+
+    def load(self):
+        if self.dispatcher is None:
+            self.dispatcher = numba.njit(self.signature, **FLAGS)(self.py_func)
+            setattr(sys.modules[self.py_func.__module__], self.py_func.__name__, self.dispatcher)
+        return self.dispatcher
+
+    def __call__(self, *args):
+        return self.load()(*args)
+
+
+_KERNELS: list[LazyKernel] = []
+
+
+def kernel(signature):
+    """Decorate a kernel: ``@kernel(sig)``, compiled with :data:`FLAGS` on first use."""
+
+    def wrap(func):
+        k = LazyKernel(signature, func)
+        _KERNELS.append(k)
+        return k
+
+    return wrap
+
+
+def load_all() -> None:
+    """Compile or load from the cache every kernel defined so far."""
+    for k in _KERNELS:
+        k.load()
 
 
 def helper(func):

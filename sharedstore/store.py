@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _layout as L
+from . import _jit
 from . import _segment as seg
 from ._kernels import hashmap as KM
 from ._kernels import heap as KH
@@ -425,6 +426,7 @@ def create(name: str, size: int | None = None, *, path: str | os.PathLike | None
         If the filesystem cannot back even the store's header.
     """
     seg.check_name(name)
+    _jit.load_all()  # compile here, in the creator, before any worker starts
     p = _resolve(name, path)
     reserved = size if size is not None else seg.default_reservation(p.parent)
     if not isinstance(reserved, int) or isinstance(reserved, bool):
