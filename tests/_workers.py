@@ -67,3 +67,28 @@ def map_writer(store, map_id, start, n):
     m = store.ref(map_id)
     for k in range(start, start + n):
         m[f"key-{k}"] = k
+
+
+def churn_forever(store, map_id, counter_id, seed):
+    """Random writes until killed: map set/delete, string create/set/drop, integer adds."""
+    import random
+
+    rng = random.Random(seed)
+    m = store.ref(map_id)
+    counter = store.ref(counter_id)
+    strings = []
+    while True:
+        op = rng.random()
+        k = f"k{rng.randrange(500)}"
+        if op < 0.4:
+            m[k] = k * rng.randrange(1, 20)
+        elif op < 0.55:
+            m.delete(k)
+        elif op < 0.7:
+            strings.append(store.string("s" * rng.randrange(0, 2000)))
+        elif op < 0.8 and strings:
+            strings.pop(rng.randrange(len(strings))).drop()
+        elif op < 0.9 and strings:
+            strings[rng.randrange(len(strings))].set("t" * rng.randrange(0, 300))
+        else:
+            counter.add(1)
