@@ -92,3 +92,22 @@ def churn_forever(store, map_id, counter_id, seed):
             strings[rng.randrange(len(strings))].set("t" * rng.randrange(0, 300))
         else:
             counter.add(1)
+
+
+def map_reader(store, map_id, n, seconds, result_id):
+    """Read random keys while another process writes; count wrong values (must stay 0)."""
+    import random
+
+    m = store.ref(map_id)
+    rng = random.Random(os.getpid())
+    wrong = hits = 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        k = rng.randrange(n)
+        v = m.get(f"key-{k}")
+        if v is None:
+            continue
+        hits += 1
+        if v not in (k, f"value-{k}-" * 10):
+            wrong += 1
+    store.ref(result_id).set(wrong * 1_000_000_000 + hits)

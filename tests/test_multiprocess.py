@@ -132,3 +132,25 @@ def test_reused_pid_is_detected(store):
     assert store.string("taken over").get() == "taken over"
     assert KL.lock_owner(store.mem, L.W_ALLOC_LOCK) == 0
     assert 1 not in [w["pid"] for w in store.workers()]
+
+
+def test_reader_never_sees_torn_values_during_writes(store):
+    """One process writes (insert, replace, delete, resize) while another reads without locks."""
+    m = store.map()
+    result = store.integer(-1)
+    n = 3000
+    p = mp.get_context("fork").Process(target=W.map_reader, args=(store, m.id, n, 3.0, result.id))
+    p.start()
+    deadline = time.monotonic() + 2.5
+    rounds = 0
+    while time.monotonic() < deadline:
+        for k in range(n):
+            m[f"key-{k}"] = k if rounds % 2 else f"value-{k}-" * 10
+        for k in range(0, n, 3):
+            del m[f"key-{k}"]
+        rounds += 1
+    p.join(30)
+    assert p.exitcode == 0
+    wrong, hits = divmod(result.get(), 1_000_000_000)
+    assert wrong == 0
+    assert hits > 1000 and rounds >= 2
