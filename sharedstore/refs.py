@@ -21,6 +21,8 @@ from ._values import as_int64 as _int64
 from .errors import InvalidHandleError, raise_status
 
 _REC = struct.Struct("<qqq")
+_V_STR = L.V_STR
+_V_FLOAT = L.V_FLOAT
 
 
 class Ref:
@@ -203,9 +205,16 @@ class MapRef(Ref, MutableMapping):
     _kind = L.KIND_MAP
 
     def __getitem__(self, key):
-        kb, kt = encode_key(key)
+        if type(key) is str:
+            kb, kt = key.encode("utf-8", "surrogatepass"), _V_STR
+        else:
+            kb, kt = encode_key(key)
         s = self._store
-        out = s._out()
+        tls = s._tls
+        try:
+            out = tls.out
+        except AttributeError:
+            out = s._out()
         r = KM.map_get(s.mem, out, self._id, kb, kt)
         if r < 0:
             if r == S.ERR_NOT_FOUND:
@@ -214,12 +223,14 @@ class MapRef(Ref, MutableMapping):
                         self._id, passthrough=(S.ERR_NOT_FOUND,))
             if r == S.ERR_NOT_FOUND:
                 raise KeyError(key)
-        ow = out.view("<i8")
-        n = int(ow[1])
+        words = tls.words
+        if r <= _V_FLOAT:  # payload-only values: no bytes to copy out
+            return decode_value(s, r, int(words[0]), None)
+        n = int(words[1])
         if 16 + n > len(out):  # value larger than the scratch buffer: read it again, bigger
             s._out(16 + n)
             return self[key]
-        return decode_value(s, r, int(ow[0]), out[16:16 + n])
+        return decode_value(s, r, int(words[0]), out[16:16 + n])
 
     def __setitem__(self, key, value) -> None:
         kb, kt = encode_key(key)

@@ -158,11 +158,14 @@ class Store:
 
     # ------------------------------------------------------------------ kernel plumbing
     def _out(self, n: int = 256) -> np.ndarray:
-        """This thread's scratch buffer for kernel outputs, at least ``n`` bytes."""
+        """This thread's scratch buffer for kernel outputs, at least ``n`` bytes.
+
+        ``self._tls.out`` is the buffer and ``self._tls.words`` the same memory as int64."""
         out = getattr(self._tls, "out", None)
         if out is None or len(out) < n:
             out = np.empty(max(n, 256) + 7 & ~7, dtype=np.uint8)
             self._tls.out = out
+            self._tls.words = out.view(np.int64)
         return out
 
     def _slow(self, r: int, fn, args: tuple, what: str, h: int = 0, passthrough=(), hint: int = 0):
