@@ -1,0 +1,277 @@
+"""The command line, run in-process through ``sharedstore.cli.main``.
+
+Every test keeps its stores in a private directory (``shm_dir``): ``ls`` and ``gc`` then see
+only the test's own stores, and ``gc`` can never remove a store that belongs to someone else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import sharedstore as ss
+from sharedstore import _segment as seg
+from sharedstore.cli import HITS_PER_TASK, main
+
+
+@pytest.fixture
+def shm_dir(monkeypatch):
+    """A fresh directory on tmpfs that stands in for /dev/shm during the test."""
+    base = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    d = Path(tempfile.mkdtemp(prefix="sharedstore-cli-test-", dir=base))
+    monkeypatch.setattr(seg, "SHM_DIR", d)
+    try:
+        yield d
+        leftovers = sorted(p.name for p in d.iterdir())
+        assert not leftovers, f"the test left stores behind: {leftovers}"
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _unique(prefix: str) -> str:
+    return f"{prefix}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+@pytest.fixture
+def name(shm_dir):
+    """A store name no other test uses; the store is removed after the test if it is left."""
+    n = _unique("cli")
+    try:
+        yield n
+    finally:
+        try:
+            ss.unlink(n)
+        except ss.StoreNotFoundError:
+            pass
+
+
+@pytest.fixture
+def store(name):
+    """A small store made by this test process (it stays attached during the test)."""
+    s = ss.create(name, size=16 << 20)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def _create_in_subprocess(shm_dir: Path, name: str, how: str) -> None:
+    """Create store ``name`` in another process that ends without unlinking it: it exits
+    normally (``how="exit"``: it detaches at exit) or is killed (``"kill"``: it stays
+    registered as a dead process)."""
+    code = textwrap.dedent(f"""
+        import os, pathlib, signal
+        import sharedstore._segment as seg
+        seg.SHM_DIR = pathlib.Path({str(shm_dir)!r})
+        import sharedstore as ss
+        s = ss.create({name!r}, size=16 << 20)
+        s["left"] = "behind"
+        if {how!r} == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == (-9 if how == "kill" else 0), proc.stderr
+    assert name in ss.list_stores()
+
+
+def _one_line_error(err: str, *words: str) -> None:
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+    for w in words:
+        assert w in err
+
+
+# ---------------------------------------------------------------------- demo
+def test_demo_shares_values_between_workers_and_removes_its_store(shm_dir, capsys):
+    assert main(["demo", "--workers", "2", "--tasks", "2"]) == 0
+    out = capsys.readouterr().out
+    hits = 2 * HITS_PER_TASK
+    expected = f"(expected 2 x {HITS_PER_TASK:,} = {hits:,}: exact)"
+    assert f"hits      IntRef     {hits:,} {expected}" in out
+    assert "'Hello from the parent', read by 2 of 2 tasks" in out
+    assert "total     NumberRef  2.0 (expected 2.0)" in out
+    assert "task-0" in out and "task-1" in out
+    assert "(this process)" in out and "objects: " in out and "Elapsed: " in out
+    assert f"OK: hits is exactly {hits:,}" in out
+    assert "removed store 'demo-" in out
+    assert ss.list_stores() == []
+
+
+def test_demo_keep_leaves_a_store_info_can_read(shm_dir, capsys):
+    name = f"demo-{os.getpid()}"
+    try:
+        assert main(["demo", "--workers", "1", "--tasks", "1", "--keep"]) == 0
+        assert f"kept store {name!r}" in capsys.readouterr().out
+        assert main(["info", name, "--json"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        kinds = {v["key"]: v["kind"] for v in report["values"]}
+        assert kinds == {"greeting": "StringRef", "hits": "IntRef", "total": "NumberRef",
+                         "results": "MapRef"}
+        previews = {v["key"]: v["preview"] for v in report["values"]}
+        assert previews["hits"] == str(HITS_PER_TASK)
+        assert report["workers"] == []  # the demo and its workers detached
+    finally:
+        try:
+            ss.unlink(name)
+        except ss.StoreNotFoundError:
+            pass
+
+
+# ---------------------------------------------------------------------- ls
+def test_ls_with_no_stores(shm_dir, capsys):
+    assert main(["ls"]) == 0
+    assert capsys.readouterr().out.strip() == "no stores"
+    assert main(["ls", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+
+
+def test_ls_shows_sizes_values_and_attached_processes(store, capsys):
+    store["a"] = 1
+    store["b"] = store.string("x")
+    assert main(["ls"]) == 0
+    header, row = capsys.readouterr().out.strip().splitlines()
+    assert header.split() == ["NAME", "RESERVED", "COMMITTED", "USED", "WORKERS", "VALUES"]
+    assert row.startswith(store.name)
+    assert "16.0 MiB" in row
+    assert row.split()[-2:] == ["1", "2"]  # this test process; two named values
+
+    assert main(["ls", "--json"]) == 0
+    [entry] = json.loads(capsys.readouterr().out)
+    stats = store.stats()
+    assert entry["name"] == store.name
+    assert entry["reserved"] == 16 << 20
+    assert entry["committed"] == stats["committed"]
+    assert entry["used"] == stats["used"]
+    assert entry["workers"] == 1
+    assert entry["named_values"] == 2
+
+
+def test_ls_and_info_detach_afterwards(store, capsys):
+    assert main(["ls"]) == 0
+    assert main(["info", store.name]) == 0
+    capsys.readouterr()
+    assert [w["pid"] for w in store.workers()] == [os.getpid()]
+
+
+# ---------------------------------------------------------------------- info
+def test_info_lists_values_with_their_kind_and_the_workers(store, capsys):
+    store["greeting"] = store.string("Hello")
+    store["count"] = store.integer(41)
+    store["config"] = {"value": "Hello"}
+    store["array"] = np.arange(3.0)
+    store[b"raw"] = b"\x00"
+    store[7] = None
+    gone = store.integer(1)
+    store["gone"] = gone
+    gone.drop()
+
+    assert main(["info", store.name, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    kinds = {v["key"]: v["kind"] for v in report["values"]}
+    assert kinds == {
+        "greeting": "StringRef", "count": "IntRef", "config": "dict",
+        "array": "numpy.ndarray", "b'raw'": "bytes", 7: "NoneType", "gone": "dropped",
+    }
+    by_key = {v["key"]: v for v in report["values"]}
+    assert by_key["greeting"]["id"] == store["greeting"].id
+    assert by_key["greeting"]["preview"] == "'Hello'"
+    assert by_key["count"]["preview"] == "41"
+    assert report["stats"]["name"] == store.name
+    assert report["stats"]["named_values"] == 7
+    assert report["stats"]["workers"] == 1
+    assert [w["pid"] for w in report["workers"]] == [os.getpid()]
+
+    assert main(["info", store.name]) == 0
+    out = capsys.readouterr().out
+    assert f"store {store.name!r}" in out
+    assert "named values (7)" in out
+    assert "greeting  StringRef" in out
+    assert f"attached processes (1)\n  pid {os.getpid()}" in out
+
+
+def test_info_of_a_missing_store_is_one_line_on_stderr(name, capsys):
+    assert main(["info", name]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    _one_line_error(captured.err, name, "sharedstore info: error:")
+
+
+def test_info_of_a_bad_name_is_one_line_on_stderr(shm_dir, capsys):
+    assert main(["info", "a/b"]) == 1
+    _one_line_error(capsys.readouterr().err, "invalid store name")
+
+
+# ---------------------------------------------------------------------- rm
+def test_rm_removes_a_store(name, capsys):
+    ss.create(name, size=16 << 20).close()
+    assert main(["rm", name]) == 0
+    assert f"removed store {name!r}" in capsys.readouterr().out
+    assert name not in ss.list_stores()
+
+
+def test_rm_of_a_missing_store_returns_1(name, capsys):
+    assert main(["rm", name]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    _one_line_error(captured.err, name, "sharedstore rm: error:")
+
+
+# ---------------------------------------------------------------------- gc
+@pytest.mark.parametrize("how", ["exit", "kill"])
+def test_gc_removes_stores_whose_processes_are_all_gone(shm_dir, store, how, capsys):
+    abandoned = _unique("abandoned")
+    try:
+        _create_in_subprocess(shm_dir, abandoned, how)
+
+        assert main(["gc", "--dry-run"]) == 0
+        out = capsys.readouterr().out
+        assert f"would remove {abandoned!r}" in out
+        assert store.name not in out
+        assert set(ss.list_stores()) == {abandoned, store.name}
+
+        assert main(["gc"]) == 0
+        out = capsys.readouterr().out
+        assert f"removed {abandoned!r}" in out
+        assert "gc: removed 1 of 2 stores" in out
+        assert ss.list_stores() == [store.name]  # the test process is attached to it
+        assert [w["pid"] for w in store.workers()] == [os.getpid()]
+    finally:
+        try:
+            ss.unlink(abandoned)
+        except ss.StoreNotFoundError:
+            pass
+
+
+def test_gc_keeps_a_store_it_cannot_read(shm_dir, name, capsys):
+    (shm_dir / f"sharedstore.{name}").write_bytes(b"\0" * 4096)
+    assert main(["gc"]) == 0
+    captured = capsys.readouterr()
+    assert f"kept {name!r}" in captured.err
+    assert "gc: removed 0 of 1 store" in captured.out
+    assert ss.list_stores() == [name]
+
+
+# ---------------------------------------------------------------------- usage
+def test_usage_errors_return_2(shm_dir, capsys):
+    assert main(["demo", "--workers", "0"]) == 2
+    assert main([]) == 2
+    assert main(["frobnicate"]) == 2
+    assert "usage:" in capsys.readouterr().err
+
+
+def test_module_entry_point_runs():
+    proc = subprocess.run([sys.executable, "-m", "sharedstore", "--help"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0
+    for command in ("demo", "ls", "info", "rm", "gc"):
+        assert command in proc.stdout
