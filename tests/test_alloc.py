@@ -30,25 +30,23 @@ def test_million_string_churn_keeps_used_flat(store):
     assert st["handles"] <= 2
 
 
+def _random_churn(store, rng, steps):
+    """Random string creates and drops; drops every survivor at the end."""
+    live = []
+    for _ in range(steps):
+        if live and rng.random() < 0.5:
+            live.pop(int(rng.integers(len(live)))).drop()
+        else:
+            live.append(store.string("x" * int(rng.integers(0, 3000))))
+    for r in live:
+        r.drop()
+
+
 def test_mixed_churn_reuses_memory(store):
     rng = np.random.default_rng(0)
-    live = []
-    for _ in range(20_000):
-        if live and rng.random() < 0.5:
-            live.pop(int(rng.integers(len(live)))).drop()
-        else:
-            live.append(store.string("x" * int(rng.integers(0, 3000))))
-    for r in live:
-        r.drop()
-    live = []
+    _random_churn(store, rng, 20_000)
     base = store.stats()["used"]
-    for _ in range(20_000):
-        if live and rng.random() < 0.5:
-            live.pop(int(rng.integers(len(live)))).drop()
-        else:
-            live.append(store.string("x" * int(rng.integers(0, 3000))))
-    for r in live:
-        r.drop()
+    _random_churn(store, rng, 20_000)
     assert store.stats()["used"] == base
 
 

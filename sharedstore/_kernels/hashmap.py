@@ -165,6 +165,21 @@ def _map_words(mem, e):
 
 
 @helper
+def _read_begin(mem, h):
+    """Start an optimistic read of map ``h``: (header word index or a status, version, table
+    offset, table capacity or -1 if the table read is not well formed)."""
+    e = handle_resolve(mem, h, L.KIND_MAP)
+    if e < 0:
+        return e, 0, 0, -1
+    mw = _map_words(mem, e)
+    if mw < 0:
+        return S.ERR_CORRUPT, 0, 0, -1
+    v1 = load_acquire(mem, mw + L.M_VERSION)
+    t = load_acquire(mem, mw + L.M_TABLE)
+    return mw, v1, t, _table_cap(mem, t)
+
+
+@helper
 def _rebuild_locked(mem, mw, newcap):
     """Rehash the live entries into a fresh table of ``newcap`` slots (tombstones dropped)."""
     t = mem[mw + L.M_TABLE]
@@ -241,15 +256,9 @@ def map_get(mem, out, h, key, ktag):
     ow = out.view(np.int64)
     hv = hash_key(key, ktag, mem[L.W_HASH_SEED])
     for _ in range(READ_RETRIES):
-        e = handle_resolve(mem, h, L.KIND_MAP)
-        if e < 0:
-            return e
-        mw = _map_words(mem, e)
+        mw, v1, t, cap = _read_begin(mem, h)
         if mw < 0:
-            return S.ERR_CORRUPT
-        v1 = load_acquire(mem, mw + L.M_VERSION)
-        t = load_acquire(mem, mw + L.M_TABLE)
-        cap = _table_cap(mem, t)
+            return mw
         res = S.ERR_CORRUPT
         if cap > 0:
             i = _probe(mem, buf, t, cap, hv, key, ktag)
@@ -418,15 +427,9 @@ def map_dump(mem, out, h, with_values):
     buf = mem.view(np.uint8)
     ow = out.view(np.int64)
     for _ in range(READ_RETRIES):
-        e = handle_resolve(mem, h, L.KIND_MAP)
-        if e < 0:
-            return e
-        mw = _map_words(mem, e)
+        mw, v1, t, cap = _read_begin(mem, h)
         if mw < 0:
-            return S.ERR_CORRUPT
-        v1 = load_acquire(mem, mw + L.M_VERSION)
-        t = load_acquire(mem, mw + L.M_TABLE)
-        cap = _table_cap(mem, t)
+            return mw
         pos = 0 if cap > 0 else S.ERR_CORRUPT
         for i in range(max(cap, 0)):
             s = load_acquire(mem, t // 8 + 2 + i)
