@@ -156,3 +156,5 @@ def helper(func):
 MEM = numba.types.int64[::1]
 OUT = numba.types.uint8[::1]
 BYTES = numba.types.Bytes(numba.types.uint8, 1, "C", readonly=True)
+RO_BYTES = numba.types.Array(numba.types.uint8, 1, "C", readonly=True)
+WORDS = numba.types.int64[::1]

@@ -37,7 +37,7 @@ Each chunk holds HT_CHUNK entries of 4 words ``[value, meta, lock, seq]``:
   the slot is freed, so a stale handle never resolves; a slot whose gen would pass GEN_MAX is
   retired, never reused.
 - ``lock``: the object's lock word (0 or the owner's token).
-- ``seq``: bumped by 2 after an object's block is replaced and before the old block is freed;
+- ``seq``: bumped by 2 after a string's block is replaced and before the old block is freed;
   optimistic readers re-read it after copying (a seqlock without an odd state, so a writer
   killed mid-write never leaves readers waiting).
 
@@ -156,7 +156,7 @@ def class_size(c: int) -> int:
 M_TABLE = 0      # byte offset of the current table block
 M_COUNT = 1      # live entries
 M_USED = 2       # live entries + tombstones in the current table
-M_VERSION = 3    # bumped by 2 after an entry or table is unlinked and before it is freed
+M_VERSION = 3    # bumped by 2 after every change is published and before anything is freed
 MAP_WORDS = 4
 # a table block's data: [capacity, slot words...]; slot 0 = empty, 1 = tombstone, else
 # (hash tag << TAG_SHIFT) | (entry block offset >> 3)
@@ -165,13 +165,13 @@ SLOT_TOMB = 1
 SLOT_TAG_SHIFT = 45
 SLOT_OFF_MASK = (1 << SLOT_TAG_SHIFT) - 1
 MAP_MIN_CAP = 8
-# an entry block's data words: [hash, key tag | key len << 8, value tag | value len << 8,
-# value payload, key bytes (padded to 8), value bytes]
-E_HASH = 0
-E_KEY = 1
-E_VAL = 2
-E_PAYLOAD = 3
-E_WORDS = 4
+# an entry block: its header's ulen is the value's byte length; its data words are
+# [key tag | value tag << 8 | key len << 16, value payload], then the key bytes (padded to 8),
+# then the value bytes.  The hash is not stored: a resize recomputes it from the key bytes.
+E_META = 0
+E_PAYLOAD = 1
+E_WORDS = 2
+KEY_MAX = (1 << 40) - 1
 
 # value / key tags
 V_NONE = 1
@@ -183,4 +183,4 @@ V_STR = 6
 V_BYTES = 7
 V_REF = 8
 V_PICKLE = 9
-V_BIGINT = 10
+V_ARRAY = 10

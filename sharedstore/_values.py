@@ -8,6 +8,7 @@ else (and ints beyond int64) pickled with protocol 5.
 
 from __future__ import annotations
 
+import ast
 import pickle
 import struct
 
@@ -50,6 +51,8 @@ def decode_key(tag: int, data: bytes):
 
 def encode_value(value, ref_base) -> tuple[int, int, float, bytes]:
     """(tag, int payload, float payload, bytes) for ``value``."""
+    if isinstance(value, _np.ndarray) and not value.dtype.hasobject:
+        return L.V_ARRAY, 0, 0.0, encode_array(value)
     t = type(value)
     if t is str:
         return L.V_STR, 0, 0.0, value.encode("utf-8", "surrogatepass")
@@ -89,7 +92,31 @@ def decode_value(store, tag: int, payload: int, data) -> object:
         return store.ref(payload)
     if tag == L.V_PICKLE:
         return pickle.loads(data)
+    if tag == L.V_ARRAY:
+        return decode_array(data)
     raise ValueError(f"unknown value tag {tag}")
+
+
+#: the fixed part of a stored array: header length (uint32) then the header, padded to 16
+_ARRAY_ALIGN = 16
+
+
+def encode_array(a: _np.ndarray) -> bytes:
+    """An array as bytes: a small header (dtype descr and shape) then its C-order data."""
+    meta = repr((_np.lib.format.dtype_to_descr(a.dtype), a.shape)).encode()
+    head = len(meta).to_bytes(4, "little") + meta
+    head += b"\0" * (-len(head) % _ARRAY_ALIGN)
+    return head + _np.ascontiguousarray(a).tobytes()
+
+
+def decode_array(data) -> _np.ndarray:
+    """A fresh, writable array from :func:`encode_array`'s bytes."""
+    mv = memoryview(data)
+    n = int.from_bytes(mv[:4], "little")
+    descr, shape = ast.literal_eval(bytes(mv[4:4 + n]).decode())
+    start = 4 + n + (-(4 + n) % _ARRAY_ALIGN)
+    dtype = _np.lib.format.descr_to_dtype(descr)
+    return _np.frombuffer(mv[start:], dtype=dtype).reshape(shape).copy()
 
 
 def _float_from_bits(bits: int) -> float:

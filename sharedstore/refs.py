@@ -8,8 +8,11 @@ any ref in any process, raises :class:`UseAfterFreeError`, also after its slot h
 
 from __future__ import annotations
 
+import pickle
 import struct
-from collections.abc import MutableMapping
+from collections.abc import ItemsView, Mapping, MutableMapping, ValuesView
+
+import numpy as np
 
 from . import _layout as L
 from ._kernels import hashmap as KM
@@ -20,9 +23,11 @@ from ._values import _float_from_bits, decode_key, decode_value, encode_key, enc
 from ._values import as_int64 as _int64
 from .errors import InvalidHandleError, raise_status
 
-_REC = struct.Struct("<qqq")
+_REC = struct.Struct("<qqqq")
 _V_STR = L.V_STR
 _V_FLOAT = L.V_FLOAT
+_V_PICKLE = L.V_PICKLE
+_V_ARRAY = L.V_ARRAY
 
 
 class Ref:
@@ -198,75 +203,128 @@ class IntRef(_ScalarRef):
     __index__ = __int__
 
 
+class _MapCache:
+    """What this process read from one map, valid while the map's version word is unchanged.
+
+    Every write to a map bumps its version (after publishing, before freeing), so a read cache
+    checked against that word on each access is never stale; the handle's meta word is checked
+    too, so a dropped map is never served from the cache.  Only immutable values are kept
+    (pickled values as their bytes, unpickled on every read); at most MAX entries."""
+
+    __slots__ = ("vw", "mw", "meta", "seen", "d")
+    MAX = 1 << 20
+
+    def __init__(self, vw: int, mw: int, meta: int):
+        self.vw, self.mw, self.meta = vw, mw, meta
+        self.seen = -1
+        self.d = {}
+
+
+class _Pickled:
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes):
+        self.data = data
+
+
+_UNCACHED = object()
+_MISSING = object()
+_CACHEABLE = (type(None), bool, int, float, str, bytes)
+
+
+class _ItemsView(ItemsView):
+    def __iter__(self):
+        return iter(self._mapping._dump(True))
+
+
+class _ValuesView(ValuesView):
+    def __iter__(self):
+        return (v for _, v in self._mapping._dump(True))
+
+
 class MapRef(Ref, MutableMapping):
-    """A shared hash map: str, bytes or int keys; any values.  Readers never lock."""
+    """A shared hash map: str, bytes or int keys; any values.  Readers never lock.
+
+    Values: None, bool, int64, float, str and bytes are stored as themselves, numpy arrays as
+    typed blocks (read back as new arrays), refs as their handles (read back as refs), anything
+    else pickled.  Replacing or deleting a value frees what the map stored for it; the objects
+    refs point to stay (``drop(recursive=True)`` drops them too)."""
 
     __slots__ = ()
     _kind = L.KIND_MAP
 
+    # ---------------------------------------------------------------- reads
+    def _cache(self) -> _MapCache:
+        s = self._store
+        vw, mw = KM.map_version_word(s.mem, self._id)
+        if vw < 0:
+            self._fail(vw, "get")
+        c = s._caches[self._id] = _MapCache(vw, mw, s._words[mw])
+        return c
+
     def __getitem__(self, key):
-        if type(key) is str:
+        s = self._store
+        c = s._caches.get(self._id) or self._cache()
+        words = s._words
+        ver = words[c.vw]
+        tk = type(key)
+        if tk is str or tk is int or tk is bytes:
+            if ver == c.seen and words[c.mw] == c.meta:
+                v = c.d.get(key, _UNCACHED)
+                if v is not _UNCACHED:
+                    if v is _MISSING:
+                        raise KeyError(key)
+                    if v.__class__ is _Pickled:
+                        return pickle.loads(v.data)
+                    return v
+            elif words[c.mw] == c.meta:
+                c.d.clear()
+                c.seen = ver
+            else:
+                ver = -2  # dropped (or not a map any more): no caching; the kernel says why
+        else:
+            ver = -2
+        if tk is str:
             kb, kt = key.encode("utf-8", "surrogatepass"), _V_STR
         else:
             kb, kt = encode_key(key)
-        s = self._store
-        tls = s._tls
-        try:
-            out = tls.out
-        except AttributeError:
+        out = s._tls.__dict__.get("out")
+        if out is None:
             out = s._out()
         r = KM.map_get(s.mem, out, self._id, kb, kt)
         if r < 0:
+            if r == S.ERR_SCRATCH:
+                s._out(int(s._tls.words[2]))
+                return self[key]
+            if r != S.ERR_NOT_FOUND:
+                r = s._slow(r, KM.map_get, (s.mem, out, self._id, kb, kt), "map get",
+                            self._id, passthrough=(S.ERR_NOT_FOUND, S.ERR_SCRATCH))
+                if r == S.ERR_SCRATCH:
+                    return self[key]
             if r == S.ERR_NOT_FOUND:
+                if ver == c.seen and words[c.vw] == ver and len(c.d) < c.MAX:
+                    c.d[key] = _MISSING
                 raise KeyError(key)
-            r = s._slow(r, KM.map_get, (s.mem, out, self._id, kb, kt), "map get",
-                        self._id, passthrough=(S.ERR_NOT_FOUND,))
-            if r == S.ERR_NOT_FOUND:
-                raise KeyError(key)
-        words = tls.words
+        w = s._tls.words
         if r <= _V_FLOAT:  # payload-only values: no bytes to copy out
-            return decode_value(s, r, int(words[0]), None)
-        n = int(words[1])
-        if 16 + n > len(out):  # value larger than the scratch buffer: read it again, bigger
-            s._out(16 + n)
-            return self[key]
-        return decode_value(s, r, int(words[0]), out[16:16 + n])
-
-    def __setitem__(self, key, value) -> None:
-        kb, kt = encode_key(key)
-        vt, ip, fp, data = encode_value(value, Ref)
-        s = self._store
-        args = (s.mem, s._token, self._id, kb, kt, vt, ip, fp, data)
-        r = KM.map_set(*args)
-        if r < 0:
-            s._slow(r, KM.map_set, args, "map set", self._id, hint=len(kb) + len(data))
-
-    def __delitem__(self, key) -> None:
-        if not self.delete(key):
-            raise KeyError(key)
-
-    def delete(self, key) -> bool:
-        """Remove ``key``; True if it was there."""
-        kb, kt = encode_key(key)
-        s = self._store
-        args = (s.mem, s._token, self._id, kb, kt)
-        r = KM.map_delete(*args)
-        if r < 0:
-            r = s._slow(r, KM.map_delete, args, "map delete", self._id)
-        return bool(r)
+            value = decode_value(s, r, int(w[1]), None)
+        else:
+            value = decode_value(s, r, int(w[1]), out[24:24 + int(w[2])])
+        if ver == c.seen and words[c.vw] == ver and len(c.d) < c.MAX:
+            if r == _V_PICKLE:
+                c.d[key] = _Pickled(out[24:24 + int(w[2])].tobytes())
+            elif r != _V_ARRAY:
+                c.d[key] = value
+        return value
 
     def __contains__(self, key) -> bool:
         try:
-            kb, kt = encode_key(key)
+            self[key]
+        except KeyError:
+            return False
         except TypeError:
             return False
-        s = self._store
-        out = s._out()
-        r = KM.map_get(s.mem, out, self._id, kb, kt)
-        if r < 0 and r != S.ERR_NOT_FOUND:
-            r = s._slow(r, KM.map_get, (s.mem, out, self._id, kb, kt), "map contains",
-                        self._id, passthrough=(S.ERR_NOT_FOUND,))
-        return r != S.ERR_NOT_FOUND
+        return True
 
     def get(self, key, default=None):
         try:
@@ -274,11 +332,39 @@ class MapRef(Ref, MutableMapping):
         except KeyError:
             return default
 
-    def set(self, key, value) -> None:
-        """``m[key] = value`` (seed 1's name)."""
-        self[key] = value
-
-    add = set
+    def get_many(self, keys, default=None) -> list:
+        """The values of ``keys`` (``default`` for missing ones), looked up in one kernel call."""
+        keys = list(keys)
+        if not keys:
+            return []
+        encoded = [encode_key(k) for k in keys]
+        blob = b"".join(kb for kb, _ in encoded)
+        offs = np.zeros(len(keys) + 1, dtype=np.int64)
+        np.cumsum([len(kb) for kb, _ in encoded], out=offs[1:])
+        tags = np.array([kt for _, kt in encoded], dtype=np.int64)
+        blob_a = np.frombuffer(blob, dtype=np.uint8)
+        s = self._store
+        out = s._out(len(keys) * 24 + 64)
+        while True:
+            args = (s.mem, out, self._id, blob_a, offs, tags)
+            n = KM.map_get_many(*args)
+            if n < 0:
+                n = s._slow(n, KM.map_get_many, args, "map get_many", self._id)
+            if n <= len(out):
+                break
+            out = s._out(n)
+        words = out.view(np.int64)
+        res = []
+        pos = 0
+        for _ in keys:
+            tag, payload, vlen = (int(x) for x in words[pos // 8:pos // 8 + 3])
+            pos += 24
+            if tag == S.ERR_NOT_FOUND:
+                res.append(default)
+                continue
+            res.append(decode_value(s, tag, payload, out[pos:pos + vlen]))
+            pos += (vlen + 7) & ~7
+        return res
 
     def __len__(self) -> int:
         r = KM.map_len(self._store.mem, self._id)
@@ -302,14 +388,14 @@ class MapRef(Ref, MutableMapping):
         res = []
         pos = 0
         while pos < n:
-            kw, vw, payload = _REC.unpack_from(buf, pos)
-            klen, vlen = kw >> 8, vw >> 8
-            pos += 24
+            kw, vtag, payload, vlen = _REC.unpack_from(buf, pos)
+            klen = kw >> 8
+            pos += 32
             key = decode_key(kw & 0xFF, buf[pos:pos + klen])
             pos += (klen + 7) & ~7
             value = None
             if with_values:
-                value = decode_value(s, vw & 0xFF, payload, buf[pos:pos + vlen])
+                value = decode_value(s, vtag, payload, buf[pos:pos + vlen])
                 pos += (vlen + 7) & ~7
             res.append((key, value))
         return res
@@ -319,16 +405,145 @@ class MapRef(Ref, MutableMapping):
         return iter([k for k, _ in self._dump(False)])
 
     def items(self):
-        return self._dump(True)
+        """A view of the items; iterating it reads one consistent snapshot."""
+        return _ItemsView(self)
 
     def values(self):
-        return [v for _, v in self._dump(True)]
+        """A view of the values; iterating it reads one consistent snapshot."""
+        return _ValuesView(self)
 
-    def drop(self) -> None:
-        """Free the map and the values it stores (not the objects its refs point to)."""
+    # ---------------------------------------------------------------- writes
+    def __setitem__(self, key, value) -> None:
+        if type(key) is str:
+            kb, kt = key.encode("utf-8", "surrogatepass"), _V_STR
+        else:
+            kb, kt = encode_key(key)
+        vt, ip, fp, data = encode_value(value, Ref)
+        s = self._store
+        args = (s.mem, s._token, self._id, kb, kt, vt, ip, fp, data)
+        r = KM.map_set(*args)
+        if r < 0:
+            s._slow(r, KM.map_set, args, "map set", self._id, hint=len(kb) + len(data))
+
+    def set(self, key, value) -> None:
+        """``m[key] = value`` (seed 1's name)."""
+        self[key] = value
+
+    add = set
+
+    def set_many(self, keys, values) -> int:
+        """Set ``keys[i]`` to ``values[i]`` for all ``i`` in one kernel call; return how many
+        keys were new."""
+        keys = list(keys)
+        values = list(values)
+        if len(keys) != len(values):
+            raise ValueError(f"set_many got {len(keys)} keys but {len(values)} values")
+        if not keys:
+            return 0
+        recs = np.empty(len(keys) * KM.SET_REC, dtype=np.int64)
+        parts = []
+        pos = 0
+        for i, (k, v) in enumerate(zip(keys, values)):
+            kb, kt = encode_key(k)
+            vt, ip, fp, data = encode_value(v, Ref)
+            if vt == _V_FLOAT:
+                ip = float_bits(fp)
+            recs[i * 7:i * 7 + 7] = (pos, len(kb), kt, vt, ip, pos + len(kb), len(data))
+            parts.append(kb)
+            parts.append(data)
+            pos += len(kb) + len(data)
+        blob = np.frombuffer(b"".join(parts) or b"\0", dtype=np.uint8)
+        s = self._store
+        progress = np.zeros(1, dtype=np.int64)
+        added = 0
+        deadline = None
+        while True:
+            r = KM.map_set_many(s.mem, s._token, self._id, blob, recs, progress)
+            if r >= 0:
+                return added + r
+            added += 0  # items stored before the status are counted on the call that resumes
+            deadline = s._recover(r, "map set_many", self._id, hint=pos, deadline=deadline)
+
+    def update(self, other=(), /, **kwargs) -> None:
+        """Like ``dict.update``, storing everything in one kernel call."""
+        if isinstance(other, Mapping):
+            items = list(other.items())
+        elif hasattr(other, "keys"):
+            items = [(k, other[k]) for k in other.keys()]
+        else:
+            items = list(other)
+        items += kwargs.items()
+        if items:
+            self.set_many([k for k, _ in items], [v for _, v in items])
+
+    def __delitem__(self, key) -> None:
+        if not self.delete(key):
+            raise KeyError(key)
+
+    def delete(self, key) -> bool:
+        """Remove ``key``; True if it was there."""
+        kb, kt = encode_key(key)
+        s = self._store
+        args = (s.mem, s._token, self._id, kb, kt)
+        r = KM.map_delete(*args)
+        if r < 0:
+            r = s._slow(r, KM.map_delete, args, "map delete", self._id)
+        return bool(r)
+
+    def pop(self, key, *default):
+        """Remove ``key`` and return its value (or ``default`` if given and the key is missing)."""
+        if len(default) > 1:
+            raise TypeError(f"pop expected at most 2 arguments, got {1 + len(default)}")
+        try:
+            value = self[key]
+        except KeyError:
+            if default:
+                return default[0]
+            raise
+        self.delete(key)
+        return value
+
+    def popitem(self):
+        """Remove and return some ``(key, value)`` pair; KeyError if the map is empty."""
+        for key in self:
+            try:
+                return key, self.pop(key)
+            except KeyError:
+                continue  # removed by another process meanwhile
+        raise KeyError("popitem(): map is empty")
+
+    def clear(self) -> None:
+        """Remove every key, in one kernel call."""
+        s = self._store
+        args = (s.mem, s._token, self._id)
+        r = KM.map_clear(*args)
+        if r < 0:
+            s._slow(r, KM.map_clear, args, "map clear", self._id)
+
+    def drop(self, recursive: bool = False) -> None:
+        """Free the map and the values it stores.  The objects its refs point to stay, unless
+        ``recursive``: then they are dropped too (maps recursively; each object once)."""
+        if recursive:
+            self._drop_tree(set())
+        else:
+            self._drop_one()
+
+    def _drop_tree(self, seen: set) -> None:
+        seen.add(self._id)
+        for _, v in self._dump(True):
+            if isinstance(v, Ref) and v._id not in seen:
+                seen.add(v._id)
+                if isinstance(v, MapRef):
+                    v._drop_tree(seen)
+                else:
+                    v.drop()
+        self._drop_one()
+
+    def _drop_one(self) -> None:
         s = self._store
         args = (s.mem, s._token, self._id)
         r = KM.map_drop(*args)
+        s._caches.pop(self._id, None)
         if r < 0:
             s._slow(r, KM.map_drop, args, "MapRef.drop()", self._id)
 

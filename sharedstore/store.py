@@ -64,6 +64,8 @@ class Store:
         self._fd = fd
         self._mm = mm
         self._mem = np.frombuffer(mm, dtype=np.int64)
+        self._words = memoryview(mm).cast("q")  # the same words, read as Python ints (caches)
+        self._caches = {}  # map id -> refs._MapCache: what this process read, while still valid
         self._created = created
         self._creator_pid = os.getpid()
         self._pid = os.getpid()
@@ -120,6 +122,8 @@ class Store:
                     del _open[str(self.path)]
             self._mem = None  # a kernel called with None fails with TypeError, never reads
             self._root = None
+            self._caches.clear()
+            self._words.release()
             try:
                 self._mm.close()
             except BufferError:
@@ -173,24 +177,33 @@ class Store:
         locks, retry; return the first result that is not negative (or is in ``passthrough``)."""
         deadline = None
         while True:
-            if r == S.ERR_COMMIT:
-                self._grow(hint)
-            elif r in (S.ERR_BUSY_ALLOC, S.ERR_BUSY_OBJ, S.ERR_RETRY):
-                if deadline is None:
-                    deadline = time.monotonic() + self.lock_timeout
-                if r == S.ERR_BUSY_ALLOC:
-                    self._unblock(L.W_ALLOC_LOCK, 0, deadline, what)
-                elif r == S.ERR_BUSY_OBJ:
-                    self._unblock(self._lock_word(h), h, deadline, what)
-                elif time.monotonic() > deadline:
-                    raise_status(r, what, store=self)
-            elif r in passthrough:
+            if r in passthrough:
                 return r
-            else:
-                raise_status(r, what, store=self)
+            deadline = self._recover(r, what, h, hint, deadline)
             r = fn(*args)
             if r >= 0 or r in passthrough:
                 return r
+
+    def _recover(self, r: int, what: str, h: int = 0, hint: int = 0, deadline=None):
+        """Do what a kernel's status ``r`` asks before the call is repeated, or raise.
+
+        Commits more memory (ERR_COMMIT); waits for a live lock owner or takes the lock over
+        from a dead one (ERR_BUSY_*); lets an optimistic read try again (ERR_RETRY).  Returns
+        the deadline for the lock waits of this operation (pass it back on the next call)."""
+        if r == S.ERR_COMMIT:
+            self._grow(hint)
+            return deadline
+        if r not in (S.ERR_BUSY_ALLOC, S.ERR_BUSY_OBJ, S.ERR_RETRY):
+            raise_status(r, what, store=self)
+        if deadline is None:
+            deadline = time.monotonic() + self.lock_timeout
+        if r == S.ERR_BUSY_ALLOC:
+            self._unblock(L.W_ALLOC_LOCK, 0, deadline, what)
+        elif r == S.ERR_BUSY_OBJ:
+            self._unblock(self._lock_word(h), h, deadline, what)
+        elif time.monotonic() > deadline:
+            raise_status(r, what, store=self)
+        return deadline
 
     def _lock_word(self, h: int) -> int:
         w = KH.handle_lock_word(self._mem, h)
@@ -305,10 +318,16 @@ class Store:
         return self._root
 
     def __getitem__(self, key):
-        return self.root[key]
+        root = self._root
+        if root is None:
+            raise StoreClosedError(f"store {self.name!r} is closed in this process")
+        return root[key]
 
     def __setitem__(self, key, value) -> None:
-        self.root[key] = value
+        root = self._root
+        if root is None:
+            raise StoreClosedError(f"store {self.name!r} is closed in this process")
+        root[key] = value
 
     def __delitem__(self, key) -> None:
         del self.root[key]
@@ -321,24 +340,6 @@ class Store:
 
     def __iter__(self):
         return iter(self.root)
-
-    def keys(self):
-        return self.root.keys()
-
-    def values(self):
-        return self.root.values()
-
-    def items(self):
-        return self.root.items()
-
-    def set(self, key, value) -> None:
-        self.root.set(key, value)
-
-    def get(self, key, default=None):
-        return self.root.get(key, default)
-
-    def delete(self, key) -> bool:
-        return self.root.delete(key)
 
     # ------------------------------------------------------------------ introspection
     def _used(self) -> int:
@@ -397,6 +398,22 @@ class Store:
             if not seg.pid_alive(pid, start) and KH.proc_reap(mem, int(i), pid):
                 n += 1
         return n
+
+
+def _delegate(name: str):
+    def method(self, *args, **kwargs):
+        return getattr(self.root, name)(*args, **kwargs)
+
+    method.__name__ = name
+    method.__qualname__ = f"Store.{name}"
+    method.__doc__ = f"Same as ``store.root.{name}(...)``: see :meth:`MapRef.{name}`."
+    return method
+
+
+# the store is a mapping of named values: everything else a map does, its root map does for it
+for _name in ("keys", "values", "items", "get", "set", "add", "delete", "pop", "popitem",
+              "setdefault", "update", "clear", "get_many", "set_many"):
+    setattr(Store, _name, _delegate(_name))
 
 
 def _utf8(value) -> bytes:

@@ -3,28 +3,34 @@
 A map object's block holds ``[table, count, used, version]`` (``_layout.M_*``); its table block
 holds ``[capacity, slot...]``.  A slot word is empty (0), a tombstone (1), or
 ``tag << SLOT_TAG_SHIFT | entry_offset >> 3`` with ``tag`` 18 high bits of the key's hash, so most
-mismatches are rejected without touching the entry.  An entry block holds the hash, the key's
-tag and length, the value's tag, length and payload word, then the key bytes and value bytes.
+mismatches are rejected without touching the entry.  An entry block holds one word with the key
+and value tags and the key length, the value's payload word, the key bytes and the value bytes
+(the value's length is the block header's ``ulen``).
 
 Writers hold the map's lock (its handle entry's lock word) and the allocator lock.  Readers take
 no lock: they read ``version``, probe, copy the value out, and accept the result only if
 ``version`` is unchanged.  Writers keep the invariants readers rely on:
 
 - an entry (or a new table) is fully written before one release-store publishes it;
-- ``version`` is bumped by 2 after an entry or table is unlinked and *before* it is freed, so a
-  reader that may have read freed memory always sees ``version`` move;
+- ``version`` is bumped by 2 after every change is published and *before* anything unlinked is
+  freed, so a reader that may have read freed memory always sees ``version`` move (and a
+  process-local cache keyed on ``version`` knows when to forget);
 - every offset a reader takes from shared memory is bounds-checked before it is followed, and
   every probe loop is bounded by the table's capacity.
 
 No state is ever "odd": a writer killed at any instant leaves readers nothing to wait for, at
 worst a leaked block and a stale ``count`` that :func:`map_recount` repairs.
+
+Output records (``map_get``, ``map_get_many``, ``map_dump``) are int64 words
+``[tag, payload, value length]`` (``map_dump`` adds ``key tag | key length << 8`` first), then the
+key bytes and/or value bytes, each padded to 8.
 """
 
 import numpy as np
 from numba import types as T
 
 from .. import _layout as L
-from .._jit import BYTES, MEM, OUT, helper, kernel
+from .._jit import BYTES, MEM, OUT, RO_BYTES, WORDS, helper, kernel
 from . import status as S
 from .atomics import atomic_add, fence, float_to_bits, load_acquire, store_release
 from .heap import (
@@ -39,8 +45,10 @@ from .heap import (
 from .locks import lock_release, lock_try
 
 READ_RETRIES = 100000
-_TAG_MASK = (1 << (63 - L.SLOT_TAG_SHIFT)) - 1
+_TAG_BITS = 63 - L.SLOT_TAG_SHIFT
+_TAG_MASK = (1 << _TAG_BITS) - 1
 _ENTRY_HDR = 8 + L.E_WORDS * 8  # block header + entry words: key bytes start here
+REC_WORDS = 3  # output record header: [tag, payload, value length]
 
 _P0 = np.uint64(0xA0761D6478BD642F)
 _P1 = np.uint64(0xE7037ED1A0B428DB)
@@ -50,6 +58,7 @@ _M32 = np.uint64(0xFFFFFFFF)
 _S32 = np.uint64(32)
 
 
+# ---------------------------------------------------------------------------- hashing
 @helper
 def _mum(a, b):
     """Fold the 128-bit product of two uint64s to 64 bits (hi ^ lo)."""
@@ -89,11 +98,23 @@ def hash_key(key, ktag, seed):
     return np.int64(_mum(h ^ _P2, s ^ _P1))
 
 
+@kernel(T.int64(BYTES, T.int64, T.int64))
+def hash_bytes(key, ktag, seed):
+    """The map hash of ``key`` under ``seed`` (for tests and tools)."""
+    return hash_key(key, ktag, seed)
+
+
+@helper
+def _slot_tag(hv):
+    return (hv >> (64 - _TAG_BITS)) & _TAG_MASK
+
+
 @helper
 def _pad8(n):
     return (n + 7) & ~7
 
 
+# ---------------------------------------------------------------------------- structure
 @helper
 def _table_cap(mem, t):
     """Capacity of table block ``t`` if it is well formed and in bounds, else -1."""
@@ -106,15 +127,30 @@ def _table_cap(mem, t):
 
 
 @helper
-def _key_eq(mem, buf, eoff, hv, key, ktag):
+def _map_words(mem, e):
+    """Word index of the map header data for handle entry ``e``, or -1 if out of bounds."""
+    m = load_acquire(mem, e + L.H_VALUE)
+    if not block_ok(mem, m, 8 + L.MAP_WORDS * 8):
+        return -1
+    return m // 8 + 1
+
+
+@helper
+def _entry_key_len(mem, eoff):
+    """Key length of entry ``eoff``, or -1 if the entry is out of bounds."""
     if not block_ok(mem, eoff, _ENTRY_HDR):
-        return False
-    ew = eoff // 8 + 1
-    kw = mem[ew + L.E_KEY]
+        return -1
+    klen = mem[eoff // 8 + 1 + L.E_META] >> 16
+    if klen < 0 or not block_ok(mem, eoff, _ENTRY_HDR + _pad8(klen) + (mem[eoff // 8] >> 16)):
+        return -1
+    return klen
+
+
+@helper
+def _key_eq(mem, buf, eoff, key, ktag):
     n = len(key)
-    if mem[ew + L.E_HASH] != hv or kw != (ktag | (n << 8)):
-        return False
-    if not block_ok(mem, eoff, _ENTRY_HDR + n):
+    klen = _entry_key_len(mem, eoff)
+    if klen != n or (mem[eoff // 8 + 1 + L.E_META] & 0xFF) != ktag:
         return False
     at = eoff + _ENTRY_HDR
     for i in range(n):
@@ -128,7 +164,7 @@ def _probe(mem, buf, t, cap, hv, key, ktag):
     """Slot index holding ``key``, or -(1 + index where it would be inserted) if absent.
 
     Returns ``-(1 + cap)`` if the key is absent and the table has no free slot (corrupt)."""
-    tag = (hv >> (64 - (63 - L.SLOT_TAG_SHIFT))) & _TAG_MASK
+    tag = _slot_tag(hv)
     sw = t // 8 + 2
     i = hv & (cap - 1)
     ins = -1
@@ -140,7 +176,7 @@ def _probe(mem, buf, t, cap, hv, key, ktag):
             if ins < 0:
                 ins = i
         elif (s >> L.SLOT_TAG_SHIFT) == tag and _key_eq(
-            mem, buf, (s & L.SLOT_OFF_MASK) << 3, hv, key, ktag
+            mem, buf, (s & L.SLOT_OFF_MASK) << 3, key, ktag
         ):
             return i
         i = (i + 1) & (cap - 1)
@@ -153,15 +189,6 @@ def _cap_for(n):
     while cap < 2 * n:
         cap *= 2
     return cap
-
-
-@helper
-def _map_words(mem, e):
-    """Word index of map header data for handle entry ``e``, or -1 if out of bounds."""
-    m = load_acquire(mem, e + L.H_VALUE)
-    if not block_ok(mem, m, 8 + L.MAP_WORDS * 8):
-        return -1
-    return m // 8 + 1
 
 
 @helper
@@ -180,18 +207,34 @@ def _read_begin(mem, h):
 
 
 @helper
-def _rebuild_locked(mem, mw, newcap):
+def _read_ok(mem, mw, v1):
+    """End an optimistic read: True if no writer changed the map since it began."""
+    fence()
+    return load_acquire(mem, mw + L.M_VERSION) == v1
+
+
+@helper
+def _new_table_locked(mem, cap):
+    t = alloc_locked(mem, 8 + cap * 8, L.TAG_TABLE, 0)
+    if t >= 0:
+        tw = t // 8 + 1
+        mem[tw] = cap
+        mem[tw + 1:tw + 1 + cap] = 0
+    return t
+
+
+@helper
+def _rebuild_locked(mem, buf, mw, newcap):
     """Rehash the live entries into a fresh table of ``newcap`` slots (tombstones dropped)."""
     t = mem[mw + L.M_TABLE]
     cap = _table_cap(mem, t)
     if cap < 0:
         return S.ERR_CORRUPT
-    nt = alloc_locked(mem, 8 + newcap * 8, L.TAG_TABLE, 0)
+    nt = _new_table_locked(mem, newcap)
     if nt < 0:
         return nt
-    ntw = nt // 8 + 1
-    mem[ntw] = newcap
-    mem[ntw + 1:ntw + 1 + newcap] = 0
+    ntw = nt // 8 + 2
+    seed = mem[L.W_HASH_SEED]
     sw = t // 8 + 2
     n = 0
     for i in range(cap):
@@ -199,10 +242,16 @@ def _rebuild_locked(mem, mw, newcap):
         if s == L.SLOT_EMPTY or s == L.SLOT_TOMB:
             continue
         eoff = (s & L.SLOT_OFF_MASK) << 3
-        j = mem[eoff // 8 + 1 + L.E_HASH] & (newcap - 1)
-        while mem[ntw + 1 + j] != L.SLOT_EMPTY:
+        klen = _entry_key_len(mem, eoff)
+        if klen < 0:
+            free_locked(mem, nt)
+            return S.ERR_CORRUPT
+        at = eoff + _ENTRY_HDR
+        hv = hash_key(buf[at:at + klen], mem[eoff // 8 + 1 + L.E_META] & 0xFF, seed)
+        j = hv & (newcap - 1)
+        while mem[ntw + j] != L.SLOT_EMPTY:
             j = (j + 1) & (newcap - 1)
-        mem[ntw + 1 + j] = s
+        mem[ntw + j] = s
         n += 1
     store_release(mem, mw + L.M_TABLE, nt)  # publish the new table
     mem[mw + L.M_COUNT] = n
@@ -213,196 +262,127 @@ def _rebuild_locked(mem, mw, newcap):
 
 
 @helper
-def _new_locked(mem, cap):
-    m = alloc_locked(mem, L.MAP_WORDS * 8, L.TAG_MAP, 0)
-    if m < 0:
-        return m
-    t = alloc_locked(mem, 8 + cap * 8, L.TAG_TABLE, 0)
-    if t < 0:
-        free_locked(mem, m)
-        return t
-    tw = t // 8 + 1
-    mem[tw] = cap
-    mem[tw + 1:tw + 1 + cap] = 0
-    mw = m // 8 + 1
-    mem[mw + L.M_TABLE] = t
-    mem[mw + L.M_COUNT] = 0
-    mem[mw + L.M_USED] = 0
-    mem[mw + L.M_VERSION] = 0
-    h = handle_new_locked(mem, L.KIND_MAP, m)
-    if h < 0:
-        free_locked(mem, t)
-        free_locked(mem, m)
-    return h
+def _lock_map(mem, h, token):
+    """Resolve map ``h`` and take its lock and the allocator lock: its entry word or a status."""
+    e = handle_resolve(mem, h, L.KIND_MAP)
+    if e < 0:
+        return e
+    if not lock_try(mem, e + L.H_LOCK, token):
+        return S.ERR_BUSY_OBJ
+    if not lock_try(mem, L.W_ALLOC_LOCK, token):
+        lock_release(mem, e + L.H_LOCK)
+        return S.ERR_BUSY_ALLOC
+    if _map_words(mem, e) < 0:
+        _unlock_map(mem, e)
+        return S.ERR_CORRUPT
+    return e
 
 
+@helper
+def _unlock_map(mem, e):
+    lock_release(mem, L.W_ALLOC_LOCK)
+    lock_release(mem, e + L.H_LOCK)
+
+
+# ---------------------------------------------------------------------------- create
 @kernel(T.int64(MEM, T.int64))
 def map_new(mem, token):
     """New empty map; its handle or a status."""
     if not lock_try(mem, L.W_ALLOC_LOCK, token):
         return S.ERR_BUSY_ALLOC
-    h = _new_locked(mem, L.MAP_MIN_CAP)
+    h = S.ERR_COMMIT
+    m = alloc_locked(mem, L.MAP_WORDS * 8, L.TAG_MAP, 0)
+    if m < 0:
+        h = m
+    else:
+        t = _new_table_locked(mem, L.MAP_MIN_CAP)
+        if t < 0:
+            free_locked(mem, m)
+            h = t
+        else:
+            mw = m // 8 + 1
+            mem[mw + L.M_TABLE] = t
+            mem[mw + L.M_COUNT] = 0
+            mem[mw + L.M_USED] = 0
+            mem[mw + L.M_VERSION] = 0
+            h = handle_new_locked(mem, L.KIND_MAP, m)
+            if h < 0:
+                free_locked(mem, t)
+                free_locked(mem, m)
     lock_release(mem, L.W_ALLOC_LOCK)
     return h
+
+
+# ---------------------------------------------------------------------------- reads
+@helper
+def _get_into(mem, buf, h, key, ktag, out, pos):
+    """Look ``key`` up without locking and write its record to ``out[pos:]``.
+
+    Returns (value tag or status, bytes the record takes).  The value bytes are copied only if
+    the whole record fits in ``out``."""
+    ow = out.view(np.int64)
+    for _ in range(READ_RETRIES):
+        mw, v1, t, cap = _read_begin(mem, h)
+        if mw < 0:
+            return mw, 0
+        res = S.ERR_CORRUPT
+        size = 0
+        if cap > 0:
+            i = _probe(mem, buf, t, cap, hash_key(key, ktag, mem[L.W_HASH_SEED]), key, ktag)
+            if i < 0:
+                res = S.ERR_NOT_FOUND if i > -(1 + cap) else S.ERR_CORRUPT
+            else:
+                eoff = (load_acquire(mem, t // 8 + 2 + i) & L.SLOT_OFF_MASK) << 3
+                klen = _entry_key_len(mem, eoff)
+                if klen >= 0:
+                    vlen = mem[eoff // 8] >> 16
+                    size = REC_WORDS * 8 + _pad8(vlen)
+                    if pos + size <= len(out):
+                        ow[pos // 8] = mem[eoff // 8 + 1 + L.E_META] >> 8 & 0xFF
+                        ow[pos // 8 + 1] = mem[eoff // 8 + 1 + L.E_PAYLOAD]
+                        ow[pos // 8 + 2] = vlen
+                        at = eoff + _ENTRY_HDR + _pad8(klen)
+                        out[pos + 24:pos + 24 + vlen] = buf[at:at + vlen]
+                    res = mem[eoff // 8 + 1 + L.E_META] >> 8 & 0xFF
+        if _read_ok(mem, mw, v1):
+            return res, size
+    return S.ERR_RETRY, 0
 
 
 @kernel(T.int64(MEM, OUT, T.int64, BYTES, T.int64))
 def map_get(mem, out, h, key, ktag):
     """Look ``key`` up without locking; return the value's tag, or a status.
 
-    ``out`` receives the payload word (bytes 0..8), the value's byte length (8..16) and, if they
-    fit, the value's bytes (from 16)."""
+    ``out`` receives one record ``[tag, payload, value length]`` + the value bytes; if the
+    value does not fit, only the returned tag tells it was found: ``map_value_size`` says how
+    big ``out`` must be."""
+    res, size = _get_into(mem, mem.view(np.uint8), h, key, ktag, out, 0)
+    if res > 0 and size > len(out):
+        out.view(np.int64)[2] = size  # too small: report the size needed in place of the length
+        return S.ERR_SCRATCH
+    return res
+
+
+@kernel(T.int64(MEM, OUT, T.int64, RO_BYTES, WORDS, WORDS))
+def map_get_many(mem, out, h, blob, koffs, ktags):
+    """Look up keys ``blob[koffs[i]:koffs[i+1]]`` (tags ``ktags[i]``); records go to ``out``
+    one after another (a missing key's record has tag ERR_NOT_FOUND).  Returns the bytes all
+    records need; nothing is lost if that exceeds ``len(out)``: call again with a bigger one."""
     buf = mem.view(np.uint8)
     ow = out.view(np.int64)
-    hv = hash_key(key, ktag, mem[L.W_HASH_SEED])
-    for _ in range(READ_RETRIES):
-        mw, v1, t, cap = _read_begin(mem, h)
-        if mw < 0:
-            return mw
-        res = S.ERR_CORRUPT
-        if cap > 0:
-            i = _probe(mem, buf, t, cap, hv, key, ktag)
-            if i < 0:
-                res = S.ERR_NOT_FOUND if i > -(1 + cap) else S.ERR_CORRUPT
-            else:
-                eoff = (load_acquire(mem, t // 8 + 2 + i) & L.SLOT_OFF_MASK) << 3
-                ew = eoff // 8 + 1
-                vw = mem[ew + L.E_VAL]
-                vlen = vw >> 8
-                at = eoff + _ENTRY_HDR + _pad8(len(key))
-                if vlen >= 0 and block_ok(mem, at, vlen):
-                    ow[0] = mem[ew + L.E_PAYLOAD]
-                    ow[1] = vlen
-                    if 16 + vlen <= len(out):
-                        out[16:16 + vlen] = buf[at:at + vlen]
-                    res = vw & 0xFF
-        fence()
-        if load_acquire(mem, mw + L.M_VERSION) == v1:
+    pos = 0
+    for i in range(len(ktags)):
+        res, size = _get_into(mem, buf, h, blob[koffs[i]:koffs[i + 1]], ktags[i], out, pos)
+        if res < 0 and res != S.ERR_NOT_FOUND:
             return res
-    return S.ERR_RETRY
-
-
-@helper
-def _lock_both(mem, e, token):
-    if not lock_try(mem, e + L.H_LOCK, token):
-        return S.ERR_BUSY_OBJ
-    if not lock_try(mem, L.W_ALLOC_LOCK, token):
-        lock_release(mem, e + L.H_LOCK)
-        return S.ERR_BUSY_ALLOC
-    return 0
-
-
-@helper
-def _unlock_both(mem, e):
-    lock_release(mem, L.W_ALLOC_LOCK)
-    lock_release(mem, e + L.H_LOCK)
-
-
-@helper
-def _set_locked(mem, e, key, ktag, vtag, ipay, fpay, vdata):
-    buf = mem.view(np.uint8)
-    mw = _map_words(mem, e)
-    if mw < 0:
-        return S.ERR_CORRUPT
-    cap = _table_cap(mem, mem[mw + L.M_TABLE])
-    if cap < 0:
-        return S.ERR_CORRUPT
-    if (mem[mw + L.M_USED] + 1) * 4 > cap * 3:
-        r = _rebuild_locked(mem, mw, _cap_for(mem[mw + L.M_COUNT] + 1))
-        if r < 0:
-            return r
-    t = mem[mw + L.M_TABLE]
-    cap = mem[t // 8 + 1]
-    hv = hash_key(key, ktag, mem[L.W_HASH_SEED])
-    klen = len(key)
-    vlen = len(vdata)
-    eoff = alloc_locked(mem, L.E_WORDS * 8 + _pad8(klen) + vlen, L.TAG_ENTRY, 0)
-    if eoff < 0:
-        return eoff
-    ew = eoff // 8 + 1
-    mem[ew + L.E_HASH] = hv
-    mem[ew + L.E_KEY] = ktag | (klen << 8)
-    mem[ew + L.E_VAL] = vtag | (vlen << 8)
-    mem[ew + L.E_PAYLOAD] = float_to_bits(fpay) if vtag == L.V_FLOAT else ipay
-    bytes_put(buf, eoff + _ENTRY_HDR, key)
-    bytes_put(buf, eoff + _ENTRY_HDR + _pad8(klen), vdata)
-    tag = (hv >> (64 - (63 - L.SLOT_TAG_SHIFT))) & _TAG_MASK
-    word = (tag << L.SLOT_TAG_SHIFT) | (eoff >> 3)
-    sw = t // 8 + 2
-    i = _probe(mem, buf, t, cap, hv, key, ktag)
-    if i >= 0:
-        old = mem[sw + i]
-        store_release(mem, sw + i, word)         # publish the replacement
-        atomic_add(mem, mw + L.M_VERSION, 2)     # readers of the old entry retry ...
-        free_locked(mem, (old & L.SLOT_OFF_MASK) << 3)  # ... before it can be reused
-        return 0
-    ins = -i - 1
-    if ins >= cap:
-        free_locked(mem, eoff)
-        return S.ERR_CORRUPT
-    was = mem[sw + ins]
-    store_release(mem, sw + ins, word)  # publish the new entry
-    mem[mw + L.M_COUNT] += 1
-    if was == L.SLOT_EMPTY:
-        mem[mw + L.M_USED] += 1
-    return 1
-
-
-@kernel(T.int64(MEM, T.int64, T.int64, BYTES, T.int64, T.int64, T.int64, T.float64, BYTES))
-def map_set(mem, token, h, key, ktag, vtag, ipay, fpay, vdata):
-    """Set ``key`` to a value; 1 if the key is new, 0 if it replaced a value, or a status.
-
-    The payload word is ``fpay``'s bits for a float value, else ``ipay``; ``vdata`` holds the
-    value's bytes (str, bytes, pickles)."""
-    e = handle_resolve(mem, h, L.KIND_MAP)
-    if e < 0:
-        return e
-    r = _lock_both(mem, e, token)
-    if r < 0:
-        return r
-    r = _set_locked(mem, e, key, ktag, vtag, ipay, fpay, vdata)
-    _unlock_both(mem, e)
-    return r
-
-
-@helper
-def _delete_locked(mem, e, key, ktag):
-    buf = mem.view(np.uint8)
-    mw = _map_words(mem, e)
-    if mw < 0:
-        return S.ERR_CORRUPT
-    t = mem[mw + L.M_TABLE]
-    cap = _table_cap(mem, t)
-    if cap < 0:
-        return S.ERR_CORRUPT
-    hv = hash_key(key, ktag, mem[L.W_HASH_SEED])
-    i = _probe(mem, buf, t, cap, hv, key, ktag)
-    if i < 0:
-        return 0
-    sw = t // 8 + 2
-    old = mem[sw + i]
-    store_release(mem, sw + i, L.SLOT_TOMB)   # unlink
-    mem[mw + L.M_COUNT] -= 1
-    atomic_add(mem, mw + L.M_VERSION, 2)      # readers of the entry retry ...
-    free_locked(mem, (old & L.SLOT_OFF_MASK) << 3)  # ... before it can be reused
-    n = mem[mw + L.M_COUNT]
-    if cap > L.MAP_MIN_CAP and n * 8 < cap:
-        _rebuild_locked(mem, mw, _cap_for(n))  # shrink; on failure the map stays as it is
-    return 1
-
-
-@kernel(T.int64(MEM, T.int64, T.int64, BYTES, T.int64))
-def map_delete(mem, token, h, key, ktag):
-    """Remove ``key``; 1 if it was there, 0 if not, or a status."""
-    e = handle_resolve(mem, h, L.KIND_MAP)
-    if e < 0:
-        return e
-    r = _lock_both(mem, e, token)
-    if r < 0:
-        return r
-    r = _delete_locked(mem, e, key, ktag)
-    _unlock_both(mem, e)
-    return r
+        if res == S.ERR_NOT_FOUND:
+            size = REC_WORDS * 8
+            if pos + size <= len(out):
+                ow[pos // 8] = res
+                ow[pos // 8 + 1] = 0
+                ow[pos // 8 + 2] = 0
+        pos += size
+    return pos
 
 
 @kernel(T.int64(MEM, T.int64))
@@ -416,14 +396,28 @@ def map_len(mem, h):
     return max(0, load_acquire(mem, mw + L.M_COUNT))
 
 
+@kernel(T.UniTuple(T.int64, 2)(MEM, T.int64))
+def map_version_word(mem, h):
+    """(word index of map ``h``'s version counter, word index of its handle's meta word).
+
+    A process may cache what it read from the map while both words keep their values."""
+    e = handle_resolve(mem, h, L.KIND_MAP)
+    if e < 0:
+        return e, 0
+    mw = _map_words(mem, e)
+    if mw < 0:
+        return S.ERR_CORRUPT, 0
+    return mw + L.M_VERSION, e + L.H_META
+
+
 @kernel(T.int64(MEM, OUT, T.int64, T.int64))
 def map_dump(mem, out, h, with_values):
     """Write a snapshot of the map's entries to ``out``; return the bytes it needs.
 
-    Records: ``[key tag | key len << 8, value tag | value len << 8, payload]`` as int64 words,
-    the key bytes padded to 8, and (if ``with_values``) the value bytes padded to 8.  Nothing is
-    written past ``len(out)``; a return value larger than ``len(out)`` asks for a bigger ``out``.
-    The snapshot is consistent: it is retried until no writer changed the map meanwhile."""
+    Records: ``[key tag | key length << 8, value tag, payload, value length]``, the key bytes
+    padded to 8, and (if ``with_values``) the value bytes padded to 8.  Nothing is written past
+    ``len(out)``; a return value larger than ``len(out)`` asks for a bigger ``out``.  The
+    snapshot is consistent: it is retried until no writer changed the map meanwhile."""
     buf = mem.view(np.uint8)
     ow = out.view(np.int64)
     for _ in range(READ_RETRIES):
@@ -436,56 +430,209 @@ def map_dump(mem, out, h, with_values):
             if s == L.SLOT_EMPTY or s == L.SLOT_TOMB:
                 continue
             eoff = (s & L.SLOT_OFF_MASK) << 3
-            if not block_ok(mem, eoff, _ENTRY_HDR):
+            klen = _entry_key_len(mem, eoff)
+            if klen < 0:
                 pos = S.ERR_CORRUPT
                 break
-            ew = eoff // 8 + 1
-            kw = mem[ew + L.E_KEY]
-            vw = mem[ew + L.E_VAL]
-            klen = _pad8(kw >> 8)
-            vlen = _pad8(vw >> 8) if with_values else 0
-            if kw < 0 or vw < 0 or not block_ok(mem, eoff, _ENTRY_HDR + klen + vlen):
-                pos = S.ERR_CORRUPT
-                break
-            if pos + 24 + klen + vlen <= len(out):
-                ow[pos // 8] = kw
-                ow[pos // 8 + 1] = vw
-                ow[pos // 8 + 2] = mem[ew + L.E_PAYLOAD]
+            vlen = mem[eoff // 8] >> 16
+            meta = mem[eoff // 8 + 1 + L.E_META]
+            vbytes = _pad8(vlen) if with_values else 0
+            size = 32 + _pad8(klen) + vbytes
+            if pos + size <= len(out):
+                ow[pos // 8] = (meta & 0xFF) | (klen << 8)
+                ow[pos // 8 + 1] = meta >> 8 & 0xFF
+                ow[pos // 8 + 2] = mem[eoff // 8 + 1 + L.E_PAYLOAD]
+                ow[pos // 8 + 3] = vlen
                 at = eoff + _ENTRY_HDR
-                out[pos + 24:pos + 24 + klen + vlen] = buf[at:at + klen + vlen]
-            pos += 24 + klen + vlen
-        fence()
-        if load_acquire(mem, mw + L.M_VERSION) == v1:
+                out[pos + 32:pos + 32 + klen] = buf[at:at + klen]
+                if with_values:
+                    at += _pad8(klen)
+                    out[pos + 32 + _pad8(klen):pos + 32 + _pad8(klen) + vlen] = buf[at:at + vlen]
+            pos += size
+        if _read_ok(mem, mw, v1):
             return pos
     return S.ERR_RETRY
 
 
-@kernel(T.int64(MEM, T.int64, T.int64))
-def map_drop(mem, token, h):
-    """Free map ``h``: its entries, table and header; the handle goes stale."""
-    e = handle_resolve(mem, h, L.KIND_MAP)
+# ---------------------------------------------------------------------------- writes
+@helper
+def _set_locked(mem, buf, mw, key, ktag, vtag, payload, vdata):
+    """Insert or replace ``key`` (map and allocator locks held); 1 if new, 0 if replaced."""
+    cap = _table_cap(mem, mem[mw + L.M_TABLE])
+    if cap < 0:
+        return S.ERR_CORRUPT
+    if (mem[mw + L.M_USED] + 1) * 4 > cap * 3:
+        r = _rebuild_locked(mem, buf, mw, _cap_for(mem[mw + L.M_COUNT] + 1))
+        if r < 0:
+            return r
+    t = mem[mw + L.M_TABLE]
+    cap = mem[t // 8 + 1]
+    hv = hash_key(key, ktag, mem[L.W_HASH_SEED])
+    klen = len(key)
+    vlen = len(vdata)
+    if klen > L.KEY_MAX:
+        return S.ERR_FULL
+    eoff = alloc_locked(mem, L.E_WORDS * 8 + _pad8(klen) + vlen, L.TAG_ENTRY, vlen)
+    if eoff < 0:
+        return eoff
+    ew = eoff // 8 + 1
+    mem[ew + L.E_META] = ktag | (vtag << 8) | (klen << 16)
+    mem[ew + L.E_PAYLOAD] = payload
+    bytes_put(buf, eoff + _ENTRY_HDR, key)
+    bytes_put(buf, eoff + _ENTRY_HDR + _pad8(klen), vdata)
+    word = (_slot_tag(hv) << L.SLOT_TAG_SHIFT) | (eoff >> 3)
+    sw = t // 8 + 2
+    i = _probe(mem, buf, t, cap, hv, key, ktag)
+    if i >= 0:
+        old = mem[sw + i]
+        store_release(mem, sw + i, word)                # publish the replacement
+        atomic_add(mem, mw + L.M_VERSION, 2)            # readers of the old entry retry ...
+        free_locked(mem, (old & L.SLOT_OFF_MASK) << 3)  # ... before it can be reused
+        return 0
+    ins = -i - 1
+    if ins >= cap:
+        free_locked(mem, eoff)
+        return S.ERR_CORRUPT
+    was = mem[sw + ins]
+    store_release(mem, sw + ins, word)  # publish the new entry
+    mem[mw + L.M_COUNT] += 1
+    if was == L.SLOT_EMPTY:
+        mem[mw + L.M_USED] += 1
+    atomic_add(mem, mw + L.M_VERSION, 2)
+    return 1
+
+
+@kernel(T.int64(MEM, T.int64, T.int64, BYTES, T.int64, T.int64, T.int64, T.float64, BYTES))
+def map_set(mem, token, h, key, ktag, vtag, ipay, fpay, vdata):
+    """Set ``key`` to a value; 1 if the key is new, 0 if it replaced a value, or a status.
+
+    The payload word is ``fpay``'s bits for a float value, else ``ipay``; ``vdata`` holds the
+    value's bytes (str, bytes, pickles, arrays)."""
+    e = _lock_map(mem, h, token)
     if e < 0:
         return e
-    r = _lock_both(mem, e, token)
-    if r < 0:
-        return r
+    payload = float_to_bits(fpay) if vtag == L.V_FLOAT else ipay
+    r = _set_locked(mem, mem.view(np.uint8), _map_words(mem, e), key, ktag, vtag, payload, vdata)
+    _unlock_map(mem, e)
+    return r
+
+
+#: words per item of ``map_set_many``'s ``recs``
+SET_REC = 7
+
+
+@kernel(T.int64(MEM, T.int64, T.int64, RO_BYTES, WORDS, WORDS))
+def map_set_many(mem, token, h, blob, recs, progress):
+    """Set many keys under one lock.  Item ``i`` is ``recs[7i:7i+7]`` = ``[key offset, key
+    length, key tag, value tag, payload, value offset, value length]`` into ``blob``.
+
+    Starts at item ``progress[0]`` and advances it as items are stored, so after a status
+    (more memory needed, a busy lock) the caller fixes the cause and calls again.  Returns the
+    number of new keys among the items stored by this call, or a status."""
+    e = _lock_map(mem, h, token)
+    if e < 0:
+        return e
+    buf = mem.view(np.uint8)
     mw = _map_words(mem, e)
-    t = mem[mw + L.M_TABLE] if mw >= 0 else 0
+    added = 0
+    r = 0
+    n = len(recs) // SET_REC
+    while progress[0] < n:
+        q = progress[0] * SET_REC
+        key = blob[recs[q]:recs[q] + recs[q + 1]]
+        val = blob[recs[q + 5]:recs[q + 5] + recs[q + 6]]
+        r = _set_locked(mem, buf, mw, key, recs[q + 2], recs[q + 3], recs[q + 4], val)
+        if r < 0:
+            break
+        added += r
+        progress[0] += 1
+    _unlock_map(mem, e)
+    return r if r < 0 else added
+
+
+@helper
+def _delete_locked(mem, buf, mw, key, ktag):
+    t = mem[mw + L.M_TABLE]
     cap = _table_cap(mem, t)
-    if mw < 0 or cap < 0:
-        _unlock_both(mem, e)
+    if cap < 0:
         return S.ERR_CORRUPT
-    m = mem[e + L.H_VALUE]
-    handle_free_locked(mem, h, e)  # stale from here: readers stop at handle_resolve
-    atomic_add(mem, mw + L.M_VERSION, 2)
+    i = _probe(mem, buf, t, cap, hash_key(key, ktag, mem[L.W_HASH_SEED]), key, ktag)
+    if i < 0:
+        return 0
+    sw = t // 8 + 2
+    old = mem[sw + i]
+    store_release(mem, sw + i, L.SLOT_TOMB)          # unlink
+    mem[mw + L.M_COUNT] -= 1
+    atomic_add(mem, mw + L.M_VERSION, 2)             # readers of the entry retry ...
+    free_locked(mem, (old & L.SLOT_OFF_MASK) << 3)   # ... before it can be reused
+    n = mem[mw + L.M_COUNT]
+    if cap > L.MAP_MIN_CAP and n * 8 < cap:
+        _rebuild_locked(mem, buf, mw, _cap_for(n))  # shrink; on failure the map stays as it is
+    return 1
+
+
+@kernel(T.int64(MEM, T.int64, T.int64, BYTES, T.int64))
+def map_delete(mem, token, h, key, ktag):
+    """Remove ``key``; 1 if it was there, 0 if not, or a status."""
+    e = _lock_map(mem, h, token)
+    if e < 0:
+        return e
+    r = _delete_locked(mem, mem.view(np.uint8), _map_words(mem, e), key, ktag)
+    _unlock_map(mem, e)
+    return r
+
+
+@helper
+def _free_entries_locked(mem, t, cap):
     for i in range(cap):
         s = mem[t // 8 + 2 + i]
         if s != L.SLOT_EMPTY and s != L.SLOT_TOMB:
             free_locked(mem, (s & L.SLOT_OFF_MASK) << 3)
     free_locked(mem, t)
+
+
+@kernel(T.int64(MEM, T.int64, T.int64))
+def map_clear(mem, token, h):
+    """Remove every key; return how many there were."""
+    e = _lock_map(mem, h, token)
+    if e < 0:
+        return e
+    mw = _map_words(mem, e)
+    t = mem[mw + L.M_TABLE]
+    cap = _table_cap(mem, t)
+    r = S.ERR_CORRUPT
+    if cap > 0:
+        nt = _new_table_locked(mem, L.MAP_MIN_CAP)
+        r = nt
+        if nt >= 0:
+            r = mem[mw + L.M_COUNT]
+            store_release(mem, mw + L.M_TABLE, nt)  # publish the empty table
+            mem[mw + L.M_COUNT] = 0
+            mem[mw + L.M_USED] = 0
+            atomic_add(mem, mw + L.M_VERSION, 2)
+            _free_entries_locked(mem, t, cap)
+    _unlock_map(mem, e)
+    return r
+
+
+@kernel(T.int64(MEM, T.int64, T.int64))
+def map_drop(mem, token, h):
+    """Free map ``h``: its entries, table and header; the handle goes stale."""
+    e = _lock_map(mem, h, token)
+    if e < 0:
+        return e
+    mw = _map_words(mem, e)
+    t = mem[mw + L.M_TABLE]
+    cap = _table_cap(mem, t)
+    if cap < 0:
+        _unlock_map(mem, e)
+        return S.ERR_CORRUPT
+    m = mem[e + L.H_VALUE]
+    handle_free_locked(mem, h, e)  # stale from here: readers stop at handle_resolve
+    atomic_add(mem, mw + L.M_VERSION, 2)
+    _free_entries_locked(mem, t, cap)
     free_locked(mem, m)
-    lock_release(mem, L.W_ALLOC_LOCK)
-    lock_release(mem, e + L.H_LOCK)
+    _unlock_map(mem, e)
     return 0
 
 
@@ -514,4 +661,5 @@ def map_recount(mem, h):
                 live += 1
     mem[mw + L.M_COUNT] = live
     mem[mw + L.M_USED] = used
+    atomic_add(mem, mw + L.M_VERSION, 2)
     return live

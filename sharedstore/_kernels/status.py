@@ -11,3 +11,4 @@ ERR_FULL = -7         # the reservation (or the handle space) is exhausted
 ERR_CORRUPT = -8      # a structure read from shared memory is inconsistent
 ERR_NOT_FOUND = -9    # key missing
 ERR_RETRY = -10       # optimistic read kept racing with writers; call again
+ERR_SCRATCH = -11     # the output buffer is too small; the size needed is in the record
