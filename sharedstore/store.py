@@ -106,6 +106,18 @@ class Store:
         return self._mem
 
     @property
+    def token(self) -> int:
+        """This process's lock token, for the write functions of :mod:`sharedstore.kernels`."""
+        return self._token
+
+    def reserve(self, nbytes: int) -> None:
+        """Commit memory now so that at least ``nbytes`` more can be allocated without another
+        commit (jitted code using :mod:`sharedstore.kernels` cannot commit memory itself)."""
+        mem = self.mem
+        while int(mem[L.W_COMMITTED]) - int(mem[L.W_HEAP_TOP]) < nbytes:
+            self._grow(nbytes)
+
+    @property
     def closed(self) -> bool:
         return self._closed
 

@@ -114,6 +114,18 @@ def fence(typingctx):
 
 
 @intrinsic
+def fence_acquire(typingctx):
+    """Acquire fence: loads after it are not moved before loads before it (free on x86)."""
+    sig = types.void()
+
+    def codegen(context, builder, sig, args):
+        builder.fence("acquire")
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
 def cpu_pause(typingctx):
     """Spin-wait hint: ``llvm.x86.sse2.pause`` on x86, nothing elsewhere."""
     sig = types.void()

@@ -32,7 +32,7 @@ from numba import types as T
 from .. import _layout as L
 from .._jit import BYTES, MEM, OUT, RO_BYTES, WORDS, helper, kernel
 from . import status as S
-from .atomics import atomic_add, fence, float_to_bits, load_acquire, store_release
+from .atomics import atomic_add, fence_acquire, float_to_bits, load_acquire, store_release
 from .heap import (
     alloc_locked,
     block_ok,
@@ -209,7 +209,7 @@ def _read_begin(mem, h):
 @helper
 def _read_ok(mem, mw, v1):
     """End an optimistic read: True if no writer changed the map since it began."""
-    fence()
+    fence_acquire()  # the data loads above complete before the version is read again
     return load_acquire(mem, mw + L.M_VERSION) == v1
 
 
@@ -315,38 +315,74 @@ def map_new(mem, token):
 
 # ---------------------------------------------------------------------------- reads
 @helper
+def _find(mem, buf, h, key, ktag):
+    """One optimistic probe for ``key``: (value tag or status, entry offset, key length,
+    header word index, version at the start).  Valid only if ``_read_ok`` agrees after the
+    caller has copied what it needs out of the entry."""
+    mw, v1, t, cap = _read_begin(mem, h)
+    if mw < 0:
+        return mw, 0, 0, mw, 0
+    if cap < 0:
+        return S.ERR_CORRUPT, 0, 0, mw, v1
+    i = _probe(mem, buf, t, cap, hash_key(key, ktag, mem[L.W_HASH_SEED]), key, ktag)
+    if i < 0:
+        return (S.ERR_NOT_FOUND if i > -(1 + cap) else S.ERR_CORRUPT), 0, 0, mw, v1
+    eoff = (load_acquire(mem, t // 8 + 2 + i) & L.SLOT_OFF_MASK) << 3
+    klen = _entry_key_len(mem, eoff)
+    if klen < 0:
+        return S.ERR_CORRUPT, 0, 0, mw, v1
+    return mem[eoff // 8 + 1 + L.E_META] >> 8 & 0xFF, eoff, klen, mw, v1
+
+
+@helper
 def _get_into(mem, buf, h, key, ktag, out, pos):
     """Look ``key`` up without locking and write its record to ``out[pos:]``.
 
-    Returns (value tag or status, bytes the record takes).  The value bytes are copied only if
-    the whole record fits in ``out``."""
+    Returns (value tag or status, bytes the record takes).  The record is written only if it
+    fits in ``out``."""
     ow = out.view(np.int64)
     for _ in range(READ_RETRIES):
-        mw, v1, t, cap = _read_begin(mem, h)
+        res, eoff, klen, mw, v1 = _find(mem, buf, h, key, ktag)
         if mw < 0:
             return mw, 0
-        res = S.ERR_CORRUPT
         size = 0
-        if cap > 0:
-            i = _probe(mem, buf, t, cap, hash_key(key, ktag, mem[L.W_HASH_SEED]), key, ktag)
-            if i < 0:
-                res = S.ERR_NOT_FOUND if i > -(1 + cap) else S.ERR_CORRUPT
-            else:
-                eoff = (load_acquire(mem, t // 8 + 2 + i) & L.SLOT_OFF_MASK) << 3
-                klen = _entry_key_len(mem, eoff)
-                if klen >= 0:
-                    vlen = mem[eoff // 8] >> 16
-                    size = REC_WORDS * 8 + _pad8(vlen)
-                    if pos + size <= len(out):
-                        ow[pos // 8] = mem[eoff // 8 + 1 + L.E_META] >> 8 & 0xFF
-                        ow[pos // 8 + 1] = mem[eoff // 8 + 1 + L.E_PAYLOAD]
-                        ow[pos // 8 + 2] = vlen
-                        at = eoff + _ENTRY_HDR + _pad8(klen)
-                        out[pos + 24:pos + 24 + vlen] = buf[at:at + vlen]
-                    res = mem[eoff // 8 + 1 + L.E_META] >> 8 & 0xFF
+        if res > 0:
+            vlen = mem[eoff // 8] >> 16
+            size = REC_WORDS * 8 + _pad8(vlen)
+            if pos + size <= len(out):
+                ow[pos // 8] = res
+                ow[pos // 8 + 1] = mem[eoff // 8 + 1 + L.E_PAYLOAD]
+                ow[pos // 8 + 2] = vlen
+                at = eoff + _ENTRY_HDR + _pad8(klen)
+                out[pos + 24:pos + 24 + vlen] = buf[at:at + vlen]
         if _read_ok(mem, mw, v1):
             return res, size
     return S.ERR_RETRY, 0
+
+
+@helper
+def lookup(mem, h, key, ktag):
+    """(value tag or status, payload word) of ``key`` in map ``h``, read without locking."""
+    buf = mem.view(np.uint8)
+    for _ in range(READ_RETRIES):
+        res, eoff, _, mw, v1 = _find(mem, buf, h, key, ktag)
+        if mw < 0:
+            return mw, 0
+        payload = mem[eoff // 8 + 1 + L.E_PAYLOAD] if res > 0 else 0
+        if _read_ok(mem, mw, v1):
+            return res, payload
+    return S.ERR_RETRY, 0
+
+
+@helper
+def store_value(mem, token, h, key, ktag, vtag, payload, vdata):
+    """Set ``key`` to a value under the map's lock: 1 if new, 0 if replaced, or a status."""
+    e = _lock_map(mem, h, token)
+    if e < 0:
+        return e
+    r = _set_locked(mem, mem.view(np.uint8), _map_words(mem, e), key, ktag, vtag, payload, vdata)
+    _unlock_map(mem, e)
+    return r
 
 
 @kernel(T.int64(MEM, OUT, T.int64, BYTES, T.int64))
@@ -508,13 +544,8 @@ def map_set(mem, token, h, key, ktag, vtag, ipay, fpay, vdata):
 
     The payload word is ``fpay``'s bits for a float value, else ``ipay``; ``vdata`` holds the
     value's bytes (str, bytes, pickles, arrays)."""
-    e = _lock_map(mem, h, token)
-    if e < 0:
-        return e
     payload = float_to_bits(fpay) if vtag == L.V_FLOAT else ipay
-    r = _set_locked(mem, mem.view(np.uint8), _map_words(mem, e), key, ktag, vtag, payload, vdata)
-    _unlock_map(mem, e)
-    return r
+    return store_value(mem, token, h, key, ktag, vtag, payload, vdata)
 
 
 #: words per item of ``map_set_many``'s ``recs``
