@@ -111,3 +111,32 @@ def map_reader(store, map_id, n, seconds, result_id):
         if v not in (k, f"value-{k}-" * 10):
             wrong += 1
     store.ref(result_id).set(wrong * 1_000_000_000 + hits)
+
+
+def njit_accumulate(name, map_id, n, rounds):
+    """Add 1.0 to keys 0..n-1 and to "total" from a worker, inside @njit code, under a lock."""
+    import numba
+
+    from sharedstore.kernels import map_get_float, map_set_float
+
+    @numba.njit(nogil=True)
+    def bump(mem, token, mid, n):
+        for i in range(n):
+            map_set_float(mem, token, mid, i, map_get_float(mem, mid, i, 0.0) + 1.0)
+        return map_set_float(mem, token, mid, "done", 1.0)
+
+    with ss.attach(name) as store:
+        store.reserve(1 << 20)
+        for _ in range(rounds):
+            assert bump(store.mem, store.token, map_id, n) >= 0
+
+
+def apply_ops(store, map_id, ops):
+    """Apply (op, key, value) tuples to a map in this (second) process."""
+    m = store.ref(map_id)
+    for op, key, value in ops:
+        if op == "set":
+            m[key] = value
+        else:
+            m.delete(key)
+    return len(m)
