@@ -115,19 +115,38 @@ class LazyKernel:
         self.signature = signature
         self.py_func = func
         self.dispatcher = None
+        self.entry = None
         functools.update_wrapper(self, func)
 
     def load(self):
+        """Compile (or load) the kernel and put its fastest callable in its module's namespace."""
         if self.dispatcher is None:
             self.dispatcher = numba.njit(self.signature, **FLAGS)(self.py_func)
-            setattr(sys.modules[self.py_func.__module__], self.py_func.__name__, self.dispatcher)
-        return self.dispatcher
+            self.entry = _entry_point(self.dispatcher)
+            setattr(sys.modules[self.py_func.__module__], self.py_func.__name__, self.entry)
+        return self.entry
 
     def __call__(self, *args):
         return self.load()(*args)
 
 
 _KERNELS: list[LazyKernel] = []
+
+
+def _entry_point(dispatcher):
+    """The compiled function's own CPython wrapper, skipping the dispatcher's type resolution.
+
+    A kernel has exactly one signature, so there is nothing to resolve: calling the wrapper of
+    that one overload halves the cost of a call (about 450 -> 225 ns for five arguments on the
+    development machine).  The wrapper still unboxes every argument by the signature's types,
+    so a wrong argument is a TypeError, as through the dispatcher.  If numba stops exposing it,
+    the dispatcher is used."""
+    try:
+        (sig,) = dispatcher.signatures
+        entry = dispatcher.overloads[sig].entry_point
+    except (AttributeError, KeyError, ValueError):
+        return dispatcher
+    return entry if callable(entry) else dispatcher
 
 
 def kernel(signature):

@@ -129,6 +129,8 @@ def float_bits(x: float) -> int:
 
 
 def as_int64(value) -> int:
+    if type(value) is int and -(1 << 63) <= value < (1 << 63):
+        return value
     if isinstance(value, bool) or not isinstance(value, (int, _np.integer)):
         raise TypeError(f"expected an int, got {type(value).__name__} ({value!r})")
     value = int(value)

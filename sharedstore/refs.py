@@ -113,7 +113,7 @@ class StringRef(Ref):
             if n > len(out):
                 out = s._out(n)
                 n = KO.string_read(s.mem, out, self._id)
-        return out[:n].tobytes().decode("utf-8", "surrogatepass")
+        return str(s._tls.view[:n], "utf-8", "surrogatepass")
 
     def set(self, value: str) -> None:
         if not isinstance(value, str):
@@ -311,7 +311,7 @@ class MapRef(Ref, MutableMapping):
         r = KM.map_get(s.mem, out, self._id, kb, kt)
         if r < 0:
             if r == S.ERR_SCRATCH:
-                s._out(int(s._tls.words[2]))
+                s._out(s._tls.words[2])
                 return self[key]
             if r != S.ERR_NOT_FOUND:
                 r = s._slow(r, KM.map_get, (s.mem, out, self._id, kb, kt), "map get",
@@ -322,14 +322,18 @@ class MapRef(Ref, MutableMapping):
                 if ver == c.seen and words[c.vw] == ver and len(c.d) < c.MAX:
                     c.d[key] = _MISSING
                 raise KeyError(key)
-        w = s._tls.words
-        if r <= _V_FLOAT:  # payload-only values: no bytes to copy out
-            value = decode_value(s, r, int(w[1]), None)
+        tls = s._tls
+        if r == _V_FLOAT:
+            value = tls.floats[1]
+        elif r == _V_STR:
+            value = str(tls.view[24:24 + tls.words[2]], "utf-8", "surrogatepass")
+        elif r <= _V_FLOAT:  # payload-only values: no bytes to copy out
+            value = decode_value(s, r, tls.words[1], None)
         else:
-            value = decode_value(s, r, int(w[1]), out[24:24 + int(w[2])])
+            value = decode_value(s, r, tls.words[1], tls.view[24:24 + tls.words[2]])
         if ver == c.seen and words[c.vw] == ver and len(c.d) < c.MAX:
             if r == _V_PICKLE:
-                c.d[key] = _Pickled(out[24:24 + int(w[2])].tobytes())
+                c.d[key] = _Pickled(bytes(tls.view[24:24 + tls.words[2]]))
             elif r != _V_ARRAY:
                 c.d[key] = value
         return value
