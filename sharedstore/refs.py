@@ -482,14 +482,12 @@ class MapRef(Ref, MutableMapping):
             pos += len(kb) + len(data)
         blob = np.frombuffer(b"".join(parts) or b"\0", dtype=np.uint8)
         s = self._store
-        progress = np.zeros(1, dtype=np.int64)
-        added = 0
+        progress = np.zeros(2, dtype=np.int64)  # [items stored, new keys among them]
         deadline = None
         while True:
             r = KM.map_set_many(s.mem, s._token, self._id, blob, recs, progress)
             if r >= 0:
-                return added + r
-            added += 0  # items stored before the status are counted on the call that resumes
+                return int(progress[1])
             deadline = s._recover(r, "map set_many", self._id, hint=pos, deadline=deadline)
 
     def update(self, other=(), /, **kwargs) -> None:

@@ -1,7 +1,6 @@
 """MapRef: mapping semantics, values, batch forms, users' @njit access, hostile keys."""
 
 import multiprocessing as mp
-import time
 
 import numba
 import numpy as np
@@ -13,6 +12,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 import sharedstore as ss
 from sharedstore import _layout as L
 from sharedstore._kernels import hashmap as KM
+from sharedstore._testing import colliding_keys
 from sharedstore.kernels import map_get_float, map_get_int, map_lookup, map_set_float, map_set_int
 
 from . import _workers as W
@@ -110,8 +110,8 @@ def test_set_many_survives_commit_midway(name):
     with ss.create(name, size=64 << 20) as store:
         m = store.map()
         n = 20_000
-        m.set_many([f"key-{i}" for i in range(n)], ["v" * 200] * n)  # needs several commits
-        assert len(m) == n and m["key-19999"] == "v" * 200
+        added = m.set_many([f"key-{i}" for i in range(n)], ["v" * 200] * n)  # several commits
+        assert added == n and len(m) == n and m["key-19999"] == "v" * 200
 
 
 def test_read_cache_sees_other_writers(store):
@@ -163,27 +163,6 @@ def test_adversarial_keys_do_not_degrade():
         m.set_many(crafted, range(len(crafted)))
         assert len(m) == len(crafted)
         assert m.get_many(crafted[:10]) == list(range(10))
-
-
-@numba.njit(cache=False)
-def _find_colliding(seed, bits, n, rng_state):
-    out = np.empty((n, 16), dtype=np.uint8)
-    found = 0
-    x = np.uint64(rng_state)
-    key = np.empty(16, dtype=np.uint8)
-    while found < n:
-        x = x * np.uint64(6364136223846793005) + np.uint64(1442695040888963407)
-        for i in range(16):
-            key[i] = np.uint8((x >> np.uint64((i % 8) * 8)) & np.uint64(0xFF)) ^ np.uint8(i * 31)
-        if KM.hash_key(key, L.V_BYTES, seed) & ((1 << bits) - 1) == 0:
-            out[found] = key
-            found += 1
-    return out
-
-
-def colliding_keys(seed, bits, n):
-    """``n`` distinct 16-byte keys whose hashes under ``seed`` share their low ``bits`` bits."""
-    return [bytes(row) for row in _find_colliding(seed, bits, n, 12345)]
 
 
 @numba.njit(nogil=True)

@@ -560,15 +560,14 @@ def map_set_many(mem, token, h, blob, recs, progress):
     """Set many keys under one lock.  Item ``i`` is ``recs[7i:7i+7]`` = ``[key offset, key
     length, key tag, value tag, payload, value offset, value length]`` into ``blob``.
 
-    Starts at item ``progress[0]`` and advances it as items are stored, so after a status
-    (more memory needed, a busy lock) the caller fixes the cause and calls again.  Returns the
-    number of new keys among the items stored by this call, or a status."""
+    Starts at item ``progress[0]`` and advances it as items are stored, adding the number of
+    new keys to ``progress[1]``; after a status (more memory needed, a busy lock) the caller
+    fixes the cause and calls again.  Returns 0 when all items are stored, or a status."""
     e = _lock_map(mem, h, token)
     if e < 0:
         return e
     buf = mem.view(np.uint8)
     mw = _map_words(mem, e)
-    added = 0
     r = 0
     n = len(recs) // SET_REC
     while progress[0] < n:
@@ -578,10 +577,10 @@ def map_set_many(mem, token, h, blob, recs, progress):
         r = _set_locked(mem, buf, mw, key, recs[q + 2], recs[q + 3], recs[q + 4], val)
         if r < 0:
             break
-        added += r
+        progress[1] += r
         progress[0] += 1
     _unlock_map(mem, e)
-    return r if r < 0 else added
+    return min(r, 0)
 
 
 @helper

@@ -10,7 +10,6 @@ list reaches (a leak that ``check(repair=True)`` returns), never a list that poi
 block or a handle that points at a freed one.
 """
 
-import numpy as np
 
 from .. import _layout as L
 from .._jit import helper, kernel
