@@ -228,13 +228,14 @@ class _MapCache:
     too, so a dropped map is never served from the cache.  Only immutable values are kept
     (pickled values as their bytes, unpickled on every read); at most MAX entries."""
 
-    __slots__ = ("vw", "mw", "meta", "seen", "d")
+    __slots__ = ("vw", "mw", "meta", "seen", "d", "other")
     MAX = 1 << 20
 
     def __init__(self, vw: int, mw: int, meta: int):
         self.vw, self.mw, self.meta = vw, mw, meta
         self.seen = -1
-        self.d = {}
+        self.d = {}  # key -> the value itself
+        self.other = {}  # key -> _MISSING, or _Pickled bytes (unpickled on every read)
 
 
 class _Pickled:
@@ -246,6 +247,13 @@ class _Pickled:
 
 _UNCACHED = object()
 _MISSING = object()
+
+
+def _uncache(v, key):
+    """A cached entry that is not the value itself: a missing key or a pickled value."""
+    if v is _MISSING:
+        raise KeyError(key)
+    return pickle.loads(v.data)
 _CACHEABLE = (type(None), bool, int, float, str, bytes)
 
 
@@ -267,73 +275,96 @@ class MapRef(Ref, MutableMapping):
     else pickled.  Replacing or deleting a value frees what the map stored for it; the objects
     refs point to stay (``drop(recursive=True)`` drops them too)."""
 
-    __slots__ = ()
+    __slots__ = ("_c",)  # this process's read cache of the map, once used
     _kind = L.KIND_MAP
+
+    def __init__(self, store, id: int):
+        super().__init__(store, id)
+        self._c = None
+
+    @classmethod
+    def _trusted(cls, store, id: int):
+        self = super()._trusted(store, id)
+        self._c = None
+        return self
 
     # ---------------------------------------------------------------- reads
     def _cache(self) -> _MapCache:
+        """This process's read cache for the map (shared by every MapRef of it), made if new."""
         s = self._store
-        vw, mw = KM.map_version_word(s.mem, self._id)
-        if vw < 0:
-            self._fail(vw, "get")
-        c = s._caches[self._id] = _MapCache(vw, mw, s._words[mw])
+        c = s._caches.get(self._id)
+        if c is None:
+            vw, mw = KM.map_version_word(s.mem, self._id)
+            if vw < 0:
+                self._fail(vw, "get")
+            c = s._caches[self._id] = _MapCache(vw, mw, s._words[mw])
+        self._c = c
         return c
 
     def __getitem__(self, key):
+        c = self._c
         s = self._store
-        c = s._caches.get(self._id) or self._cache()
+        if c is None or s._caches.get(self._id) is not c:
+            c = self._cache()  # (a closed store raises here)
         words = s._words
         ver = words[c.vw]
         tk = type(key)
-        if tk is str or tk is int or tk is bytes:
-            if ver == c.seen and words[c.mw] == c.meta:
+        if tk is str:
+            if ver == c.seen:
                 v = c.d.get(key, _UNCACHED)
-                if v is not _UNCACHED:
-                    if v is _MISSING:
-                        raise KeyError(key)
-                    if v.__class__ is _Pickled:
-                        return pickle.loads(v.data)
+                if v is not _UNCACHED and words[c.mw] == c.meta:
                     return v
-            elif words[c.mw] == c.meta:
-                c.d.clear()
+                if key in c.other and words[c.mw] == c.meta:
+                    return _uncache(c.other[key], key)
+            kb = key.encode("utf-8", "surrogatepass")
+            kt = _V_STR
+        else:
+            if tk is int or tk is bytes:
+                if ver == c.seen and words[c.mw] == c.meta:
+                    v = c.d.get(key, _UNCACHED)
+                    if v is not _UNCACHED:
+                        return v
+                    if key in c.other:
+                        return _uncache(c.other[key], key)
+            else:
+                ver = -2  # other key types (bool, str subclasses...) are never cached
+            kb, kt = encode_key(key)
+        if ver != c.seen and ver >= 0:
+            if words[c.mw] == c.meta:
+                c.d.clear()  # the map changed since this process cached it
+                c.other.clear()
                 c.seen = ver
             else:
                 ver = -2  # dropped (or not a map any more): no caching; the kernel says why
-        else:
-            ver = -2
-        if tk is str:
-            kb, kt = key.encode("utf-8", "surrogatepass"), _V_STR
-        else:
-            kb, kt = encode_key(key)
-        out = s._tls.__dict__.get("out")
-        if out is None:
-            out = s._out()
-        r = KM.map_get(s.mem, out, self._id, kb, kt)
+        try:
+            out, view, ints, floats = s._tls.bufs
+        except AttributeError:
+            s._out()
+            out, view, ints, floats = s._tls.bufs
+        r = KM.map_get(s._mem, out, self._id, kb, kt)
         if r < 0:
             if r == S.ERR_SCRATCH:
-                s._out(s._tls.words[2])
+                s._out(ints[2])
                 return self[key]
             if r != S.ERR_NOT_FOUND:
                 r = s._slow(r, KM.map_get, (s.mem, out, self._id, kb, kt), "map get",
                             self._id, passthrough=(S.ERR_NOT_FOUND, S.ERR_SCRATCH))
                 if r == S.ERR_SCRATCH:
                     return self[key]
-            if r == S.ERR_NOT_FOUND:
-                if ver == c.seen and words[c.vw] == ver and len(c.d) < c.MAX:
-                    c.d[key] = _MISSING
-                raise KeyError(key)
-        tls = s._tls
+            if ver == c.seen and words[c.vw] == ver and len(c.other) < c.MAX:
+                c.other[key] = _MISSING
+            raise KeyError(key)
         if r == _V_FLOAT:
-            value = tls.floats[1]
+            value = floats[1]
         elif r == _V_STR:
-            value = str(tls.view[24:24 + tls.words[2]], "utf-8", "surrogatepass")
+            value = str(view[24:24 + ints[2]], "utf-8", "surrogatepass")
         elif r <= _V_FLOAT:  # payload-only values: no bytes to copy out
-            value = decode_value(s, r, tls.words[1], None)
+            value = decode_value(s, r, ints[1], None)
         else:
-            value = decode_value(s, r, tls.words[1], tls.view[24:24 + tls.words[2]])
+            value = decode_value(s, r, ints[1], view[24:24 + ints[2]])
         if ver == c.seen and words[c.vw] == ver and len(c.d) < c.MAX:
             if r == _V_PICKLE:
-                c.d[key] = _Pickled(bytes(tls.view[24:24 + tls.words[2]]))
+                c.other[key] = _Pickled(bytes(view[24:24 + ints[2]]))
             elif r != _V_ARRAY:
                 c.d[key] = value
         return value

@@ -177,7 +177,7 @@ class Store:
         """This thread's scratch buffer for kernel outputs, at least ``n`` bytes.
 
         ``self._tls.out`` is the buffer; ``view``, ``words`` and ``floats`` are memoryviews of it
-        as bytes, int64 and float64."""
+        as bytes, int64 and float64; ``bufs`` is the four of them in that order."""
         out = getattr(self._tls, "out", None)
         if out is None or len(out) < n:
             out = np.empty(max(n, 256) + 7 & ~7, dtype=np.uint8)
@@ -186,6 +186,7 @@ class Store:
             tls.view = memoryview(out)  # slices without numpy overhead
             tls.words = tls.view.cast("q")  # the same bytes as Python ints (25 ns a read) ...
             tls.floats = tls.view.cast("d")  # ... and as Python floats
+            tls.bufs = (out, tls.view, tls.words, tls.floats)
         return out
 
     def _slow(self, r: int, fn, args: tuple, what: str, h: int = 0, passthrough=(), hint: int = 0):
