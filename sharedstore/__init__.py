@@ -19,6 +19,7 @@ from .errors import (
 )
 from .refs import IntRef, MapRef, NumberRef, Ref, StringRef
 from .store import Store, attach, create, list_stores, open, unlink
+from .structs import Struct, load_schema
 
 __version__ = "0.1.0"
 
@@ -39,10 +40,12 @@ __all__ = [
     "StoreFullError",
     "StoreNotFoundError",
     "StringRef",
+    "Struct",
     "UseAfterFreeError",
     "attach",
     "create",
     "list_stores",
+    "load_schema",
     "open",
     "unlink",
 ]

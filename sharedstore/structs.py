@@ -1,0 +1,226 @@
+"""Struct schemas: a named set of typed fields, laid out as an aligned NumPy structured dtype.
+
+Field types (strings, as in schema files):
+
+- any fixed-size NumPy scalar: ``"float64"``, ``"f4"``, ``"int32"``, ``"uint8"``, ``"bool"``,
+  ``"complex128"``, ``"datetime64[ns]"``...
+- ``"str[N]"``: a fixed-length str of N characters; ``"bytes[N]"``: N bytes;
+- sub-arrays: ``"float32[3]"``, ``"int64[2, 3]"`` (a scalar type and a shape);
+- a nested struct: a :class:`Struct`, or the name of another struct of the same schema file;
+- ``"string"``: a variable-length string owned by the record (a handle in the store; dropped
+  with the record);
+- ``"ref"``: a handle to any object in the store, not owned.
+
+Schema files (``schemas/*.toml``, JSON too) hold one table per struct::
+
+    [Particle]
+    pos = "float32[3]"
+    mass = "float64"
+    name = "string"
+
+Mistakes raise :class:`SchemaError` naming the struct, the field and, for files, the line.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from .errors import SchemaError
+
+try:  # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+#: the dtype of "string" (owned) and "ref" (not owned) fields: a 64-bit handle
+HANDLE = np.dtype(np.int64)
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SIZED = re.compile(r"^(str|bytes)\[\s*(\d+)\s*\]$")
+_ARRAY = re.compile(r"^(.+?)\[\s*([-\d\s,]+)\s*\]$")
+
+
+class Struct:
+    """A struct schema: ``Struct("Particle", {"x": "float64", "name": "string"})``.
+
+    Attributes
+    ----------
+    name : str
+    fields : dict
+        Field name -> type as given (a string or a nested :class:`Struct`).
+    dtype : numpy.dtype
+        The aligned structured dtype of one record.
+    strings, refs : tuple of str
+        Names of the ``"string"`` (owned) and ``"ref"`` fields, in order.
+    """
+
+    def __init__(self, name: str, fields: dict, *, _types: dict | None = None, _where=None):
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise SchemaError(f"struct name {name!r} is not an identifier{_at(_where, name)}")
+        if not isinstance(fields, dict) or not fields:
+            raise SchemaError(f"struct {name!r} needs a dict of at least one field")
+        self.name = name
+        self.fields = dict(fields)
+        strings, refs, spec = [], [], []
+        for fname, ftype in self.fields.items():
+            where = _at(_where, name, fname)
+            if not isinstance(fname, str) or not _NAME.match(fname):
+                raise SchemaError(f"struct {name!r}: field name {fname!r} is not an identifier{where}")
+            if ftype == "string":
+                strings.append(fname)
+                spec.append((fname, HANDLE))
+            elif ftype == "ref":
+                refs.append(fname)
+                spec.append((fname, HANDLE))
+            else:
+                spec.append((fname, _field_dtype(name, fname, ftype, _types or {}, where)))
+        self.strings = tuple(strings)
+        self.refs = tuple(refs)
+        self.dtype = np.dtype(spec, align=True)
+
+    def __repr__(self):
+        body = ", ".join(f"{k!r}: {_type_text(v)!r}" for k, v in self.fields.items())
+        return f"Struct({self.name!r}, {{{body}}})"
+
+    def __eq__(self, other):
+        if not isinstance(other, Struct):
+            return NotImplemented
+        return self.name == other.name and self.dtype == other.dtype and (
+            self.strings, self.refs) == (other.strings, other.refs)
+
+    def __hash__(self):
+        return hash((self.name, self.dtype))
+
+
+def _type_text(t) -> str:
+    return t.name if isinstance(t, Struct) else t
+
+
+def _at(where, struct: str, field: str | None = None) -> str:
+    """' (file, line N)' for errors in schema files, else ''."""
+    if where is None:
+        return ""
+    path, text = where
+    line = _line_of(text, struct, field)
+    return f" ({path}, line {line})" if line else f" ({path})"
+
+
+def _field_dtype(struct: str, field: str, ftype, types: dict, where: str) -> np.dtype:
+    bad = f"struct {struct!r}, field {field!r}"
+    if isinstance(ftype, Struct):
+        return ftype.dtype
+    if not isinstance(ftype, str):
+        raise SchemaError(f"{bad}: the type must be a string or a Struct, not {ftype!r}{where}")
+    t = ftype.strip()
+    if t in types:
+        return types[t].dtype
+    m = _SIZED.match(t)
+    if m:
+        n = int(m.group(2))
+        if n < 1:
+            raise SchemaError(f"{bad}: {t!r} needs a length of at least 1{where}")
+        return np.dtype(f"U{n}" if m.group(1) == "str" else f"S{n}")
+    m = _ARRAY.match(t)
+    if m and not t.startswith("datetime64") and not t.startswith("timedelta64"):
+        try:
+            shape = tuple(int(x) for x in m.group(2).split(",") if x.strip())
+        except ValueError:
+            raise SchemaError(f"{bad}: bad shape in {t!r}{where}") from None
+        if not shape or any(n < 1 for n in shape):
+            raise SchemaError(f"{bad}: every size in {t!r} must be at least 1{where}")
+        inner = m.group(1).strip()
+        base = types[inner].dtype if inner in types else _scalar(bad, inner, where)
+        return np.dtype((base, shape))
+    return _scalar(bad, t, where)
+
+
+def _scalar(bad: str, t: str, where: str) -> np.dtype:
+    if t in ("str", "bytes", "U", "S", "V", "object", "O"):
+        raise SchemaError(f"{bad}: {t!r} has no fixed size: use 'string' or '{t}[N]'{where}")
+    try:
+        dt = np.dtype(t)
+    except TypeError:
+        raise SchemaError(
+            f"{bad}: unknown type {t!r}: use a NumPy scalar type ('float64', 'int32'...), "
+            f"'str[N]', 'bytes[N]', 'string', 'ref', a sub-array such as 'float32[3]', or "
+            f"the name of another struct{where}"
+        ) from None
+    if dt.hasobject or dt.itemsize == 0 or dt.kind == "V":
+        raise SchemaError(f"{bad}: {t!r} is not a fixed-size scalar type{where}")
+    return dt
+
+
+# ---------------------------------------------------------------------------- schema files
+def load_schema(path: str | Path) -> dict[str, Struct]:
+    """Read a schema file (TOML, or JSON by its ``.json`` suffix): ``{name: Struct}``.
+
+    Structs may nest structs defined earlier in the same file (by name).
+
+    Raises
+    ------
+    SchemaError
+        For a file that does not parse, a duplicate struct or field, or a bad type or size;
+        the message names the file, the line, the struct and the field.
+    FileNotFoundError
+        If there is no such file.
+    """
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text, object_pairs_hook=_no_duplicates(path, text))
+        except json.JSONDecodeError as e:
+            raise SchemaError(f"{path}, line {e.lineno}: not valid JSON: {e.msg}") from None
+    else:
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise SchemaError(f"{path}: not a valid schema file: {e}") from None
+    if not isinstance(data, dict) or not data:
+        raise SchemaError(f"{path}: a schema file holds one table of fields per struct")
+    structs: dict[str, Struct] = {}
+    for name, fields in data.items():
+        if not isinstance(fields, dict):
+            raise SchemaError(
+                f"{path}, line {_line_of(text, name, None) or '?'}: {name!r} must be a table of "
+                "fields (a [Name] section)"
+            )
+        structs[name] = Struct(name, fields, _types=structs, _where=(path, text))
+    return structs
+
+
+def _no_duplicates(path, text):
+    def hook(pairs):
+        seen = {}
+        for k, v in pairs:
+            if k in seen:
+                raise SchemaError(f"{path}, line {_line_of(text, None, k) or '?'}: duplicate name {k!r}")
+            seen[k] = v
+        return seen
+
+    return hook
+
+
+def _line_of(text: str, struct: str | None, field: str | None) -> int | None:
+    """1-based line of ``field`` in struct ``struct``'s section (TOML or JSON), best effort."""
+    lines = text.splitlines()
+    start = 0
+    if struct is not None:
+        header = re.compile(rf'^\s*(\[\s*"?{re.escape(struct)}"?\s*\]|"{re.escape(struct)}"\s*:)')
+        for i, line in enumerate(lines):
+            if header.match(line):
+                start = i
+                break
+        if field is None:
+            return start + 1
+    if field is None:
+        return None
+    key = re.compile(rf'^\s*"?{re.escape(field)}"?\s*[=:]')
+    for i in range(start, len(lines)):
+        if key.match(lines[i]):
+            return i + 1
+    return None
