@@ -17,7 +17,7 @@ from .errors import (
     StoreNotFoundError,
     UseAfterFreeError,
 )
-from .refs import IntRef, MapRef, NumberRef, Ref, StringRef
+from .refs import IntRef, MapRef, NumberRef, Ref, StringRef, StructProxy, StructRef
 from .store import Store, attach, create, list_stores, open, unlink
 from .structs import Struct, load_schema
 
@@ -41,6 +41,8 @@ __all__ = [
     "StoreNotFoundError",
     "StringRef",
     "Struct",
+    "StructProxy",
+    "StructRef",
     "UseAfterFreeError",
     "attach",
     "create",

@@ -20,6 +20,7 @@ Header (bytes 0 .. 4096), word indices::
     10 HT_FREE      1 + first free handle slot, 0 if none (list linked through entry word 0)
     11 CREATED_NS   creation time, ns since the epoch
     12 READY        1 once the creator finished initialising; attach refuses 0
+    13 SCHEMAS      handle of the schema map (struct descriptor -> string holding it)
     16 .. 47        OBJECTS[kind]: live objects per kind
     64 .. 319      CLASS_HEADS[c]: first free block of size class c, 0 if none
 
@@ -72,6 +73,7 @@ W_HT_COUNT = 9
 W_HT_FREE = 10
 W_CREATED_NS = 11
 W_READY = 12
+W_SCHEMAS = 13
 W_OBJECTS = 16
 N_KINDS = 32
 W_CLASS_HEADS = 64
@@ -130,6 +132,7 @@ TAG_MAP = 3
 TAG_TABLE = 4
 TAG_ENTRY = 5
 TAG_HCHUNK = 6
+TAG_STRUCT = 7
 TAG_NAMES = {
     TAG_FREE: "free",
     TAG_STRING: "string",
@@ -137,6 +140,7 @@ TAG_NAMES = {
     TAG_TABLE: "map table",
     TAG_ENTRY: "map entry",
     TAG_HCHUNK: "handle chunk",
+    TAG_STRUCT: "struct record",
 }
 
 # size classes: 16..128 bytes in steps of 8, then four classes per doubling
@@ -172,6 +176,11 @@ E_META = 0
 E_PAYLOAD = 1
 E_WORDS = 2
 KEY_MAX = (1 << 40) - 1
+
+# a struct object's block data: [schema handle, 0, record bytes...]; the schema handle names a
+# string holding the struct's JSON descriptor (interned through the SCHEMAS map)
+S_SCHEMA = 0
+S_RECORD = 16  # byte offset of the record within the block's data
 
 # value / key tags
 V_NONE = 1

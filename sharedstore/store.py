@@ -13,6 +13,7 @@ it guards.  The same place commits more memory when the allocator asks for it.
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import secrets
 import threading
@@ -40,6 +41,7 @@ from .errors import (
     raise_status,
 )
 from .refs import IntRef, MapRef, NumberRef, Ref, StringRef, ref_class
+from .structs import Struct
 from ._values import as_int64 as _int64
 from ._values import float_bits
 
@@ -66,6 +68,8 @@ class Store:
         self._mem = np.frombuffer(mm, dtype=np.int64)
         self._words = memoryview(mm).cast("q")  # the same words, read as Python ints (caches)
         self._caches = {}  # map id -> refs._MapCache: what this process read, while still valid
+        self._schema_ids = {}  # struct descriptor JSON -> handle of its interned string
+        self._structs = {}  # that handle -> Struct
         self._created = created
         self._creator_pid = os.getpid()
         self._pid = os.getpid()
@@ -326,6 +330,28 @@ class Store:
             raise_status(kind, f"store.ref({id!r})", store=self)
         return ref_class(kind)._trusted(self, id)
 
+    # ------------------------------------------------------------------ struct schemas
+    def _schema_handle(self, struct) -> int:
+        """The handle of the string holding ``struct``'s descriptor, interned per store."""
+        h = self._schema_ids.get(struct.json)
+        if h is None:
+            schemas = MapRef._trusted(self, int(self.mem[L.W_SCHEMAS]))
+            ref = schemas.get(struct.json)
+            if ref is None:
+                ref = self.string(struct.json)
+                schemas[struct.json] = ref
+            h = self._schema_ids[struct.json] = ref.id
+            self._structs[h] = struct
+        return h
+
+    def _struct_of(self, schema: int):
+        """The Struct whose descriptor string is ``schema`` (cached per process)."""
+        struct = self._structs.get(schema)
+        if struct is None:
+            text = StringRef(self, schema).get()
+            struct = self._structs[schema] = Struct.from_descriptor(json.loads(text))
+        return struct
+
     # ------------------------------------------------------------------ root map (named values)
     @property
     def root(self) -> MapRef:
@@ -483,6 +509,10 @@ def create(name: str, size: int | None = None, *, path: str | os.PathLike | None
         if root < 0:
             raise_status(root, "create root map")
         mem[L.W_ROOT] = root
+        schemas = KM.map_new(mem, 1 << 16 | 1)
+        if schemas < 0:
+            raise_status(schemas, "create schema map")
+        mem[L.W_SCHEMAS] = schemas
         mem[L.W_READY] = 1
         mem[L.W_MAGIC] = L.MAGIC  # last: attach accepts the store from here
         del mem

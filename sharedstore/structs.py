@@ -66,10 +66,15 @@ class Struct:
         self.name = name
         self.fields = dict(fields)
         strings, refs, spec = [], [], []
+        self._nested = {}  # field -> Struct, for fields holding one nested struct
+        self._named = {}  # struct name -> Struct, for types named by a string
         for fname, ftype in self.fields.items():
             where = _at(_where, name, fname)
-            if not isinstance(fname, str) or not _NAME.match(fname):
-                raise SchemaError(f"struct {name!r}: field name {fname!r} is not an identifier{where}")
+            if not isinstance(fname, str) or not _NAME.match(fname) or fname.startswith("_"):
+                raise SchemaError(
+                    f"struct {name!r}: field name {fname!r} is not an identifier without a "
+                    f"leading underscore{where}"
+                )
             if ftype == "string":
                 strings.append(fname)
                 spec.append((fname, HANDLE))
@@ -78,9 +83,69 @@ class Struct:
                 spec.append((fname, HANDLE))
             else:
                 spec.append((fname, _field_dtype(name, fname, ftype, _types or {}, where)))
+                inner = _inner_name(ftype)
+                if isinstance(ftype, Struct):
+                    self._nested[fname] = ftype
+                elif inner in (_types or {}):
+                    self._named[inner] = _types[inner]
+                    if inner == ftype.strip():
+                        self._nested[fname] = _types[inner]
         self.strings = tuple(strings)
         self.refs = tuple(refs)
         self.dtype = np.dtype(spec, align=True)
+        self.string_offsets = tuple(self._owned_offsets(where=_at(_where, name)))
+        self.json = json.dumps(self.descriptor(), separators=(",", ":"))
+
+    def _owned_offsets(self, where: str):
+        """Byte offsets of every owned string handle in a record, nested structs included."""
+        for fname, ftype in self.fields.items():
+            off = self.dtype.fields[fname][1]
+            if fname in self.strings:
+                yield off
+            elif isinstance(ftype, Struct) or self.dtype[fname].names:
+                sub = ftype if isinstance(ftype, Struct) else self._nested.get(fname)
+                if sub is not None and sub.string_offsets:
+                    if self.dtype[fname].shape:
+                        raise SchemaError(
+                            f"struct {self.name!r}, field {fname!r}: an array of structs with "
+                            f"'string' fields is not supported{where}"
+                        )
+                    yield from (off + o for o in sub.string_offsets)
+
+    def descriptor(self) -> dict:
+        """The schema as plain data (JSON-able): how the store records a record's type.
+
+        Structs named by a field type (``"Particle"`` or ``"Particle[3]"``) come along in
+        ``"types"``."""
+        d = {
+            "name": self.name,
+            "fields": {k: (v.descriptor() if isinstance(v, Struct) else v)
+                       for k, v in self.fields.items()},
+        }
+        if self._named:
+            d["types"] = {n: t.descriptor() for n, t in self._named.items()}
+        return d
+
+    @classmethod
+    def from_descriptor(cls, d: dict) -> Struct:
+        """The Struct that :meth:`descriptor` described."""
+        types = {n: cls.from_descriptor(t) for n, t in d.get("types", {}).items()}
+        fields = {k: (cls.from_descriptor(v) if isinstance(v, dict) else v)
+                  for k, v in d["fields"].items()}
+        return cls(d["name"], fields, _types=types)
+
+    def new(self, store, **values):
+        """A new record of this struct in ``store``, with ``values`` for some of its fields
+        (the others are zero; strings empty): a :class:`StructRef`."""
+        from .refs import StructRef
+
+        return StructRef._create(store, self, values)
+
+    def new_proxy(self, store, **values):
+        """As :meth:`new`, wrapped for attribute access: ``q.mass = 2.0; q.name``."""
+        from .refs import StructProxy
+
+        return StructProxy(self.new(store, **values))
 
     def __repr__(self):
         body = ", ".join(f"{k!r}: {_type_text(v)!r}" for k, v in self.fields.items())
@@ -94,6 +159,14 @@ class Struct:
 
     def __hash__(self):
         return hash((self.name, self.dtype))
+
+
+def _inner_name(t) -> str | None:
+    """The base type name of a field type string: 'Particle' for 'Particle[3]'."""
+    if not isinstance(t, str):
+        return None
+    m = _ARRAY.match(t.strip())
+    return (m.group(1) if m else t).strip()
 
 
 def _type_text(t) -> str:

@@ -140,3 +140,18 @@ def apply_ops(store, map_id, ops):
         else:
             m.delete(key)
     return len(m)
+
+
+def read_struct(store, rid):
+    """Open a struct record by id with no schema in hand; return its fields."""
+    rec = store.ref(rid)
+    d = rec.to_dict()
+    rec["mass"] = rec["mass"] + 1.0
+    rec["name"] = d["name"] + "!"
+    return rec.struct.name, {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in d.items()}
+
+
+def rename_many(store, rid, n, label):
+    rec = store.ref(rid)
+    for i in range(n):
+        rec["name"] = f"{label}-{i}"

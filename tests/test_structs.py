@@ -100,3 +100,105 @@ def test_schema_errors_name_file_line_and_field(tmp_path):
     j.write_text('{"A": {"x": "int8",}')
     with pytest.raises(ss.SchemaError, match="not valid JSON"):
         ss.load_schema(j)
+
+
+# ---------------------------------------------------------------------------- records in a store
+import multiprocessing as mp  # noqa: E402
+
+from . import _workers as W  # noqa: E402
+
+
+@pytest.fixture
+def Particle():
+    return ss.load_schema(SCHEMAS / "particles.toml")["Particle"]
+
+
+def test_new_get_set(store, Particle):
+    p = Particle.new(store, mass=1.0, name="a", pos=[1, 2, 3])
+    assert p["mass"] == 1.0 and p["name"] == "a" and p["tag"] == "" and p["alive"] is False
+    assert p["pos"].tolist() == [1.0, 2.0, 3.0]
+    p["mass"] = 2.0
+    p.set_key("name", "b")
+    p["tag"] = "hello"
+    p["alive"] = True
+    assert p.get_key("mass") == 2.0 and p["name"] == "b" and p["tag"] == "hello" and p["alive"]
+    pos = p["pos"]
+    pos[0] = 99  # a copy
+    assert p["pos"][0] == 1.0
+    with pytest.raises(KeyError):
+        p["nope"]
+    with pytest.raises(TypeError, match="has no field 'nope'"):
+        Particle.new(store, nope=1)
+    with pytest.raises(TypeError):
+        p["name"] = 5
+
+
+def test_proxy(store, Particle):
+    q = Particle.new_proxy(store, id=7)
+    q.mass += 1
+    q.name = "proxied"
+    assert (q.id, q.mass, q.name) == (7, 1.0, "proxied")
+    with pytest.raises(AttributeError):
+        q.nope = 1
+    with pytest.raises(AttributeError):
+        q.nope
+    assert "mass" in dir(q)
+    assert store.ref(q._id)["name"] == "proxied"
+    q._drop()
+    with pytest.raises(ss.UseAfterFreeError):
+        q.mass
+
+
+def test_drop_frees_owned_strings_and_memory(store, Particle):
+    Particle.new(store).drop()  # interns the schema (one string, one entry in the schema map)
+    base = store.stats()
+    for _ in range(200):
+        p = Particle.new(store, name="x" * 100, mass=1.0)
+        p["name"] = "y" * 300  # the old string is dropped
+        p.drop()
+    after = store.stats()
+    assert after["used"] == base["used"]
+    assert after["objects"].get("struct", 0) == 0
+    assert after["objects"]["string"] == base["objects"]["string"] == 1  # the interned schema
+    with pytest.raises(ss.UseAfterFreeError):
+        p["mass"]
+    with pytest.raises(ss.UseAfterFreeError):
+        p.drop()
+
+
+def test_nested_struct_strings_are_owned(store):
+    structs = ss.load_schema(SCHEMAS / "particles.toml")
+    Cell = structs["Cell"]
+    c = Cell.new(store, size=2.0)
+    o = store.string("owner")
+    c["owner"] = o
+    c["first"] = np.zeros((), dtype=structs["Particle"].dtype)
+    assert c["owner"].get() == "owner" and c["first"]["mass"] == 0
+    assert Cell.string_offsets == (Cell.dtype.fields["first"][1] + structs["Particle"].string_offsets[0],)
+    c.drop()
+    assert o.get() == "owner"  # refs are not owned
+
+
+@pytest.mark.parametrize("ctx", ["fork", "spawn"])
+def test_worker_opens_record_without_schema(store, Particle, ctx):
+    p = Particle.new(store, mass=1.5, name="shared", pos=[1, 2, 3], id=9)
+    with mp.get_context(ctx).Pool(1) as pool:
+        name, fields = pool.apply(W.read_struct, (store, p.id))
+    assert name == "Particle" and fields["mass"] == 1.5 and fields["name"] == "shared"
+    assert fields["pos"] == [1.0, 2.0, 3.0] and fields["id"] == 9
+    assert p["mass"] == 2.5 and p["name"] == "shared!"
+
+
+def test_concurrent_string_field_writes_do_not_leak(store, Particle):
+    p = Particle.new(store, name="start")
+    strings = store.stats()["objects"]["string"]
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=W.rename_many, args=(store, p.id, 2000, f"w{i}")) for i in range(2)]
+    for q in procs:
+        q.start()
+    W.rename_many(store, p.id, 2000, "parent")
+    for q in procs:
+        q.join(60)
+        assert q.exitcode == 0
+    assert store.stats()["objects"]["string"] == strings  # one string owned, none leaked
+    assert p["name"].rsplit("-", 1)[1] == "1999"

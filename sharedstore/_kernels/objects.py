@@ -17,6 +17,7 @@ from . import status as S
 from .atomics import (
     atomic_add,
     atomic_cas,
+    atomic_xchg,
     fence,
     float_from_bits,
     float_to_bits,
@@ -106,7 +107,9 @@ def string_set(mem, token, h, data):
 
 @kernel("int64(int64[::1], int64, int64, int64)")
 def object_drop(mem, token, h, kind):
-    """Drop a string, integer or number ``h`` of ``kind``; its handle goes stale."""
+    """Drop a string, integer, number or struct record ``h`` of ``kind``; its handle goes stale.
+
+    (A struct's owned strings are dropped by the caller first.)"""
     if not lock_try(mem, L.W_ALLOC_LOCK, token):
         return S.ERR_BUSY_ALLOC
     e = handle_resolve(mem, h, kind)
@@ -115,7 +118,7 @@ def object_drop(mem, token, h, kind):
         return e
     value = mem[e + L.H_VALUE]
     handle_free_locked(mem, h, e)
-    if kind == L.KIND_STRING:
+    if kind == L.KIND_STRING or kind == L.KIND_STRUCT:
         atomic_add(mem, e + L.H_SEQ, 2)
         free_locked(mem, value)
     lock_release(mem, L.W_ALLOC_LOCK)
@@ -181,3 +184,47 @@ def float_add(mem, h, x):
         if old == cur:
             return 0, new
         cur = old
+
+
+@kernel(T.int64(MEM, T.int64, T.int64, T.int64))
+def struct_new(mem, token, schema, nbytes):
+    """New zeroed struct record of ``nbytes`` whose schema string is ``schema``."""
+    if not lock_try(mem, L.W_ALLOC_LOCK, token):
+        return S.ERR_BUSY_ALLOC
+    off = alloc_locked(mem, L.S_RECORD + nbytes, L.TAG_STRUCT, nbytes)
+    if off < 0:
+        lock_release(mem, L.W_ALLOC_LOCK)
+        return off
+    w = off // 8 + 1
+    mem[w:w + (L.S_RECORD + nbytes + 7) // 8] = 0
+    mem[w + L.S_SCHEMA // 8] = schema
+    h = handle_new_locked(mem, L.KIND_STRUCT, off)
+    if h < 0:
+        free_locked(mem, off)
+    lock_release(mem, L.W_ALLOC_LOCK)
+    return h
+
+
+@kernel(T.UniTuple(T.int64, 3)(MEM, T.int64))
+def struct_locate(mem, h):
+    """(status, byte offset of the record, schema handle) of struct record ``h``."""
+    e = handle_resolve(mem, h, L.KIND_STRUCT)
+    if e < 0:
+        return e, 0, 0
+    off = mem[e + L.H_VALUE]
+    if not block_ok(mem, off, 8 + L.S_RECORD + (mem[off // 8] >> 16)):
+        return S.ERR_CORRUPT, 0, 0
+    return 0, off + 8 + L.S_RECORD, mem[off // 8 + 1 + L.S_SCHEMA // 8]
+
+
+@kernel(T.UniTuple(T.int64, 2)(MEM, T.int64, T.int64, T.int64))
+def struct_swap(mem, h, at, new):
+    """Atomically exchange the handle word at byte ``at`` of record ``h``; (status, old)."""
+    e = handle_resolve(mem, h, L.KIND_STRUCT)
+    if e < 0:
+        return e, 0
+    off = mem[e + L.H_VALUE]
+    n = mem[off // 8] >> 16
+    if at < 0 or at % 8 != 0 or at + 8 > n or not block_ok(mem, off, 8 + L.S_RECORD + n):
+        return S.ERR_INVALID, 0
+    return 0, atomic_xchg(mem, (off + 8 + L.S_RECORD + at) // 8, new)
