@@ -20,14 +20,13 @@ def test_million_string_churn_keeps_used_flat(store):
     """Freed blocks and handle slots are reused: create/drop in a loop does not grow the heap."""
     for _ in range(1000):
         store.string("warm up the free lists").drop()
-    used = store.stats()["used"]
-    committed = store.stats()["committed"]
+    before = store.stats()
     for i in range(1_000_000):
         store.string("some text").drop()
     st = store.stats()
-    assert st["used"] == used
-    assert st["committed"] == committed
-    assert st["handles"] <= 2
+    assert st["used"] == before["used"]
+    assert st["committed"] == before["committed"]
+    assert st["handles"] == before["handles"]  # the one freed slot is reused every time
 
 
 def _random_churn(store, rng, steps):
