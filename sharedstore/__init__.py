@@ -20,6 +20,7 @@ from .errors import (
 from .refs import IntRef, MapRef, NumberRef, Ref, StringRef, StructProxy, StructRef
 from .store import Store, attach, create, list_stores, open, unlink
 from .structs import Struct, load_schema
+from .vectors import VectorRef
 
 __version__ = "0.1.0"
 
@@ -44,6 +45,7 @@ __all__ = [
     "StructProxy",
     "StructRef",
     "UseAfterFreeError",
+    "VectorRef",
     "attach",
     "create",
     "list_stores",

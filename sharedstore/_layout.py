@@ -133,6 +133,9 @@ TAG_TABLE = 4
 TAG_ENTRY = 5
 TAG_HCHUNK = 6
 TAG_STRUCT = 7
+TAG_VECTOR = 8
+TAG_VDATA = 9
+TAG_VFREE = 10
 TAG_NAMES = {
     TAG_FREE: "free",
     TAG_STRING: "string",
@@ -141,6 +144,9 @@ TAG_NAMES = {
     TAG_ENTRY: "map entry",
     TAG_HCHUNK: "handle chunk",
     TAG_STRUCT: "struct record",
+    TAG_VECTOR: "vector header",
+    TAG_VDATA: "vector data",
+    TAG_VFREE: "vector free list",
 }
 
 # size classes: 16..128 bytes in steps of 8, then four classes per doubling
@@ -181,6 +187,21 @@ KEY_MAX = (1 << 40) - 1
 # string holding the struct's JSON descriptor (interned through the SCHEMAS map)
 S_SCHEMA = 0
 S_RECORD = 16  # byte offset of the record within the block's data
+
+# a vector object's block holds VEC_WORDS words
+VH_DATA = 0      # byte offset of the current data block
+VH_LEN = 1       # slots in use (the high-water mark; removed slots stay, zeroed, on the free list)
+VH_CAP = 2       # slots the data block holds
+VH_ITEMSIZE = 3  # bytes per slot
+VH_DTYPE = 4     # handle of the string holding the dtype's JSON descriptor
+VH_FREE = 5      # byte offset of the free-list block (int64 slot indices), 0 if none
+VH_NFREE = 6     # slots on the free list
+VH_VERSION = 7   # bumped by 2 after every change is published (optimistic readers)
+VEC_WORDS = 8
+# a data block's data: [state, 0, records...]; state = 2 * (processes pinning it) + retired.
+# A block is freed exactly once: by whoever makes state 1 (retired, unpinned).
+D_STATE = 0
+D_RECORDS = 16
 
 # value / key tags
 V_NONE = 1

@@ -68,8 +68,8 @@ class Store:
         self._mem = np.frombuffer(mm, dtype=np.int64)
         self._words = memoryview(mm).cast("q")  # the same words, read as Python ints (caches)
         self._caches = {}  # map id -> refs._MapCache: what this process read, while still valid
-        self._schema_ids = {}  # struct descriptor JSON -> handle of its interned string
-        self._structs = {}  # that handle -> Struct
+        self._schema_ids = {}  # type descriptor JSON -> handle of its interned string
+        self._structs = {}  # that handle -> the decoded type (Struct, or (dtype, Struct))
         self._created = created
         self._creator_pid = os.getpid()
         self._pid = os.getpid()
@@ -331,26 +331,44 @@ class Store:
         return ref_class(kind)._trusted(self, id)
 
     # ------------------------------------------------------------------ struct schemas
-    def _schema_handle(self, struct) -> int:
-        """The handle of the string holding ``struct``'s descriptor, interned per store."""
-        h = self._schema_ids.get(struct.json)
+    def _intern(self, text: str) -> int:
+        """The handle of a string holding ``text`` (a type descriptor), one per store: the
+        schema map finds it for every process."""
+        h = self._schema_ids.get(text)
         if h is None:
             schemas = MapRef._trusted(self, int(self.mem[L.W_SCHEMAS]))
-            ref = schemas.get(struct.json)
+            ref = schemas.get(text)
             if ref is None:
-                ref = self.string(struct.json)
-                schemas[struct.json] = ref
-            h = self._schema_ids[struct.json] = ref.id
-            self._structs[h] = struct
+                ref = self.string(text)
+                schemas[text] = ref
+            h = self._schema_ids[text] = ref.id
+        return h
+
+    def _interned(self, handle: int, decode):
+        """``decode(text)`` of the interned string ``handle`` (cached per process)."""
+        value = self._structs.get(handle)
+        if value is None:
+            value = self._structs[handle] = decode(StringRef(self, handle).get())
+        return value
+
+    def _schema_handle(self, struct) -> int:
+        h = self._intern(struct.json)
+        self._structs.setdefault(h, struct)
         return h
 
     def _struct_of(self, schema: int):
-        """The Struct whose descriptor string is ``schema`` (cached per process)."""
-        struct = self._structs.get(schema)
-        if struct is None:
-            text = StringRef(self, schema).get()
-            struct = self._structs[schema] = Struct.from_descriptor(json.loads(text))
-        return struct
+        """The Struct whose descriptor string is ``schema``."""
+        return self._interned(schema, lambda text: Struct.from_descriptor(json.loads(text)))
+
+    def vector(self, dtype, capacity: int = 0):
+        """A new growable vector of ``dtype`` (a NumPy dtype, or a :class:`Struct` for a table
+        of records), with room for ``capacity`` slots before it first grows."""
+        from .vectors import VectorRef
+
+        if dtype is None:
+            raise TypeError("store.vector() needs a dtype or a Struct (vectors of any Python "
+                            "value are not built yet: use store.map() with int keys)")
+        return VectorRef._create(self, dtype, capacity)
 
     # ------------------------------------------------------------------ root map (named values)
     @property

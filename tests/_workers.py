@@ -155,3 +155,37 @@ def rename_many(store, rid, n, label):
     rec = store.ref(rid)
     for i in range(n):
         rec["name"] = f"{label}-{i}"
+
+
+def append_records(store, vid, start, n, batch):
+    """Append records (i, -i, i * 0.5) for i in start..start+n, ``batch`` at a time."""
+    import numpy as np
+
+    v = store.ref(vid)
+    for lo in range(start, start + n, batch):
+        i = np.arange(lo, min(lo + batch, start + n))
+        rows = np.zeros(len(i), dtype=v.dtype)
+        rows["a"], rows["b"], rows["c"] = i, -i, i * 0.5
+        v.extend(rows)
+
+
+def grow_and_churn(name, vid, ready_id, done_id):
+    """Grow a vector (its records move), then allocate and free a lot (to reuse freed memory)."""
+    import numpy as np
+
+    with ss.attach(name) as store:
+        v = store.ref(vid)
+        while store.ref(ready_id).get() == 0:
+            time.sleep(0.005)
+        v.extend(np.full(10_000, 7, dtype=v.dtype))  # grows: the old block is retired
+        junk = [store.string("x" * 64) for _ in range(5000)]  # would reuse a freed block
+        for j in junk:
+            j.drop()
+        store.ref(done_id).set(1)
+
+
+def hold_view(name, vid, seconds_id, out_id):
+    """Take a view and read it for a while; report its sum."""
+    with ss.attach(name) as store:
+        view = store.ref(vid).view()
+        store.ref(out_id).set(int(view.sum()))

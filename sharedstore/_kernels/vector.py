@@ -1,0 +1,411 @@
+"""Typed growable vectors: a header block, a data block of fixed-size slots, a free list.
+
+Writers hold the vector's lock (its handle entry's lock word) and, when they allocate or free,
+the allocator lock.  Optimistic readers (``vector_read``) validate against ``VH_VERSION``.
+
+Views and growth.  A process that hands out a zero-copy view of the data block *pins* the block
+first: the block's state word is ``2 * pins + retired``.  Growth copies the records into a bigger
+block, publishes it, and *retires* the old one instead of freeing it.  Whoever brings the state
+to exactly 1 (retired, no pins) frees the block, so it is freed once, and only when no process
+can still reach it through a view.  A pin on a retired block is refused, so a reader that loses
+the race reads the vector header again and pins the new block.
+"""
+
+import numpy as np
+from numba import types as T
+
+from .. import _layout as L
+from .._jit import MEM, RO_BYTES, WORDS, helper, kernel
+from . import status as S
+from .atomics import atomic_add, atomic_cas, fence_acquire, load_acquire, store_release
+from .heap import (
+    alloc_locked,
+    block_ok,
+    free_locked,
+    handle_free_locked,
+    handle_new_locked,
+    handle_resolve,
+)
+from .locks import lock_release, lock_try
+
+READ_RETRIES = 100000
+_MIN_CAP = 8
+
+
+@helper
+def _vec_words(mem, e):
+    """Word index of the vector header data for handle entry ``e``, or -1 if out of bounds."""
+    v = load_acquire(mem, e + L.H_VALUE)
+    if not block_ok(mem, v, 8 + L.VEC_WORDS * 8):
+        return -1
+    return v // 8 + 1
+
+
+@helper
+def _data_ok(mem, d, cap, itemsize):
+    return block_ok(mem, d, 8 + L.D_RECORDS + cap * itemsize)
+
+
+@helper
+def _lock_vec(mem, h, token):
+    """Resolve vector ``h``; take its lock and the allocator lock: (entry, header words) or a
+    status in the first place."""
+    e = handle_resolve(mem, h, L.KIND_VECTOR)
+    if e < 0:
+        return e, 0
+    vw = _vec_words(mem, e)
+    if vw < 0:
+        return S.ERR_CORRUPT, 0
+    if not lock_try(mem, e + L.H_LOCK, token):
+        return S.ERR_BUSY_OBJ, 0
+    if not lock_try(mem, L.W_ALLOC_LOCK, token):
+        lock_release(mem, e + L.H_LOCK)
+        return S.ERR_BUSY_ALLOC, 0
+    return e, vw
+
+
+@helper
+def _unlock_vec(mem, e):
+    lock_release(mem, L.W_ALLOC_LOCK)
+    lock_release(mem, e + L.H_LOCK)
+
+
+@helper
+def _new_data_locked(mem, cap, itemsize):
+    d = alloc_locked(mem, L.D_RECORDS + cap * itemsize, L.TAG_VDATA, cap)
+    if d >= 0:
+        mem[d // 8 + 1 + L.D_STATE // 8] = 0
+        mem[d // 8 + 2] = 0
+    return d
+
+
+@helper
+def _retire_locked(mem, d):
+    """Retire data block ``d``: free it now if no process pins it, else when the last unpins."""
+    if atomic_add(mem, d // 8 + 1 + L.D_STATE // 8, 1) + 1 == 1:
+        free_locked(mem, d)
+
+
+@helper
+def _grow_locked(mem, vw, need):
+    """Make room for ``need`` slots: a bigger block, records copied, old block retired."""
+    cap = mem[vw + L.VH_CAP]
+    if need <= cap:
+        return 0
+    itemsize = mem[vw + L.VH_ITEMSIZE]
+    newcap = max(cap, _MIN_CAP)
+    while newcap < need:
+        newcap *= 2
+    nd = _new_data_locked(mem, newcap, itemsize)
+    if nd < 0:
+        return nd
+    d = mem[vw + L.VH_DATA]
+    buf = mem.view(np.uint8)
+    n = mem[vw + L.VH_LEN] * itemsize
+    buf[nd + 8 + L.D_RECORDS:nd + 8 + L.D_RECORDS + n] = buf[d + 8 + L.D_RECORDS:d + 8 + L.D_RECORDS + n]
+    store_release(mem, vw + L.VH_DATA, nd)  # publish the bigger block ...
+    mem[vw + L.VH_CAP] = newcap
+    atomic_add(mem, vw + L.VH_VERSION, 2)   # ... readers of the old one retry ...
+    _retire_locked(mem, d)                  # ... and views of it keep it until they go
+    return 0
+
+
+@kernel(T.int64(MEM, T.int64, T.int64, T.int64, T.int64))
+def vector_new(mem, token, dtype_handle, itemsize, cap):
+    """New empty vector of ``itemsize``-byte slots with room for ``cap``."""
+    if not lock_try(mem, L.W_ALLOC_LOCK, token):
+        return S.ERR_BUSY_ALLOC
+    cap = max(cap, _MIN_CAP)
+    h = S.ERR_COMMIT
+    v = alloc_locked(mem, L.VEC_WORDS * 8, L.TAG_VECTOR, 0)
+    if v < 0:
+        h = v
+    else:
+        d = _new_data_locked(mem, cap, itemsize)
+        if d < 0:
+            free_locked(mem, v)
+            h = d
+        else:
+            vw = v // 8 + 1
+            mem[vw:vw + L.VEC_WORDS] = 0
+            mem[vw + L.VH_DATA] = d
+            mem[vw + L.VH_CAP] = cap
+            mem[vw + L.VH_ITEMSIZE] = itemsize
+            mem[vw + L.VH_DTYPE] = dtype_handle
+            h = handle_new_locked(mem, L.KIND_VECTOR, v)
+            if h < 0:
+                free_locked(mem, d)
+                free_locked(mem, v)
+    lock_release(mem, L.W_ALLOC_LOCK)
+    return h
+
+
+@kernel(T.UniTuple(T.int64, 4)(MEM, T.int64))
+def vector_info(mem, h):
+    """(status, length in slots, itemsize, dtype handle) of vector ``h``."""
+    e = handle_resolve(mem, h, L.KIND_VECTOR)
+    if e < 0:
+        return e, 0, 0, 0
+    vw = _vec_words(mem, e)
+    if vw < 0:
+        return S.ERR_CORRUPT, 0, 0, 0
+    return 0, load_acquire(mem, vw + L.VH_LEN), mem[vw + L.VH_ITEMSIZE], mem[vw + L.VH_DTYPE]
+
+
+@kernel(T.int64(MEM, T.int64, T.int64, RO_BYTES))
+def vector_extend(mem, token, h, data):
+    """Append the records in ``data`` (a whole number of slots); return the new length."""
+    e, vw = _lock_vec(mem, h, token)
+    if e < 0:
+        return e
+    itemsize = mem[vw + L.VH_ITEMSIZE]
+    k = len(data) // itemsize
+    n = mem[vw + L.VH_LEN]
+    r = _grow_locked(mem, vw, n + k)
+    if r >= 0:
+        d = mem[vw + L.VH_DATA]
+        at = d + 8 + L.D_RECORDS + n * itemsize
+        buf = mem.view(np.uint8)
+        buf[at:at + k * itemsize] = data[:k * itemsize]
+        store_release(mem, vw + L.VH_LEN, n + k)  # publish the records
+        atomic_add(mem, vw + L.VH_VERSION, 2)
+        r = n + k
+    _unlock_vec(mem, e)
+    return r
+
+
+@kernel(T.int64(MEM, T.int64, T.int64, RO_BYTES))
+def vector_insert(mem, token, h, data):
+    """Put one record in a free slot (the most recently removed), else at the end; its index."""
+    e, vw = _lock_vec(mem, h, token)
+    if e < 0:
+        return e
+    itemsize = mem[vw + L.VH_ITEMSIZE]
+    nfree = mem[vw + L.VH_NFREE]
+    r = 0
+    if nfree > 0:
+        slot = mem[mem[vw + L.VH_FREE] // 8 + 1 + nfree - 1]
+        mem[vw + L.VH_NFREE] = nfree - 1
+    else:
+        slot = mem[vw + L.VH_LEN]
+        r = _grow_locked(mem, vw, slot + 1)
+    if r >= 0:
+        d = mem[vw + L.VH_DATA]
+        at = d + 8 + L.D_RECORDS + slot * itemsize
+        buf = mem.view(np.uint8)
+        buf[at:at + itemsize] = data[:itemsize]
+        if nfree == 0:
+            store_release(mem, vw + L.VH_LEN, slot + 1)
+        atomic_add(mem, vw + L.VH_VERSION, 2)
+        r = slot
+    _unlock_vec(mem, e)
+    return r
+
+
+@kernel(T.int64(MEM, T.int64, T.int64, T.int64))
+def vector_remove(mem, token, h, slot):
+    """Zero slot ``slot`` and put it on the free list (``insert`` reuses it)."""
+    e, vw = _lock_vec(mem, h, token)
+    if e < 0:
+        return e
+    n = mem[vw + L.VH_LEN]
+    nfree = mem[vw + L.VH_NFREE]
+    r = 0
+    if slot < 0 or slot >= n:
+        r = S.ERR_NOT_FOUND
+    else:
+        fl = mem[vw + L.VH_FREE]
+        fcap = 0 if fl == 0 else mem[fl // 8] >> 16
+        for i in range(nfree):  # a slot is removed once (the list is short next to the table)
+            if mem[fl // 8 + 1 + i] == slot:
+                r = S.ERR_NOT_FOUND
+        if r == 0 and nfree >= fcap:
+            nfl = alloc_locked(mem, 8 * max(16, 2 * fcap), L.TAG_VFREE, max(16, 2 * fcap))
+            if nfl < 0:
+                r = nfl
+            else:
+                mem[nfl // 8 + 1:nfl // 8 + 1 + nfree] = mem[fl // 8 + 1:fl // 8 + 1 + nfree]
+                store_release(mem, vw + L.VH_FREE, nfl)
+                if fl != 0:
+                    free_locked(mem, fl)
+                fl = nfl
+        if r == 0:
+            itemsize = mem[vw + L.VH_ITEMSIZE]
+            at = mem[vw + L.VH_DATA] + 8 + L.D_RECORDS + slot * itemsize
+            mem.view(np.uint8)[at:at + itemsize] = 0
+            mem[fl // 8 + 1 + nfree] = slot
+            mem[vw + L.VH_NFREE] = nfree + 1
+            atomic_add(mem, vw + L.VH_VERSION, 2)
+    _unlock_vec(mem, e)
+    return r
+
+
+@kernel(T.int64(MEM, T.int64, T.int64, T.int64, RO_BYTES))
+def vector_write(mem, token, h, start, data):
+    """Overwrite slots from ``start`` with the records in ``data`` (within the length)."""
+    e, vw = _lock_vec(mem, h, token)
+    if e < 0:
+        return e
+    itemsize = mem[vw + L.VH_ITEMSIZE]
+    k = len(data) // itemsize
+    r = 0
+    if start < 0 or start + k > mem[vw + L.VH_LEN]:
+        r = S.ERR_NOT_FOUND
+    else:
+        at = mem[vw + L.VH_DATA] + 8 + L.D_RECORDS + start * itemsize
+        mem.view(np.uint8)[at:at + k * itemsize] = data[:k * itemsize]
+        atomic_add(mem, vw + L.VH_VERSION, 2)
+    _unlock_vec(mem, e)
+    return r
+
+
+@kernel(T.int64(MEM, T.int64, T.int64, T.int64))
+def vector_truncate(mem, token, h, n):
+    """Set the length to ``n``: shorter drops the tail, longer adds zeroed slots; the free list
+    keeps only slots below ``n``."""
+    e, vw = _lock_vec(mem, h, token)
+    if e < 0:
+        return e
+    r = 0
+    old = mem[vw + L.VH_LEN]
+    if n < 0:
+        r = S.ERR_NOT_FOUND
+    elif n > old:
+        r = _grow_locked(mem, vw, n)
+        if r >= 0:
+            itemsize = mem[vw + L.VH_ITEMSIZE]
+            at = mem[vw + L.VH_DATA] + 8 + L.D_RECORDS
+            mem.view(np.uint8)[at + old * itemsize:at + n * itemsize] = 0
+    if r >= 0:
+        fl = mem[vw + L.VH_FREE]
+        keep = 0
+        for i in range(mem[vw + L.VH_NFREE]):
+            s = mem[fl // 8 + 1 + i]
+            if s < n:
+                mem[fl // 8 + 1 + keep] = s
+                keep += 1
+        mem[vw + L.VH_NFREE] = keep
+        store_release(mem, vw + L.VH_LEN, n)
+        atomic_add(mem, vw + L.VH_VERSION, 2)
+        r = n
+    _unlock_vec(mem, e)
+    return r
+
+
+@kernel(T.int64(MEM, T.uint8[::1], T.int64, T.int64, T.int64))
+def vector_read(mem, out, h, start, count):
+    """Copy slots ``start .. start+count`` into ``out`` without locking; their count, or a
+    status (ERR_NOT_FOUND past the end)."""
+    buf = mem.view(np.uint8)
+    for _ in range(READ_RETRIES):
+        e = handle_resolve(mem, h, L.KIND_VECTOR)
+        if e < 0:
+            return e
+        vw = _vec_words(mem, e)
+        if vw < 0:
+            return S.ERR_CORRUPT
+        v1 = load_acquire(mem, vw + L.VH_VERSION)
+        d = load_acquire(mem, vw + L.VH_DATA)
+        n = load_acquire(mem, vw + L.VH_LEN)
+        cap = mem[vw + L.VH_CAP]
+        itemsize = mem[vw + L.VH_ITEMSIZE]
+        r = count
+        if start < 0 or start + count > n:
+            r = S.ERR_NOT_FOUND
+        elif not _data_ok(mem, d, cap, itemsize) or n > cap or count * itemsize > len(out):
+            r = S.ERR_CORRUPT
+        else:
+            at = d + 8 + L.D_RECORDS + start * itemsize
+            out[:count * itemsize] = buf[at:at + count * itemsize]
+        fence_acquire()
+        if load_acquire(mem, vw + L.VH_VERSION) == v1:
+            return r
+    return S.ERR_RETRY
+
+
+@kernel(T.UniTuple(T.int64, 3)(MEM, T.int64))
+def vector_pin(mem, h):
+    """Pin the current data block for a view: (block offset or a status, length, records offset)."""
+    for _ in range(READ_RETRIES):
+        e = handle_resolve(mem, h, L.KIND_VECTOR)
+        if e < 0:
+            return e, 0, 0
+        vw = _vec_words(mem, e)
+        if vw < 0:
+            return S.ERR_CORRUPT, 0, 0
+        d = load_acquire(mem, vw + L.VH_DATA)
+        if not _data_ok(mem, d, 0, 0):
+            return S.ERR_CORRUPT, 0, 0
+        sw = d // 8 + 1 + L.D_STATE // 8
+        st = load_acquire(mem, sw)
+        if st & 1 == 0 and atomic_cas(mem, sw, st, st + 2) == st:
+            # pinned; the length read above may be older than the block: re-read it now
+            if load_acquire(mem, vw + L.VH_DATA) == d:
+                return d, min(load_acquire(mem, vw + L.VH_LEN), mem[vw + L.VH_CAP]), d + 8 + L.D_RECORDS
+            _unpin(mem, d)
+    return S.ERR_RETRY, 0, 0
+
+
+@helper
+def _unpin(mem, d):
+    """Drop one pin; True if that left the block retired and unpinned (the caller frees it)."""
+    return atomic_add(mem, d // 8 + 1 + L.D_STATE // 8, -2) - 2 == 1
+
+
+@kernel(T.int64(MEM, T.int64, T.int64))
+def vector_unpin(mem, token, d):
+    """Release a view's pin on data block ``d``; frees the block if it was the last pin of a
+    retired block.  Returns 1 if it freed, 0 if not, or a status (then nothing changed).
+
+    The allocator lock is taken *before* the pin is dropped, so a busy lock never leaves a
+    block that nobody will free."""
+    if not block_ok(mem, d, 8 + L.D_RECORDS):
+        return S.ERR_INVALID
+    if not lock_try(mem, L.W_ALLOC_LOCK, token):
+        return S.ERR_BUSY_ALLOC
+    r = 0
+    if _unpin(mem, d):
+        free_locked(mem, d)
+        r = 1
+    lock_release(mem, L.W_ALLOC_LOCK)
+    return r
+
+
+@kernel(T.int64(MEM, T.int64, T.int64))
+def vector_drop(mem, token, h):
+    """Free vector ``h``; its data block goes when the last view of it does."""
+    e, vw = _lock_vec(mem, h, token)
+    if e < 0:
+        return e
+    v = mem[e + L.H_VALUE]
+    handle_free_locked(mem, h, e)
+    atomic_add(mem, vw + L.VH_VERSION, 2)
+    if mem[vw + L.VH_FREE] != 0:
+        free_locked(mem, mem[vw + L.VH_FREE])
+    _retire_locked(mem, mem[vw + L.VH_DATA])
+    free_locked(mem, v)
+    _unlock_vec(mem, e)
+    return 0
+
+
+@kernel(T.int64(MEM, WORDS, T.int64))
+def vector_free_slots(mem, out, h):
+    """Copy the free list's slot indices into ``out``; their count (not copied if it does not fit)."""
+    e = handle_resolve(mem, h, L.KIND_VECTOR)
+    if e < 0:
+        return e
+    vw = _vec_words(mem, e)
+    if vw < 0:
+        return S.ERR_CORRUPT
+    for _ in range(READ_RETRIES):
+        v1 = load_acquire(mem, vw + L.VH_VERSION)
+        nfree = load_acquire(mem, vw + L.VH_NFREE)
+        fl = load_acquire(mem, vw + L.VH_FREE)
+        if nfree <= len(out) and nfree > 0:
+            if not block_ok(mem, fl, 8 + nfree * 8):
+                return S.ERR_CORRUPT
+            out[:nfree] = mem[fl // 8 + 1:fl // 8 + 1 + nfree]
+        fence_acquire()
+        if load_acquire(mem, vw + L.VH_VERSION) == v1:
+            return nfree
+    return S.ERR_RETRY

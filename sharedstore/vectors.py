@@ -1,0 +1,325 @@
+"""VectorRef: a growable typed vector (or a table of struct records) in shared memory.
+
+``store.vector("float64")`` holds numbers; ``store.vector(Particle)`` holds records of a
+:class:`~sharedstore.Struct`.  The dtype is stored in the store, so ``store["particles"]`` in any
+worker opens the same vector with no schema in hand.
+
+Slots and length.  ``len(v)`` counts slots: ``append``/``extend`` add slots at the end,
+``insert`` fills the most recently removed slot first, ``remove(k)`` zeroes slot ``k`` and puts it
+on the free list (indices never shift).  ``v.free_slots()`` lists the removed slots.
+
+Views.  ``v.view()`` is a zero-copy NumPy array over the slots as they are when it is taken.
+When the vector grows past its capacity its records move to a bigger block; a view taken
+before keeps reading (and writing) the old block, which stays allocated, pinned by this
+process, until the view and every array derived from it are garbage; only then is it freed.  So
+a view never reads freed memory, but after growth it no longer shows the vector: take a new
+view.  Writes through a view are not locked against other writers.
+"""
+
+from __future__ import annotations
+
+import json
+import weakref
+
+import numpy as np
+
+from . import _layout as L
+from ._kernels import status as S
+from ._kernels import vector as KV
+from .refs import _CLASSES, Ref, StringRef
+from .structs import Struct
+
+
+def dtype_descriptor(dtype) -> tuple[np.dtype, Struct | None, str]:
+    """(numpy dtype, Struct or None, JSON descriptor) for what ``store.vector`` accepts."""
+    if isinstance(dtype, Struct):
+        return dtype.dtype, dtype, json.dumps({"struct": dtype.descriptor()}, separators=(",", ":"))
+    dt = np.dtype(dtype)
+    if dt.hasobject or dt.itemsize == 0:
+        raise TypeError(f"vectors hold fixed-size values; {dt} is not (use a map for objects)")
+    descr = np.lib.format.dtype_to_descr(dt)
+    return dt, None, json.dumps({"descr": descr}, separators=(",", ":"))
+
+
+def _from_descriptor(text: str) -> tuple[np.dtype, Struct | None]:
+    d = json.loads(text)
+    if "struct" in d:
+        s = Struct.from_descriptor(d["struct"])
+        return s.dtype, s
+    descr = d["descr"]
+    descr = [tuple(x) if isinstance(x, list) else x for x in descr] if isinstance(descr, list) else descr
+    return np.lib.format.descr_to_dtype(descr), None
+
+
+class VectorRef(Ref):
+    """A growable vector of fixed-size slots (numbers or struct records) in shared memory."""
+
+    __slots__ = ("_dtype", "_struct")
+    _kind = L.KIND_VECTOR
+
+    def __init__(self, store, id: int):
+        super().__init__(store, id)
+        self._dtype = None
+
+    @classmethod
+    def _trusted(cls, store, id: int):
+        self = super()._trusted(store, id)
+        self._dtype = None
+        return self
+
+    @classmethod
+    def _create(cls, store, dtype, capacity: int = 0) -> VectorRef:
+        dt, struct, text = dtype_descriptor(dtype)
+        schema = store._intern(text)
+        args = (store.mem, store._token, schema, dt.itemsize, int(capacity))
+        h = KV.vector_new(*args)
+        if h < 0:
+            h = store._slow(h, KV.vector_new, args, "store.vector()", hint=dt.itemsize * capacity)
+        v = cls._trusted(store, h)
+        v._dtype, v._struct = dt, struct
+        return v
+
+    # ---------------------------------------------------------------- shape
+    def _info(self) -> tuple[int, int, int]:
+        st, n, itemsize, schema = KV.vector_info(self._store.mem, self._id)
+        if st < 0:
+            self._fail(st, "access")
+        return n, itemsize, schema
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The dtype of one slot (read from the store the first time)."""
+        if self._dtype is None:
+            _, _, schema = self._info()
+            self._dtype, self._struct = self._store._interned(schema, _from_descriptor)
+        return self._dtype
+
+    @property
+    def struct(self) -> Struct | None:
+        """The :class:`Struct` of a table's records, or None for a plain vector."""
+        self.dtype
+        return self._struct
+
+    def __len__(self) -> int:
+        return self._info()[0]
+
+    def free_slots(self) -> list[int]:
+        """Indices of removed slots (zeroed; ``insert`` reuses the last one first)."""
+        s = self._store
+        out = np.empty(64, dtype=np.int64)
+        while True:
+            n = KV.vector_free_slots(s.mem, out, self._id)
+            if n < 0:
+                n = s._slow(n, KV.vector_free_slots, (s.mem, out, self._id), "free_slots()")
+            if n <= len(out):
+                return out[:n].tolist()
+            out = np.empty(n * 2, dtype=np.int64)
+
+    # ---------------------------------------------------------------- writes
+    def _records(self, values) -> np.ndarray:
+        """``values`` as a C-contiguous array of this vector's dtype (dicts/tuples for tables;
+        a table's "string" fields take str, its "ref" fields refs)."""
+        dt = self.dtype
+        if self._struct is not None:
+            if isinstance(values, np.ndarray) and values.dtype == dt:
+                return np.ascontiguousarray(values)
+            rows = np.zeros(len(values), dtype=dt)
+            for i, v in enumerate(values):
+                self._fill(rows, i, v)
+            return rows
+        return np.ascontiguousarray(np.asarray(values, dtype=dt).reshape(-1))
+
+    def _fill(self, rows, i, v) -> None:
+        struct = self._struct
+        if isinstance(v, np.void) and v.dtype == rows.dtype:
+            rows[i] = v
+            return
+        items = v.items() if isinstance(v, dict) else zip(struct.dtype.names, v)
+        for name, x in items:
+            if name in struct.strings:
+                rows[name][i] = self._store.string(x).id if x else 0
+            elif name in struct.refs:
+                rows[name][i] = 0 if x is None else x.id
+            elif name not in rows.dtype.fields:
+                raise KeyError(f"{struct.name} has no field {name!r}")
+            else:
+                rows[name][i] = x
+
+    def _call(self, fn, *args, what: str, hint: int = 0):
+        s = self._store
+        full = (s.mem, s._token, self._id) + args
+        r = fn(*full)
+        if r < 0:
+            r = s._slow(r, fn, full, what, self._id, passthrough=(S.ERR_NOT_FOUND,), hint=hint)
+        return r
+
+    def extend(self, values) -> None:
+        """Append many slots in one kernel call (an array of the dtype is copied directly)."""
+        rows = self._records(values)
+        if len(rows):
+            self._call(KV.vector_extend, rows.view(np.uint8).reshape(-1), what="extend()",
+                       hint=rows.nbytes)
+
+    def append(self, value) -> None:
+        """Append one slot."""
+        self.extend([value])
+
+    def insert(self, value) -> int:
+        """Put a record in a free slot (or at the end); return its index."""
+        rows = self._records([value])
+        return self._call(KV.vector_insert, rows.view(np.uint8).reshape(-1), what="insert()",
+                          hint=rows.nbytes)
+
+    def remove(self, index: int) -> None:
+        """Zero slot ``index`` (dropping the strings a table record owns) and free it for reuse."""
+        if self._struct is not None and self._struct.string_offsets:
+            rec = self[index]
+            for name in self._struct.strings:
+                if rec[name]:
+                    StringRef._trusted(self._store, int(rec[name])).drop()
+        r = self._call(KV.vector_remove, int(index), what="remove()")
+        if r == S.ERR_NOT_FOUND:
+            raise IndexError(f"slot {index} is not in use (length {len(self)}, or already removed)")
+
+    def __setitem__(self, index, value) -> None:
+        n = len(self)
+        if isinstance(index, slice):
+            start, stop, step = index.indices(n)
+            if step != 1:
+                raise ValueError("slice assignment needs a step of 1")
+            rows = self._records(value)
+            if len(rows) != stop - start:
+                raise ValueError(f"{len(rows)} values for a slice of {stop - start} slots")
+        else:
+            start = self._index(index, n)
+            rows = self._records([value])
+        r = self._call(KV.vector_write, start, rows.view(np.uint8).reshape(-1), what="set")
+        if r == S.ERR_NOT_FOUND:
+            raise IndexError(f"vector index out of range (length {len(self)})")
+
+    def pop(self):
+        """Remove and return the last slot's value."""
+        n = len(self)
+        if n == 0:
+            raise IndexError("pop from an empty vector")
+        value = self[n - 1]
+        self.resize(n - 1)
+        return value
+
+    def resize(self, n: int) -> None:
+        """Set the length: new slots are zero."""
+        if n < 0:
+            raise ValueError("a length cannot be negative")
+        self._call(KV.vector_truncate, int(n), what="resize()", hint=n * self.dtype.itemsize)
+
+    def clear(self) -> None:
+        self.resize(0)
+
+    # ---------------------------------------------------------------- reads
+    def _index(self, index, n: int) -> int:
+        i = int(index)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(f"vector index {index} out of range (length {n})")
+        return i
+
+    def _read(self, start: int, count: int) -> np.ndarray:
+        s = self._store
+        dt = self.dtype
+        out = np.empty(max(count, 1) * dt.itemsize, dtype=np.uint8)
+        args = (s.mem, out, self._id, start, count)
+        r = KV.vector_read(*args)
+        if r < 0:
+            r = s._slow(r, KV.vector_read, args, "vector read", self._id, passthrough=(S.ERR_NOT_FOUND,))
+            if r == S.ERR_NOT_FOUND:
+                raise IndexError(f"vector index out of range (length {len(self)})")
+        return out[:count * dt.itemsize].view(dt)
+
+    def __getitem__(self, index):
+        n = len(self)
+        if isinstance(index, slice):
+            start, stop, step = index.indices(n)
+            if step == 1:
+                return self._read(start, max(0, stop - start))
+            return self._read(0, n)[index]
+        value = self._read(self._index(index, n), 1)[0]
+        return value if self._struct is not None else value.item()
+
+    def to_numpy(self) -> np.ndarray:
+        """A copy of every slot."""
+        return self._read(0, len(self))
+
+    def __iter__(self):
+        arr = self.to_numpy()  # one consistent snapshot
+        return iter(arr if self._struct is not None else arr.tolist())
+
+    def view(self) -> np.ndarray:
+        """A zero-copy, writable array over the slots as they are now (see the module doc)."""
+        s = self._store
+        dt = self.dtype
+        while True:
+            d, n, off = KV.vector_pin(s.mem, self._id)
+            if d >= 0:
+                break
+            s._recover(d, "view()", self._id)
+        arr = np.frombuffer(s._mm, dtype=dt, count=n, offset=off)
+        weakref.finalize(arr, _unpin, weakref.ref(s), d)
+        return arr
+
+    def to_pandas(self):
+        """A pandas DataFrame (Series for a plain vector) of the slots now; numeric columns are
+        zero-copy views, a table's "string" fields are resolved to str."""
+        import pandas as pd
+
+        arr = self.view()
+        if self._struct is None:
+            return pd.Series(arr, copy=False)
+        cols = {}
+        for name in arr.dtype.names:
+            col = arr[name]
+            if name in self._struct.strings:
+                cols[name] = [StringRef._trusted(self._store, int(h)).get() if h else "" for h in col]
+            elif col.ndim == 1:
+                cols[name] = col
+            else:
+                cols[name] = list(col)
+        return pd.DataFrame(cols, copy=False)
+
+    def drop(self) -> None:
+        """Free the vector (and the strings a table's records own).  Views taken before keep
+        their memory until they are gone."""
+        if self._struct is not None and self._struct.string_offsets:
+            arr = self.to_numpy()
+            free = set(self.free_slots())
+            for i, rec in enumerate(arr):
+                if i not in free:
+                    for name in self._struct.strings:
+                        if rec[name]:
+                            StringRef._trusted(self._store, int(rec[name])).drop()
+        s = self._store
+        args = (s.mem, s._token, self._id)
+        r = KV.vector_drop(*args)
+        if r < 0:
+            s._slow(r, KV.vector_drop, args, "VectorRef.drop()", self._id)
+
+    def __repr__(self):
+        try:
+            what = self._struct.name if self.struct is not None else str(self.dtype)
+            return f"<VectorRef {what}[{len(self)}] id={self._id} of store {self._store.name!r}>"
+        except Exception:
+            return f"<VectorRef id={self._id} (dropped) of store {self._store.name!r}>"
+
+
+def _unpin(store_ref, block: int) -> None:
+    """Finalizer of a view: release its pin (the store may be closed or gone by then)."""
+    store = store_ref()
+    if store is None or store.closed:
+        return  # the process is leaving the store: its pins stay (a leak, never a free too early)
+    r = KV.vector_unpin(store.mem, store._token, block)
+    while r == S.ERR_BUSY_ALLOC:
+        store._recover(r, "view release")
+        r = KV.vector_unpin(store.mem, store._token, block)
+
+
+_CLASSES[L.KIND_VECTOR] = VectorRef

@@ -1,0 +1,164 @@
+"""VectorRef: typed vectors and tables of records, free lists, and views that stay safe."""
+
+import gc
+import multiprocessing as mp
+import time
+
+import numpy as np
+import pytest
+
+import sharedstore as ss
+
+from . import _workers as W
+from .test_structs import SCHEMAS
+
+
+def test_numeric_vector_like_a_list(store):
+    v = store.vector("int64")
+    v.extend(np.arange(10))
+    v.append(10)
+    assert len(v) == 11 and v[3] == 3 and v[-1] == 10 and list(v) == list(range(11))
+    assert v.pop() == 10 and len(v) == 10
+    v[3] = 7
+    v[5:7] = [50, 60]
+    assert v[2:8].tolist() == [2, 7, 4, 50, 60, 7]
+    assert v.view().tolist() == [0, 1, 2, 7, 4, 50, 60, 7, 8, 9]
+    v.resize(12)
+    assert v[-1] == 0 and len(v) == 12
+    v.clear()
+    assert len(v) == 0
+    with pytest.raises(IndexError):
+        v[0]
+    with pytest.raises(IndexError):
+        v.pop()
+    with pytest.raises(ValueError):
+        v.resize(-1)
+
+
+def test_big_extend_and_dtype_roundtrip(store):
+    v = store.vector(np.float32)
+    data = np.random.default_rng(0).random(1_000_000).astype(np.float32)
+    v.extend(data)
+    assert np.array_equal(v.view(), data)
+    again = store.ref(v.id)
+    assert again.dtype == np.float32 and len(again) == 1_000_000
+    assert store.vector(np.dtype("<c16")).dtype == np.complex128
+    with pytest.raises(TypeError):
+        store.vector(object)
+    with pytest.raises(TypeError):
+        store.vector(None)
+
+
+def test_table_of_records(store):
+    P = ss.load_schema(SCHEMAS / "particles.toml")["Particle"]
+    t = store.vector(P)
+    store["particles"] = t
+    t.append({"mass": 1.0, "name": "a", "alive": True})
+    t.extend([{"mass": 2.0, "name": "b"}, {"mass": 3.0, "pos": [1, 2, 3]}])
+    k = t.insert({"mass": 4.0, "name": "d"})
+    assert k == 3
+    t.remove(1)
+    assert t.free_slots() == [1] and len(t) == 4 and t[1]["mass"] == 0
+    assert t.insert({"mass": 5.0}) == 1 and t.free_slots() == []
+    with pytest.raises(IndexError):
+        t.remove(99)
+    view = store["particles"].view()
+    assert view["mass"].tolist() == [1.0, 5.0, 3.0, 4.0] and view["mass"].sum() == 13.0
+    assert view[view["alive"]]["mass"].tolist() == [1.0]
+    assert store["particles"].struct == P and store["particles"].dtype == P.dtype
+    arr = np.zeros(2, dtype=P.dtype)
+    arr["mass"] = [6, 7]
+    t.extend(arr)
+    assert t[-1]["mass"] == 7.0 and len(t) == 6
+
+
+def test_table_strings_are_owned(store):
+    P = ss.load_schema(SCHEMAS / "particles.toml")["Particle"]
+    t = store.vector(P)
+    t.extend([{"name": f"n{i}"} for i in range(10)])
+    strings = store.stats()["objects"]["string"]
+    t.remove(0)
+    assert store.stats()["objects"]["string"] == strings - 1
+    t.drop()
+    assert store.stats()["objects"]["string"] == strings - 10
+
+
+def test_to_pandas(store):
+    pd = pytest.importorskip("pandas")
+    P = ss.load_schema(SCHEMAS / "particles.toml")["Particle"]
+    t = store.vector(P)
+    t.extend([{"name": f"n{i}", "mass": i} for i in range(3)])
+    df = t.to_pandas()
+    assert isinstance(df, pd.DataFrame) and df["name"].tolist() == ["n0", "n1", "n2"]
+    assert df["mass"].sum() == 3
+
+
+def test_view_survives_growth_until_collected(store):
+    v = store.vector("int64", capacity=8)
+    v.extend(np.arange(8))
+    old = v.view()
+    part = old[2:5]  # a derived view keeps the block pinned too
+    v.extend(np.arange(100))  # grows: the records move to a new block
+    for _ in range(200):  # memory freed now would be reused by these
+        store.string("y" * 64)
+    assert old.tolist() == list(range(8)) and part.tolist() == [2, 3, 4]
+    old[0] = 99  # writes go to the old block: the vector does not see them
+    assert v[0] == 0 and len(v.view()) == 108
+    del old
+    gc.collect()
+    assert part.tolist() == [2, 3, 4]
+    before = store.stats()["used"]
+    del part
+    gc.collect()
+    assert store.stats()["used"] < before  # the old block is freed once no view reaches it
+
+
+def test_view_of_other_process_survives_growth(store):
+    """A view held here stays valid while a second process grows the vector and churns memory."""
+    v = store.vector("int64", capacity=1000)
+    v.extend(np.arange(1000))
+    ready, done = store.integer(0), store.integer(0)
+    view = v.view()
+    p = mp.get_context("spawn").Process(target=W.grow_and_churn,
+                                        args=(store.name, v.id, ready.id, done.id))
+    p.start()
+    ready.set(1)
+    deadline = time.monotonic() + 60
+    while done.get() == 0 and time.monotonic() < deadline:
+        assert view[999] == 999
+        time.sleep(0.001)
+    p.join(60)
+    assert p.exitcode == 0 and done.get() == 1
+    assert view.tolist() == list(range(1000))  # the old block was never reused
+    assert len(v) == 11_000 and v[10_999] == 7
+
+
+def test_dropped_vector_keeps_viewed_memory(store):
+    v = store.vector("float64")
+    v.extend(np.ones(100))
+    view = v.view()
+    v.drop()
+    for _ in range(100):
+        store.string("z" * 800)
+    assert view.sum() == 100.0
+    with pytest.raises(ss.UseAfterFreeError):
+        len(v)
+
+
+@pytest.mark.parametrize("batch", [1, 500])
+def test_concurrent_appends_lose_nothing(store, batch):
+    dt = np.dtype([("a", "<i8"), ("b", "<i8"), ("c", "<f8")])
+    v = store.vector(dt)
+    n = 4000 if batch > 1 else 1500
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=W.append_records, args=(store, v.id, k * n, n, batch)) for k in range(2)]
+    for p in procs:
+        p.start()
+    W.append_records(store, v.id, 2 * n, n, batch)
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    arr = v.to_numpy()
+    assert len(arr) == 3 * n
+    assert sorted(arr["a"].tolist()) == list(range(3 * n))  # nothing lost, nothing twice
+    assert (arr["b"] == -arr["a"]).all() and (arr["c"] == arr["a"] * 0.5).all()  # none torn
