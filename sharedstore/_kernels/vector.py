@@ -338,11 +338,12 @@ def vector_pin(mem, h):
             return S.ERR_CORRUPT, 0, 0
         sw = d // 8 + 1 + L.D_STATE // 8
         st = load_acquire(mem, sw)
+        # the CAS fails if the block was retired after ``st`` was read: then read the header
+        # again.  Once it succeeds the block cannot be freed until this pin is released, even
+        # if the vector grows right after (the view then shows the vector as it was).
         if st & 1 == 0 and atomic_cas(mem, sw, st, st + 2) == st:
-            # pinned; the length read above may be older than the block: re-read it now
-            if load_acquire(mem, vw + L.VH_DATA) == d:
-                return d, min(load_acquire(mem, vw + L.VH_LEN), mem[vw + L.VH_CAP]), d + 8 + L.D_RECORDS
-            _unpin(mem, d)
+            n = min(load_acquire(mem, vw + L.VH_LEN), mem[d // 8] >> 16)  # block's own capacity
+            return d, n, d + 8 + L.D_RECORDS
     return S.ERR_RETRY, 0, 0
 
 
