@@ -164,3 +164,23 @@ def float_to_bits(typingctx, x):
         return builder.bitcast(args[0], ir.IntType(64))
 
     return sig, codegen
+
+
+@intrinsic
+def memcpy(typingctx, dst, dst_at, src, src_at, n):
+    """Copy ``n`` bytes from byte ``src_at`` of 1-d array ``src`` to byte ``dst_at`` of 1-d
+    array ``dst`` (``llvm.memmove``: any alignment, overlap allowed).  The caller checks bounds."""
+    if not (isinstance(dst, types.Buffer) and isinstance(src, types.Buffer)):
+        return None
+    sig = types.void(dst, types.intp, src, types.intp, types.intp)
+
+    def codegen(context, builder, sig, args):
+        d = context.make_array(sig.args[0])(context, builder, args[0])
+        s = context.make_array(sig.args[2])(context, builder, args[2])
+        i8p = ir.IntType(8).as_pointer()
+        dp = builder.gep(builder.bitcast(d.data, i8p), [args[1]])
+        sp = builder.gep(builder.bitcast(s.data, i8p), [args[3]])
+        cgutils.raw_memmove(builder, dp, sp, args[4], 1)
+        return context.get_dummy_value()
+
+    return sig, codegen

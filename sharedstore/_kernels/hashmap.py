@@ -32,7 +32,7 @@ from numba import types as T
 from .. import _layout as L
 from .._jit import BYTES, MEM, OUT, RO_BYTES, WORDS, helper, kernel
 from . import status as S
-from .atomics import atomic_add, fence_acquire, float_to_bits, load_acquire, store_release
+from .atomics import atomic_add, fence_acquire, float_to_bits, load_acquire, memcpy, store_release
 from .heap import (
     alloc_locked,
     block_ok,
@@ -357,7 +357,7 @@ def _get_into(mem, buf, h, key, ktag, out, pos):
                 ow[pos // 8 + 1] = mem[eoff // 8 + 1 + L.E_PAYLOAD]
                 ow[pos // 8 + 2] = vlen
                 at = eoff + _ENTRY_HDR + _pad8(klen)
-                out[pos + 24:pos + 24 + vlen] = buf[at:at + vlen]
+                memcpy(out, pos + 24, buf, at, vlen)
         if _read_ok(mem, mw, v1):
             return res, size
     return S.ERR_RETRY, 0
@@ -483,10 +483,10 @@ def map_dump(mem, out, h, with_values):
                 ow[pos // 8 + 2] = mem[eoff // 8 + 1 + L.E_PAYLOAD]
                 ow[pos // 8 + 3] = vlen
                 at = eoff + _ENTRY_HDR
-                out[pos + 32:pos + 32 + klen] = buf[at:at + klen]
+                memcpy(out, pos + 32, buf, at, klen)
                 if with_values:
                     at += _pad8(klen)
-                    out[pos + 32 + _pad8(klen):pos + 32 + _pad8(klen) + vlen] = buf[at:at + vlen]
+                    memcpy(out, pos + 32 + _pad8(klen), buf, at, vlen)
             pos += size
         if _read_ok(mem, mw, v1):
             return pos

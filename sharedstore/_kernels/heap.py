@@ -11,10 +11,13 @@ block or a handle that points at a freed one.
 """
 
 
+from numba import types
+from numba.extending import overload
+
 from .. import _layout as L
 from .._jit import helper, kernel
 from . import status as S
-from .atomics import atomic_add, atomic_cas, load_acquire, store_release
+from .atomics import atomic_add, atomic_cas, load_acquire, memcpy, store_release
 from .locks import lock_release, lock_try
 
 _TAG_HCHUNK = L.TAG_HCHUNK
@@ -268,11 +271,21 @@ def proc_reap(mem, index, pid):
     return 1 if atomic_cas(mem, w + L.P_PID, pid, 0) == pid else 0
 
 
-@helper
 def bytes_put(buf, at, data):
-    """Copy the bytes of ``data`` (a bytes object or uint8 array) to ``buf[at:]``."""
-    for i in range(len(data)):
-        buf[at + i] = data[i]
+    """Copy the bytes of ``data`` (bytes, a uint8 array, or a tuple of uint8) to ``buf[at:]``."""
+    raise NotImplementedError("bytes_put is for jitted code")
+
+
+@overload(bytes_put, jit_options={"nogil": True})
+def _bytes_put(buf, at, data):
+    if isinstance(data, types.Buffer):
+        return lambda buf, at, data: memcpy(buf, at, data, 0, len(data))
+
+    def put_items(buf, at, data):
+        for i in range(len(data)):
+            buf[at + i] = data[i]
+
+    return put_items
 
 
 @kernel("int64(int64[::1], int64)")

@@ -22,6 +22,7 @@ from .atomics import (
     float_from_bits,
     float_to_bits,
     load_acquire,
+    memcpy,
     store_release,
 )
 from .heap import (
@@ -73,7 +74,7 @@ def string_read(mem, out, h):
             if not block_ok(mem, off, 8 + n):
                 n = -1
             elif n <= len(out):
-                out[:n] = buf[off + 8:off + 8 + n]
+                memcpy(out, 0, buf, off + 8, n)
         fence()
         if load_acquire(mem, e + L.H_SEQ) == seq and load_acquire(mem, e + L.H_META) == mem[e + L.H_META]:
             if handle_resolve(mem, h, L.KIND_STRING) == e:

@@ -17,7 +17,7 @@ from numba import types as T
 from .. import _layout as L
 from .._jit import MEM, RO_BYTES, WORDS, helper, kernel
 from . import status as S
-from .atomics import atomic_add, atomic_cas, fence_acquire, load_acquire, store_release
+from .atomics import atomic_add, atomic_cas, fence_acquire, load_acquire, memcpy, store_release
 from .heap import (
     alloc_locked,
     block_ok,
@@ -102,7 +102,7 @@ def _grow_locked(mem, vw, need):
     d = mem[vw + L.VH_DATA]
     buf = mem.view(np.uint8)
     n = mem[vw + L.VH_LEN] * itemsize
-    buf[nd + 8 + L.D_RECORDS:nd + 8 + L.D_RECORDS + n] = buf[d + 8 + L.D_RECORDS:d + 8 + L.D_RECORDS + n]
+    memcpy(buf, nd + 8 + L.D_RECORDS, buf, d + 8 + L.D_RECORDS, n)
     store_release(mem, vw + L.VH_DATA, nd)  # publish the bigger block ...
     mem[vw + L.VH_CAP] = newcap
     atomic_add(mem, vw + L.VH_VERSION, 2)   # ... readers of the old one retry ...
@@ -166,7 +166,7 @@ def vector_extend(mem, token, h, data):
         d = mem[vw + L.VH_DATA]
         at = d + 8 + L.D_RECORDS + n * itemsize
         buf = mem.view(np.uint8)
-        buf[at:at + k * itemsize] = data[:k * itemsize]
+        memcpy(buf, at, data, 0, k * itemsize)
         store_release(mem, vw + L.VH_LEN, n + k)  # publish the records
         atomic_add(mem, vw + L.VH_VERSION, 2)
         r = n + k
@@ -193,7 +193,7 @@ def vector_insert(mem, token, h, data):
         d = mem[vw + L.VH_DATA]
         at = d + 8 + L.D_RECORDS + slot * itemsize
         buf = mem.view(np.uint8)
-        buf[at:at + itemsize] = data[:itemsize]
+        memcpy(buf, at, data, 0, itemsize)
         if nfree == 0:
             store_release(mem, vw + L.VH_LEN, slot + 1)
         atomic_add(mem, vw + L.VH_VERSION, 2)
@@ -253,7 +253,7 @@ def vector_write(mem, token, h, start, data):
         r = S.ERR_NOT_FOUND
     else:
         at = mem[vw + L.VH_DATA] + 8 + L.D_RECORDS + start * itemsize
-        mem.view(np.uint8)[at:at + k * itemsize] = data[:k * itemsize]
+        memcpy(mem.view(np.uint8), at, data, 0, k * itemsize)
         atomic_add(mem, vw + L.VH_VERSION, 2)
     _unlock_vec(mem, e)
     return r
@@ -316,7 +316,7 @@ def vector_read(mem, out, h, start, count):
             r = S.ERR_CORRUPT
         else:
             at = d + 8 + L.D_RECORDS + start * itemsize
-            out[:count * itemsize] = buf[at:at + count * itemsize]
+            memcpy(out, 0, buf, at, count * itemsize)
         fence_acquire()
         if load_acquire(mem, vw + L.VH_VERSION) == v1:
             return r

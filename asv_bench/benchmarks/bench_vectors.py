@@ -1,0 +1,112 @@
+"""Vectors and struct records against NumPy and Python lists.
+
+* ``ColumnScan``: sum one float64 column of a 10 M-row struct table, through a zero-copy view
+  of the shared table and of a private NumPy array (target: >= 0.95x the private scan's speed,
+  i.e. a time ratio <= 1.05).
+* ``Extend``: append 1 M float64 values in one call, against ``np.concatenate`` of a private
+  array (target >= 0.8x its speed).
+* ``Append``: 10k single appends from Python, against ``list.append`` + a write into a NumPy
+  array (target <= 2x).
+* ``RecordAccess``: read and write one field of a struct record through ``StructRef``, a proxy,
+  and a NumPy record (the per-field cost).
+"""
+
+import numpy as np
+
+import sharedstore as ss
+
+from .common import Bench
+
+ROW = np.dtype([("pos", "<f4", (3,)), ("mass", "<f8"), ("id", "<i8"), ("alive", "?")], align=True)
+
+
+class ColumnScan(Bench):
+    params = [["shared view", "private array"]]
+    param_names = ["impl"]
+    timeout = 300
+
+    def setup(self, impl):
+        rows = np.zeros(10_000_000, dtype=ROW)
+        rows["mass"] = 1.0
+        with self.resources() as res:
+            if impl == "private array":
+                self.arr = rows
+            else:
+                store = res.store("scan")
+                t = store.vector(ROW, capacity=len(rows))
+                t.extend(rows)
+                self.arr = t.view()
+                res.defer(self.__dict__.pop, "arr", None)  # drop the view before the store
+
+    def time_sum_column(self, impl):
+        assert self.arr["mass"].sum() == 10_000_000
+
+
+class Extend(Bench):
+    params = [["sharedstore", "np.concatenate"]]
+    param_names = ["impl"]
+    number = 1
+
+    def setup(self, impl):
+        self.data = np.arange(1_000_000, dtype=np.float64)
+        self.base = np.arange(1000, dtype=np.float64)
+        with self.resources() as res:
+            if impl == "sharedstore":
+                self.v = res.store("ext").vector("float64")
+                self.v.extend(self.base)
+
+    def time_extend(self, impl):
+        if impl == "sharedstore":
+            self.v.extend(self.data)
+        else:
+            self.base = np.concatenate([self.base, self.data])
+
+
+class Append(Bench):
+    params = [["sharedstore", "list + numpy write"]]
+    param_names = ["impl"]
+    number = 1
+
+    def setup(self, impl):
+        with self.resources() as res:
+            if impl == "sharedstore":
+                self.v = res.store("app").vector("float64")
+            else:
+                self.lst, self.arr = [], np.zeros(10_000)
+
+    def time_append_10k(self, impl):
+        if impl == "sharedstore":
+            append = self.v.append
+            for i in range(10_000):
+                append(1.5)
+        else:
+            lst, arr = self.lst, self.arr
+            for i in range(10_000):
+                lst.append(1.5)
+                arr[i] = 1.5
+
+
+class RecordAccess(Bench):
+    params = [["StructRef", "proxy", "numpy record"]]
+    param_names = ["impl"]
+
+    def setup(self, impl):
+        P = ss.Struct("P", {"mass": "float64", "id": "int64", "name": "string"})
+        with self.resources() as res:
+            store = res.store("rec")
+            if impl == "StructRef":
+                self.r = P.new(store, mass=1.0)
+            elif impl == "proxy":
+                self.r = P.new_proxy(store, mass=1.0)
+            else:
+                self.r = np.zeros(1, dtype=P.dtype)[0]
+                self.r["mass"] = 1.0
+
+    def time_get_set_10k(self, impl):
+        r = self.r
+        if impl == "proxy":
+            for _ in range(10_000):
+                r.mass = r.mass + 1.0
+        else:
+            for _ in range(10_000):
+                r["mass"] = r["mass"] + 1.0
