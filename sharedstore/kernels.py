@@ -31,6 +31,10 @@ inside the call and return a status: 1 (new key), 0 (replaced), or a negative st
 
 Values are numbers: a float read of an int value converts it; a missing key, or a value that is
 not a number, gives ``default``.
+
+Vectors: read them through ``vector_ref.view()`` (a NumPy array your jitted code takes as is);
+append with :func:`vector_append` (records as a 1-d array of the vector's dtype) and read the
+length with :func:`vector_length`.
 """
 
 import numpy as np
@@ -43,6 +47,7 @@ from ._jit import helper
 from ._kernels import status as _S
 from ._kernels.atomics import float_from_bits, float_to_bits
 from ._kernels.hashmap import lookup, store_value
+from ._kernels.vector import append_bytes, vector_length
 
 STATUS_COMMIT = _S.ERR_COMMIT
 STATUS_BUSY_LOCK = _S.ERR_BUSY_OBJ
@@ -144,7 +149,16 @@ def map_set_int(mem, token, map_id, key, value):
     return store_value(mem, token, map_id, kb, kt, L.V_INT, np.int64(value), _EMPTY)
 
 
+@helper
+def vector_append(mem, token, vector_id, values):
+    """Append ``values`` (a 1-d array of the vector's dtype) to a shared vector: the new length,
+    or a negative status (``STATUS_COMMIT``: call ``store.reserve`` from Python first)."""
+    return append_bytes(mem, token, vector_id, values.view(np.uint8))
+
+
 __all__ = [
+    "vector_append",
+    "vector_length",
     "STATUS_BUSY_ALLOC",
     "STATUS_BUSY_LOCK",
     "STATUS_COMMIT",

@@ -4,10 +4,12 @@ import gc
 import multiprocessing as mp
 import time
 
+import numba
 import numpy as np
 import pytest
 
 import sharedstore as ss
+from sharedstore.kernels import vector_append, vector_length
 
 from . import _workers as W
 from .test_structs import SCHEMAS
@@ -162,3 +164,21 @@ def test_concurrent_appends_lose_nothing(store, batch):
     assert len(arr) == 3 * n
     assert sorted(arr["a"].tolist()) == list(range(3 * n))  # nothing lost, nothing twice
     assert (arr["b"] == -arr["a"]).all() and (arr["c"] == arr["a"] * 0.5).all()  # none torn
+
+
+@numba.njit(nogil=True)
+def _njit_append(mem, token, vid, n):
+    out = np.empty(1, dtype=np.float64)
+    for i in range(n):
+        out[0] = i * 0.5
+        r = vector_append(mem, token, vid, out)
+        if r < 0:
+            return r
+    return vector_length(mem, vid)
+
+
+def test_njit_append_and_view(store):
+    v = store.vector("float64")
+    store.reserve(1 << 20)
+    assert _njit_append(store.mem, store.token, v.id, 1000) == 1000
+    assert v.view().sum() == sum(i * 0.5 for i in range(1000))

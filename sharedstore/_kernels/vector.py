@@ -152,9 +152,10 @@ def vector_info(mem, h):
     return 0, load_acquire(mem, vw + L.VH_LEN), mem[vw + L.VH_ITEMSIZE], mem[vw + L.VH_DTYPE]
 
 
-@kernel(T.int64(MEM, T.int64, T.int64, RO_BYTES))
-def vector_extend(mem, token, h, data):
-    """Append the records in ``data`` (a whole number of slots); return the new length."""
+@helper
+def append_bytes(mem, token, h, data):
+    """Append the records in ``data`` (uint8, a whole number of slots); the new length, or a
+    status.  (Also for users' jitted code: see ``sharedstore.kernels``.)"""
     e, vw = _lock_vec(mem, h, token)
     if e < 0:
         return e
@@ -165,13 +166,30 @@ def vector_extend(mem, token, h, data):
     if r >= 0:
         d = mem[vw + L.VH_DATA]
         at = d + 8 + L.D_RECORDS + n * itemsize
-        buf = mem.view(np.uint8)
-        memcpy(buf, at, data, 0, k * itemsize)
+        memcpy(mem.view(np.uint8), at, data, 0, k * itemsize)
         store_release(mem, vw + L.VH_LEN, n + k)  # publish the records
         atomic_add(mem, vw + L.VH_VERSION, 2)
         r = n + k
     _unlock_vec(mem, e)
     return r
+
+
+@kernel(T.int64(MEM, T.int64, T.int64, RO_BYTES))
+def vector_extend(mem, token, h, data):
+    """Append the records in ``data`` (a whole number of slots); return the new length."""
+    return append_bytes(mem, token, h, data)
+
+
+@helper
+def vector_length(mem, h):
+    """Slots in vector ``h``, or a status."""
+    e = handle_resolve(mem, h, L.KIND_VECTOR)
+    if e < 0:
+        return e
+    vw = _vec_words(mem, e)
+    if vw < 0:
+        return S.ERR_CORRUPT
+    return load_acquire(mem, vw + L.VH_LEN)
 
 
 @kernel(T.int64(MEM, T.int64, T.int64, RO_BYTES))
