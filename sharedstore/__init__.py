@@ -20,11 +20,12 @@ from .errors import (
 from .refs import IntRef, MapRef, NumberRef, Ref, StringRef, StructProxy, StructRef
 from .store import Store, attach, create, list_stores, open, unlink
 from .structs import Struct, load_schema
-from .vectors import VectorRef
+from .vectors import ArrayRef, VectorRef
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ArrayRef",
     "InvalidHandleError",
     "InvalidNameError",
     "IntRef",

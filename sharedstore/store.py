@@ -31,6 +31,7 @@ from ._kernels import heap as KH
 from ._kernels import locks as KL
 from ._kernels import objects as KO
 from ._kernels import status as S
+from ._kernels import vector as KV
 from .errors import (
     LockTimeoutError,
     StoreClosedError,
@@ -328,6 +329,10 @@ class Store:
         kind = KH.handle_kind(self.mem, _int64(id))
         if kind < 0:
             raise_status(kind, f"store.ref({id!r})", store=self)
+        if kind == L.KIND_VECTOR:
+            from .vectors import _vector_or_array
+
+            return _vector_or_array(self, id)
         return ref_class(kind)._trusted(self, id)
 
     # ------------------------------------------------------------------ struct schemas
@@ -359,6 +364,18 @@ class Store:
     def _struct_of(self, schema: int):
         """The Struct whose descriptor string is ``schema``."""
         return self._interned(schema, lambda text: Struct.from_descriptor(json.loads(text)))
+
+    def array(self, shape, dtype="float64"):
+        """A new zero-filled array of fixed ``shape``: its memory never moves."""
+        from .vectors import ArrayRef
+
+        shape = (shape,) if isinstance(shape, int) else tuple(int(n) for n in shape)
+        if any(n < 0 for n in shape):
+            raise ValueError(f"bad shape {shape}")
+        n = int(np.prod(shape))
+        a = ArrayRef._create(self, dtype, n, shape=shape)
+        a._call(KV.vector_truncate, n, what="store.array()", hint=n * a.dtype.itemsize)
+        return a
 
     def vector(self, dtype, capacity: int = 0):
         """A new growable vector of ``dtype`` (a NumPy dtype, or a :class:`Struct` for a table

@@ -30,53 +30,60 @@ from .refs import _CLASSES, Ref, StringRef
 from .structs import Struct
 
 
-def dtype_descriptor(dtype) -> tuple[np.dtype, Struct | None, str]:
-    """(numpy dtype, Struct or None, JSON descriptor) for what ``store.vector`` accepts."""
+def dtype_descriptor(dtype, shape=None) -> tuple[np.dtype, Struct | None, str]:
+    """(numpy dtype, Struct or None, JSON descriptor) for what ``store.vector`` and
+    ``store.array`` accept; an array's descriptor also holds its shape."""
     if isinstance(dtype, Struct):
-        return dtype.dtype, dtype, json.dumps({"struct": dtype.descriptor()}, separators=(",", ":"))
-    dt = np.dtype(dtype)
-    if dt.hasobject or dt.itemsize == 0:
-        raise TypeError(f"vectors hold fixed-size values; {dt} is not (use a map for objects)")
-    descr = np.lib.format.dtype_to_descr(dt)
-    return dt, None, json.dumps({"descr": descr}, separators=(",", ":"))
+        dt, struct, d = dtype.dtype, dtype, {"struct": dtype.descriptor()}
+    else:
+        dt, struct = np.dtype(dtype), None
+        if dt.hasobject or dt.itemsize == 0:
+            raise TypeError(f"vectors hold fixed-size values; {dt} is not (use a map for objects)")
+        d = {"descr": np.lib.format.dtype_to_descr(dt)}
+    if shape is not None:
+        d["shape"] = list(shape)
+    return dt, struct, json.dumps(d, separators=(",", ":"))
 
 
-def _from_descriptor(text: str) -> tuple[np.dtype, Struct | None]:
+def _from_descriptor(text: str) -> tuple[np.dtype, Struct | None, tuple | None]:
     d = json.loads(text)
+    shape = tuple(d["shape"]) if "shape" in d else None
     if "struct" in d:
         s = Struct.from_descriptor(d["struct"])
-        return s.dtype, s
+        return s.dtype, s, shape
     descr = d["descr"]
     descr = [tuple(x) if isinstance(x, list) else x for x in descr] if isinstance(descr, list) else descr
-    return np.lib.format.descr_to_dtype(descr), None
+    return np.lib.format.descr_to_dtype(descr), None, shape
 
 
 class VectorRef(Ref):
     """A growable vector of fixed-size slots (numbers or struct records) in shared memory."""
 
-    __slots__ = ("_dtype", "_struct")
+    __slots__ = ("_dtype", "_struct", "_shape")
     _kind = L.KIND_VECTOR
 
     def __init__(self, store, id: int):
         super().__init__(store, id)
         self._dtype = None
+        self._shape = None
 
     @classmethod
     def _trusted(cls, store, id: int):
         self = super()._trusted(store, id)
         self._dtype = None
+        self._shape = None
         return self
 
     @classmethod
-    def _create(cls, store, dtype, capacity: int = 0) -> VectorRef:
-        dt, struct, text = dtype_descriptor(dtype)
+    def _create(cls, store, dtype, capacity: int = 0, shape=None) -> VectorRef:
+        dt, struct, text = dtype_descriptor(dtype, shape)
         schema = store._intern(text)
         args = (store.mem, store._token, schema, dt.itemsize, int(capacity))
         h = KV.vector_new(*args)
         if h < 0:
             h = store._slow(h, KV.vector_new, args, "store.vector()", hint=dt.itemsize * capacity)
         v = cls._trusted(store, h)
-        v._dtype, v._struct = dt, struct
+        v._dtype, v._struct, v._shape = dt, struct, shape
         return v
 
     # ---------------------------------------------------------------- shape
@@ -91,7 +98,7 @@ class VectorRef(Ref):
         """The dtype of one slot (read from the store the first time)."""
         if self._dtype is None:
             _, _, schema = self._info()
-            self._dtype, self._struct = self._store._interned(schema, _from_descriptor)
+            self._dtype, self._struct, self._shape = self._store._interned(schema, _from_descriptor)
         return self._dtype
 
     @property
@@ -309,6 +316,58 @@ class VectorRef(Ref):
             return f"<VectorRef {what}[{len(self)}] id={self._id} of store {self._store.name!r}>"
         except Exception:
             return f"<VectorRef id={self._id} (dropped) of store {self._store.name!r}>"
+
+
+class ArrayRef(VectorRef):
+    """A fixed-shape array in shared memory (``store.array((1000, 3), "float32")``): it never
+    grows, so its memory never moves; ``view()`` is the whole array, zero-copy and writable."""
+
+    __slots__ = ()
+
+    @property
+    def shape(self) -> tuple:
+        self.dtype
+        return self._shape
+
+    def view(self) -> np.ndarray:
+        return super().view().reshape(self.shape)
+
+    def __getitem__(self, index):
+        v = self.view()[index]
+        return v.copy() if isinstance(v, np.ndarray) else v
+
+    def __setitem__(self, index, value) -> None:
+        self.view()[index] = value
+
+    def __len__(self) -> int:
+        return self.shape[0] if self.shape else 1
+
+    def __iter__(self):
+        return iter(self.view().copy())
+
+    def to_numpy(self) -> np.ndarray:
+        return self.view().copy()
+
+    def _fixed(self, *args, **kwargs):
+        raise TypeError("an ArrayRef has a fixed shape: use store.vector(...) to grow")
+
+    append = extend = insert = remove = pop = resize = clear = _fixed
+
+    def __repr__(self):
+        try:
+            return f"<ArrayRef {self.dtype}{list(self.shape)} id={self._id} of store {self._store.name!r}>"
+        except Exception:
+            return f"<ArrayRef id={self._id} (dropped) of store {self._store.name!r}>"
+
+
+def _vector_or_array(store, id: int) -> VectorRef:
+    """The ref class for a vector handle: ArrayRef if its descriptor has a shape."""
+    v = VectorRef._trusted(store, id)
+    if v.dtype is not None and v._shape is not None:
+        a = ArrayRef._trusted(store, id)
+        a._dtype, a._struct, a._shape = v._dtype, v._struct, v._shape
+        return a
+    return v
 
 
 def _unpin(store_ref, block: int) -> None:

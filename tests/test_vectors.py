@@ -182,3 +182,20 @@ def test_njit_append_and_view(store):
     store.reserve(1 << 20)
     assert _njit_append(store.mem, store.token, v.id, 1000) == 1000
     assert v.view().sum() == sum(i * 0.5 for i in range(1000))
+
+
+def test_fixed_array(store):
+    a = store.array((100, 3), "float32")
+    a.view()[:] = 1
+    assert a.shape == (100, 3) and a.view().sum() == 300 and a[5].tolist() == [1, 1, 1]
+    a[5, 1] = 7
+    store["a"] = a
+    b = store["a"]
+    assert isinstance(b, ss.ArrayRef) and b.shape == (100, 3) and b[5, 1] == 7
+    with pytest.raises(TypeError, match="fixed shape"):
+        a.append(1)
+    view = a.view()
+    a.drop()
+    assert view.sum() == 306  # a view keeps the memory it shows
+    with pytest.raises(ss.UseAfterFreeError):
+        a.view()
