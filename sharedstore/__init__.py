@@ -17,7 +17,7 @@ from .errors import (
     StoreNotFoundError,
     UseAfterFreeError,
 )
-from .refs import IntRef, MapRef, NumberRef, Ref, StringRef, StructProxy, StructRef
+from .refs import IntRef, ListRef, MapRef, NumberRef, Ref, StringRef, StructProxy, StructRef
 from .store import Store, attach, create, list_stores, open, unlink
 from .structs import Struct, load_schema
 from .vectors import ArrayRef, VectorRef
@@ -29,6 +29,7 @@ __all__ = [
     "InvalidHandleError",
     "InvalidNameError",
     "IntRef",
+    "ListRef",
     "LockTimeoutError",
     "MapRef",
     "NumberRef",

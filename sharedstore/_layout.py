@@ -115,6 +115,7 @@ KIND_MAP = 4
 KIND_VECTOR = 5
 KIND_ARRAY = 6
 KIND_STRUCT = 7
+KIND_LIST = 8  # a vector of any values: a map whose keys are 0 .. len-1
 KIND_NAMES = {
     KIND_STRING: "string",
     KIND_INT: "integer",
@@ -123,6 +124,7 @@ KIND_NAMES = {
     KIND_VECTOR: "vector",
     KIND_ARRAY: "array",
     KIND_STRUCT: "struct",
+    KIND_LIST: "list",
 }
 
 # block tags (block header bits 8..15)

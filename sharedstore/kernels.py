@@ -46,7 +46,7 @@ from . import _layout as L
 from ._jit import helper
 from ._kernels import status as _S
 from ._kernels.atomics import float_from_bits, float_to_bits
-from ._kernels.hashmap import lookup, store_value
+from ._kernels.hashmap import _index_key, lookup, store_value
 from ._kernels.vector import append_bytes, vector_length
 
 STATUS_COMMIT = _S.ERR_COMMIT
@@ -88,19 +88,10 @@ def _utf8(s):
     return out[:n]
 
 
-@helper
-def _int_bytes(k):
-    x = np.int64(k)
-    # a tuple, not an array: no allocation (hash and compare only index and take len)
-    return (np.uint8(x & 0xFF), np.uint8((x >> 8) & 0xFF), np.uint8((x >> 16) & 0xFF),
-            np.uint8((x >> 24) & 0xFF), np.uint8((x >> 32) & 0xFF), np.uint8((x >> 40) & 0xFF),
-            np.uint8((x >> 48) & 0xFF), np.uint8((x >> 56) & 0xFF))
-
-
 @overload(key_bytes)
 def _key_bytes(key):
     if isinstance(key, types.Integer):
-        return lambda key: (_int_bytes(key), L.V_INT)
+        return lambda key: (_index_key(np.int64(key)), L.V_INT)
     if isinstance(key, types.UnicodeType):
         return lambda key: (_utf8(key), L.V_STR)
     if isinstance(key, (types.Bytes, types.Array)):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pickle
 import struct
-from collections.abc import ItemsView, Mapping, MutableMapping, ValuesView
+from collections.abc import ItemsView, Mapping, MutableMapping, MutableSequence, ValuesView
 
 import numpy as np
 
@@ -611,6 +611,121 @@ class MapRef(Ref, MutableMapping):
         return f"<MapRef id={self._id} of store {self._store.name!r}, {len(self)} keys>"
 
 
+class ListRef(Ref, MutableSequence):
+    """A shared list of any values (``store.vector()`` with no dtype; seed 1's VectorRef).
+
+    It is a map keyed by index: values are stored as a map stores them (refs as handles,
+    anything else natively or pickled), and reads never lock.  ``append`` is atomic (its index
+    is the length, taken under the list's lock), so several processes can append at once;
+    ``insert`` and ``del`` in the middle shift the items after it in several steps."""
+
+    __slots__ = ()
+    _kind = L.KIND_LIST
+
+    def _map(self) -> MapRef:
+        m = self._store._lists.get(self._id)
+        if m is None:
+            m = self._store._lists[self._id] = MapRef._trusted(self._store, self._id)
+        return m
+
+    def __len__(self) -> int:
+        return len(self._map())
+
+    def _index(self, i, n: int) -> int:
+        if isinstance(i, bool) or not isinstance(i, int):
+            raise TypeError(f"list indices must be integers, not {type(i).__name__}")
+        j = i + n if i < 0 else i
+        if not 0 <= j < n:
+            raise IndexError(f"list index {i} out of range (length {n})")
+        return j
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        try:
+            return self._map()[self._index(i, len(self))]
+        except KeyError:
+            raise IndexError(f"list index {i} out of range (changed meanwhile)") from None
+
+    def __setitem__(self, i, value) -> None:
+        if isinstance(i, slice):
+            raise TypeError("slice assignment is not supported on a ListRef")
+        self._map()[self._index(i, len(self))] = value
+
+    def append(self, value) -> None:
+        """Append ``value`` (atomic: concurrent appends from several processes all land)."""
+        vt, ip, fp, data = encode_value(value, Ref)
+        s = self._store
+        args = (s.mem, s._token, self._id, vt, ip, fp, data)
+        r = KM.list_append(*args)
+        if r < 0:
+            s._slow(r, KM.list_append, args, "ListRef.append()", self._id, hint=len(data))
+
+    def extend(self, values) -> None:
+        for v in values:
+            self.append(v)
+
+    def _truncate(self, n: int) -> None:
+        s = self._store
+        args = (s.mem, s._token, self._id, n)
+        r = KM.list_truncate(*args)
+        if r < 0:
+            s._slow(r, KM.list_truncate, args, "ListRef.truncate", self._id)
+
+    def __delitem__(self, i) -> None:
+        n = len(self)
+        if isinstance(i, slice):
+            keep = [v for j, v in enumerate(self) if j not in set(range(*i.indices(n)))]
+            self._truncate(0)
+            self.extend(keep)
+            return
+        j = self._index(i, n)
+        tail = self[j + 1:]
+        self._truncate(j)
+        self.extend(tail)
+
+    def insert(self, i, value) -> None:
+        n = len(self)
+        j = max(0, min(n, i + n if i < 0 else i))
+        tail = self[j:]
+        self._truncate(j)
+        self.append(value)
+        self.extend(tail)
+
+    def pop(self, i: int = -1):
+        n = len(self)
+        j = self._index(i, n)
+        value = self[j]
+        if j == n - 1:
+            self._truncate(j)
+        else:
+            del self[j]
+        return value
+
+    def clear(self) -> None:
+        self._truncate(0)
+
+    def __iter__(self):
+        # one consistent snapshot, in index order
+        return iter([v for _, v in sorted(self._map()._dump(True), key=lambda kv: kv[0])])
+
+    def __eq__(self, other):
+        if isinstance(other, (list, tuple, ListRef)):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None
+
+    def drop(self, recursive: bool = False) -> None:
+        """Free the list (and, if ``recursive``, the objects its refs point to)."""
+        m = self._map()
+        self._store._lists.pop(self._id, None)
+        m.drop(recursive=recursive)
+
+    def __repr__(self):
+        return f"<ListRef id={self._id} of store {self._store.name!r}, {len(self)} items>"
+
+
 class StructRef(Ref):
     """One struct record in the store: ``p["mass"]``, ``p["mass"] = 2.0``, ``p.get_key``.
 
@@ -791,6 +906,7 @@ _CLASSES = {
     L.KIND_INT: IntRef,
     L.KIND_MAP: MapRef,
     L.KIND_STRUCT: StructRef,
+    L.KIND_LIST: ListRef,
 }
 
 

@@ -71,6 +71,7 @@ class Store:
         self._caches = {}  # map id -> refs._MapCache: what this process read, while still valid
         self._schema_ids = {}  # type descriptor JSON -> handle of its interned string
         self._structs = {}  # that handle -> the decoded type (Struct, or (dtype, Struct))
+        self._lists = {}  # list id -> the MapRef that reads it (shares the map read cache)
         self._created = created
         self._creator_pid = os.getpid()
         self._pid = os.getpid()
@@ -275,7 +276,7 @@ class Store:
         """Repair what a lock guards after its owner died holding it (we hold it now)."""
         if word == L.W_ALLOC_LOCK:
             return  # allocator steps publish with single stores: at worst a leaked block
-        if KH.handle_kind(self._mem, h) == L.KIND_MAP:
+        if KH.handle_kind(self._mem, h) in (L.KIND_MAP, L.KIND_LIST):
             KM.map_recount(self._mem, h)
 
     def _grow(self, hint: int = 0) -> None:
@@ -308,7 +309,7 @@ class Store:
 
     def map(self, items=None, /, **kwargs) -> MapRef:
         """A new shared map (str, bytes or int keys; any values), optionally filled."""
-        args = (self.mem, self._token)
+        args = (self.mem, self._token, L.KIND_MAP)
         h = KM.map_new(*args)
         if h < 0:
             h = self._slow(h, KM.map_new, args, "store.map()")
@@ -377,14 +378,20 @@ class Store:
         a._call(KV.vector_truncate, n, what="store.array()", hint=n * a.dtype.itemsize)
         return a
 
-    def vector(self, dtype, capacity: int = 0):
+    def vector(self, dtype=None, capacity: int = 0):
         """A new growable vector of ``dtype`` (a NumPy dtype, or a :class:`Struct` for a table
-        of records), with room for ``capacity`` slots before it first grows."""
+        of records), with room for ``capacity`` slots before it first grows.  With no dtype
+        (``store.vector(None)`` or ``store.vector()``), a :class:`ListRef` of any values."""
         from .vectors import VectorRef
 
         if dtype is None:
-            raise TypeError("store.vector() needs a dtype or a Struct (vectors of any Python "
-                            "value are not built yet: use store.map() with int keys)")
+            from .refs import ListRef
+
+            args = (self.mem, self._token, L.KIND_LIST)
+            h = KM.map_new(*args)
+            if h < 0:
+                h = self._slow(h, KM.map_new, args, "store.vector()")
+            return ListRef._trusted(self, h)
         return VectorRef._create(self, dtype, capacity)
 
     # ------------------------------------------------------------------ root map (named values)
@@ -540,11 +547,11 @@ def create(name: str, size: int | None = None, *, path: str | os.PathLike | None
         KH.heap_init(mem, reserved, secrets.randbits(63))
         mem[L.W_COMMITTED] = L.INITIAL_COMMIT
         mem[L.W_CREATED_NS] = time.time_ns()
-        root = KM.map_new(mem, 1 << 16 | 1)  # nobody else can see the store yet
+        root = KM.map_new(mem, 1 << 16 | 1, L.KIND_MAP)  # nobody else can see the store yet
         if root < 0:
             raise_status(root, "create root map")
         mem[L.W_ROOT] = root
-        schemas = KM.map_new(mem, 1 << 16 | 1)
+        schemas = KM.map_new(mem, 1 << 16 | 1, L.KIND_MAP)
         if schemas < 0:
             raise_status(schemas, "create schema map")
         mem[L.W_SCHEMAS] = schemas

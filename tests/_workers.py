@@ -189,3 +189,9 @@ def hold_view(name, vid, seconds_id, out_id):
     with ss.attach(name) as store:
         view = store.ref(vid).view()
         store.ref(out_id).set(int(view.sum()))
+
+
+def list_appender(store, lid, label, n):
+    lst = store.ref(lid)
+    for i in range(n):
+        lst.append(f"{label}-{i}")

@@ -47,8 +47,7 @@ def test_big_extend_and_dtype_roundtrip(store):
     assert store.vector(np.dtype("<c16")).dtype == np.complex128
     with pytest.raises(TypeError):
         store.vector(object)
-    with pytest.raises(TypeError):
-        store.vector(None)
+    assert isinstance(store.vector(None), ss.ListRef)
 
 
 def test_table_of_records(store):
@@ -199,3 +198,46 @@ def test_fixed_array(store):
     assert view.sum() == 306  # a view keeps the memory it shows
     with pytest.raises(ss.UseAfterFreeError):
         a.view()
+
+
+def test_list_of_any_values(store):
+    objs = store.vector()
+    s = store.string("x")
+    objs.append(s)
+    objs.append({"any": 1})
+    objs.extend([1, 2.5, "s", None])
+    assert len(objs) == 6 and objs[0].get() == "x" and objs[1] == {"any": 1} and objs[-1] is None
+    assert objs == [s, {"any": 1}, 1, 2.5, "s", None] and objs[2:4] == [1, 2.5]
+    objs.insert(1, "ins")
+    assert objs[1] == "ins" and objs[2] == {"any": 1}
+    del objs[1]
+    assert objs.pop() is None and objs.pop(0) == s and len(objs) == 4
+    objs[0] = 5
+    assert list(objs) == [5, 1, 2.5, "s"]
+    with pytest.raises(IndexError):
+        objs[10]
+    again = store.ref(objs.id)
+    assert isinstance(again, ss.ListRef) and again == [5, 1, 2.5, "s"]
+    objs.clear()
+    assert len(objs) == 0
+    objs.append(s)
+    objs.drop(recursive=True)
+    with pytest.raises(ss.UseAfterFreeError):
+        s.get()
+
+
+def test_list_concurrent_appends(store):
+    lst = store.vector()
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=W.list_appender, args=(store, lst.id, f"p{k}", 500)) for k in range(2)]
+    for p in procs:
+        p.start()
+    W.list_appender(store, lst.id, "main", 500)
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    items = list(lst)
+    assert len(items) == 1500 and len(set(items)) == 1500
+    for label in ("p0", "p1", "main"):  # each writer's items are in its order
+        mine = [int(x.split("-")[1]) for x in items if x.startswith(label + "-")]
+        assert mine == list(range(500))

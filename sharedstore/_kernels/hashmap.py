@@ -116,6 +116,17 @@ def _pad8(n):
 
 # ---------------------------------------------------------------------------- structure
 @helper
+def _resolve_map(mem, h):
+    """Handle entry of map ``h`` (a map, or a list: a map keyed 0 .. len-1), or a status."""
+    e = handle_resolve(mem, h, -1)
+    if e >= 0:
+        kind = mem[e + L.H_META] & 0xFF
+        if kind != L.KIND_MAP and kind != L.KIND_LIST:
+            return S.ERR_KIND
+    return e
+
+
+@helper
 def _table_cap(mem, t):
     """Capacity of table block ``t`` if it is well formed and in bounds, else -1."""
     if not block_ok(mem, t, 24):
@@ -198,7 +209,7 @@ def _cap_for(n):
 def _read_begin(mem, h):
     """Start an optimistic read of map ``h``: (header word index or a status, version, table
     offset, table capacity or -1 if the table read is not well formed)."""
-    e = handle_resolve(mem, h, L.KIND_MAP)
+    e = _resolve_map(mem, h)
     if e < 0:
         return e, 0, 0, -1
     mw = _map_words(mem, e)
@@ -267,7 +278,7 @@ def _rebuild_locked(mem, buf, mw, newcap):
 @helper
 def _lock_map(mem, h, token):
     """Resolve map ``h`` and take its lock and the allocator lock: its entry word or a status."""
-    e = handle_resolve(mem, h, L.KIND_MAP)
+    e = _resolve_map(mem, h)
     if e < 0:
         return e
     if not lock_try(mem, e + L.H_LOCK, token):
@@ -288,9 +299,9 @@ def _unlock_map(mem, e):
 
 
 # ---------------------------------------------------------------------------- create
-@kernel(T.int64(MEM, T.int64))
-def map_new(mem, token):
-    """New empty map; its handle or a status."""
+@kernel(T.int64(MEM, T.int64, T.int64))
+def map_new(mem, token, kind):
+    """New empty map (``kind`` KIND_MAP, or KIND_LIST for a list); its handle or a status."""
     if not lock_try(mem, L.W_ALLOC_LOCK, token):
         return S.ERR_BUSY_ALLOC
     h = S.ERR_COMMIT
@@ -308,7 +319,7 @@ def map_new(mem, token):
             mem[mw + L.M_COUNT] = 0
             mem[mw + L.M_USED] = 0
             mem[mw + L.M_VERSION] = 0
-            h = handle_new_locked(mem, L.KIND_MAP, m)
+            h = handle_new_locked(mem, kind, m)
             if h < 0:
                 free_locked(mem, t)
                 free_locked(mem, m)
@@ -426,7 +437,7 @@ def map_get_many(mem, out, h, blob, koffs, ktags):
 
 @kernel(T.int64(MEM, T.int64))
 def map_len(mem, h):
-    e = handle_resolve(mem, h, L.KIND_MAP)
+    e = _resolve_map(mem, h)
     if e < 0:
         return e
     mw = _map_words(mem, e)
@@ -440,7 +451,7 @@ def map_version_word(mem, h):
     """(word index of map ``h``'s version counter, word index of its handle's meta word).
 
     A process may cache what it read from the map while both words keep their values."""
-    e = handle_resolve(mem, h, L.KIND_MAP)
+    e = _resolve_map(mem, h)
     if e < 0:
         return e, 0
     mw = _map_words(mem, e)
@@ -549,6 +560,44 @@ def map_set(mem, token, h, key, ktag, vtag, ipay, fpay, vdata):
     value's bytes (str, bytes, pickles, arrays)."""
     payload = float_to_bits(fpay) if vtag == L.V_FLOAT else ipay
     return store_value(mem, token, h, key, ktag, vtag, payload, vdata)
+
+
+@helper
+def _index_key(i):
+    """The key bytes of int key ``i`` (8 bytes, little-endian), as a tuple: no allocation."""
+    return (np.uint8(i & 0xFF), np.uint8((i >> 8) & 0xFF), np.uint8((i >> 16) & 0xFF),
+            np.uint8((i >> 24) & 0xFF), np.uint8((i >> 32) & 0xFF), np.uint8((i >> 40) & 0xFF),
+            np.uint8((i >> 48) & 0xFF), np.uint8((i >> 56) & 0xFF))
+
+
+@kernel(T.int64(MEM, T.int64, T.int64, T.int64, T.int64, T.float64, BYTES))
+def list_append(mem, token, h, vtag, ipay, fpay, vdata):
+    """Append a value to list ``h`` under its lock (its key is the list's length); the new
+    length, or a status."""
+    e = _lock_map(mem, h, token)
+    if e < 0:
+        return e
+    mw = _map_words(mem, e)
+    n = mem[mw + L.M_COUNT]
+    payload = float_to_bits(fpay) if vtag == L.V_FLOAT else ipay
+    r = _set_locked(mem, mem.view(np.uint8), mw, _index_key(n), L.V_INT, vtag, payload, vdata)
+    _unlock_map(mem, e)
+    return n + 1 if r >= 0 else r
+
+
+@kernel(T.int64(MEM, T.int64, T.int64, T.int64))
+def list_truncate(mem, token, h, n):
+    """Drop a list's items from index ``n`` on; the new length."""
+    e = _lock_map(mem, h, token)
+    if e < 0:
+        return e
+    mw = _map_words(mem, e)
+    buf = mem.view(np.uint8)
+    count = mem[mw + L.M_COUNT]
+    for i in range(count - 1, max(n, 0) - 1, -1):
+        _delete_locked(mem, buf, mw, _index_key(i), L.V_INT)
+    _unlock_map(mem, e)
+    return min(count, max(n, 0))
 
 
 #: words per item of ``map_set_many``'s ``recs``
@@ -674,7 +723,7 @@ def map_recount(mem, h):
     """Repair after a writer died holding the map's lock: recount ``count`` and ``used``.
 
     The caller holds the map's lock (taken over from the dead owner)."""
-    e = handle_resolve(mem, h, L.KIND_MAP)
+    e = _resolve_map(mem, h)
     if e < 0:
         return e
     mw = _map_words(mem, e)
