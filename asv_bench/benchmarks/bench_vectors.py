@@ -43,7 +43,11 @@ class ColumnScan(Bench):
 
 
 class Extend(Bench):
-    params = [["sharedstore", "np.concatenate"]]
+    """Extend by 1 M float64 values: into a new vector that must grow (its block moves to fresh
+    shared pages, each faulted in on first touch), into one created with the capacity, and
+    ``np.concatenate`` onto a 1000-element private array."""
+
+    params = [["sharedstore (grows)", "sharedstore (capacity)", "np.concatenate"]]
     param_names = ["impl"]
     number = 1
 
@@ -51,12 +55,17 @@ class Extend(Bench):
         self.data = np.arange(1_000_000, dtype=np.float64)
         self.base = np.arange(1000, dtype=np.float64)
         with self.resources() as res:
-            if impl == "sharedstore":
-                self.v = res.store("ext").vector("float64")
+            if impl.startswith("sharedstore"):
+                store = res.store("ext")
+                cap = 2_000_000 if "capacity" in impl else 0
+                self.v = store.vector("float64", capacity=cap)
+                if cap:  # touch the pages once, as a long-lived vector's are
+                    self.v.extend(np.zeros(cap))
+                    self.v.clear()
                 self.v.extend(self.base)
 
     def time_extend(self, impl):
-        if impl == "sharedstore":
+        if impl.startswith("sharedstore"):
             self.v.extend(self.data)
         else:
             self.base = np.concatenate([self.base, self.data])
@@ -110,3 +119,51 @@ class RecordAccess(Bench):
         else:
             for _ in range(10_000):
                 r["mass"] = r["mass"] + 1.0
+
+
+_FORK = __import__("multiprocessing").get_context("fork")
+_worker_vector = None
+TOTAL_ROWS = 400_000
+BATCH = 1000
+
+
+def _init_appender(vector):
+    global _worker_vector
+    _worker_vector = vector
+
+
+def _append_batches(n_batches: int) -> int:
+    v = _worker_vector
+    rows = np.zeros(BATCH, dtype=ROW)
+    for _ in range(n_batches):
+        v.extend(rows)
+    return n_batches * BATCH
+
+
+class AppendThroughput(Bench):
+    """``TOTAL_ROWS`` records appended in batches of 1000 by 1 or 2 processes (a fork Pool
+    started in setup) to one shared table; the final length must be exact.  Throughput ratio =
+    time(1) / time(2) (target >= 1.5)."""
+
+    params = [[1, 2]]
+    param_names = ["processes"]
+    number = 1
+    timeout = 180
+
+    def setup(self, processes):
+        with self.resources() as res:
+            store = res.store("appthr")
+            self.v = store.vector(ROW, capacity=4 * TOTAL_ROWS)
+            self.v.extend(np.zeros(4 * TOTAL_ROWS, dtype=ROW))  # pages touched once
+            self.v.clear()
+            pool = _FORK.Pool(processes, initializer=_init_appender, initargs=(self.v,))
+            res.defer(pool.join)
+            res.defer(pool.terminate)
+            self.pool = pool
+            self.processes = processes
+
+    def time_append(self, processes):
+        per = TOTAL_ROWS // BATCH // processes
+        start = len(self.v)
+        done = sum(self.pool.map(_append_batches, [per] * processes, chunksize=1))
+        assert len(self.v) - start == done == TOTAL_ROWS
