@@ -72,6 +72,7 @@ class Store:
         self._schema_ids = {}  # type descriptor JSON -> handle of its interned string
         self._structs = {}  # that handle -> the decoded type (Struct, or (dtype, Struct))
         self._lists = {}  # list id -> the MapRef that reads it (shares the map read cache)
+        self._pins = {}  # vector data block -> views of it this process holds (vectors.py)
         self._created = created
         self._creator_pid = os.getpid()
         self._pid = os.getpid()
@@ -103,6 +104,7 @@ class Store:
         if not self._closed:
             self._token = self._register()
             self._creator_pid = -1  # the child did not create the store: it never unlinks it
+            self._pins = {}  # the parent's pins are not the child's to release
 
     @property
     def mem(self) -> np.ndarray:
@@ -670,8 +672,16 @@ def _after_fork_in_child() -> None:
 
 
 def _close_all() -> None:
+    """At exit: release the pins of views still alive (no user code runs any more), detach."""
+    from .vectors import release_pin
+
     for s in list(_live):
         try:
+            if not s.closed and s._pid == os.getpid():
+                for block, n in list(s._pins.items()):
+                    for _ in range(n):
+                        release_pin(s, block)
+                s._pins.clear()
             s.close()
         except Exception:
             pass

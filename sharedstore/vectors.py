@@ -14,11 +14,18 @@ before keeps reading (and writing) the old block, which stays allocated, pinned 
 process, until the view and every array derived from it are garbage; only then is it freed.  So
 a view never reads freed memory, but after growth it no longer shows the vector: take a new
 view.  Writes through a view are not locked against other writers.
+
+Pins belong to the process that took the view.  A process that exits normally releases the
+pins of the views it still holds (at exit); one that is killed, or leaves through
+``os._exit`` (as multiprocessing workers do) with views still alive, leaves them pinned until
+the store is repaired.  A view inherited through ``fork`` is covered by the parent's pin only:
+take views in the worker itself.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import weakref
 
 import numpy as np
@@ -271,7 +278,8 @@ class VectorRef(Ref):
                 break
             s._recover(d, "view()", self._id)
         arr = np.frombuffer(s._mm, dtype=dt, count=n, offset=off)
-        weakref.finalize(arr, _unpin, weakref.ref(s), d)
+        s._pins[d] = s._pins.get(d, 0) + 1
+        weakref.finalize(arr, _unpin, weakref.ref(s), d, os.getpid())
         return arr
 
     def to_pandas(self):
@@ -370,11 +378,19 @@ def _vector_or_array(store, id: int) -> VectorRef:
     return v
 
 
-def _unpin(store_ref, block: int) -> None:
+def _unpin(store_ref, block: int, pid: int) -> None:
     """Finalizer of a view: release its pin (the store may be closed or gone by then)."""
     store = store_ref()
+    if pid != os.getpid():
+        return  # a view inherited through fork: the pin is the parent's, not ours to release
     if store is None or store.closed:
-        return  # the process is leaving the store: its pins stay (a leak, never a free too early)
+        return  # the store was closed with views alive: their pins stay (a leak, never a
+        # free too early)
+    store._pins[block] -= 1
+    release_pin(store, block)
+
+
+def release_pin(store, block: int) -> None:
     r = KV.vector_unpin(store.mem, store._token, block)
     while r == S.ERR_BUSY_ALLOC:
         store._recover(r, "view release")

@@ -195,3 +195,20 @@ def list_appender(store, lid, label, n):
     lst = store.ref(lid)
     for i in range(n):
         lst.append(f"{label}-{i}")
+
+
+def view_then_exit(name, vid, normally):
+    """Take a view and leave it alive at exit (normally: atexit releases its pin)."""
+    store = ss.attach(name)
+    global _kept_view
+    _kept_view = store.ref(vid).view()
+    if not normally:
+        os._exit(0)
+
+
+def drop_inherited_view(holder):
+    """In a forked child: drop a view inherited from the parent (its pin is the parent's)."""
+    import gc
+
+    holder.clear()
+    gc.collect()

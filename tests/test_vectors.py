@@ -241,3 +241,43 @@ def test_list_concurrent_appends(store):
     for label in ("p0", "p1", "main"):  # each writer's items are in its order
         mine = [int(x.split("-")[1]) for x in items if x.startswith(label + "-")]
         assert mine == list(range(500))
+
+
+def _growth_cost(store, v) -> int:
+    before = store.stats()["used"]
+    v.extend(np.arange(100))  # grows: the old block is retired, and freed unless pinned
+    return store.stats()["used"] - before
+
+
+def test_exiting_process_releases_its_pins(store):
+    import subprocess
+    import sys
+
+    control = store.vector("int64", capacity=8)
+    control.extend(np.arange(8))
+    v = store.vector("int64", capacity=8)
+    v.extend(np.arange(8))
+    pinned = store.vector("int64", capacity=8)
+    pinned.extend(np.arange(8))
+    code = "import tests._workers as W, sys; W.view_then_exit(sys.argv[1], int(sys.argv[2]), True)"
+    out = subprocess.run([sys.executable, "-c", code, store.name, str(v.id)], capture_output=True,
+                         text=True, timeout=120, cwd=str(SCHEMAS.parent))
+    assert out.returncode == 0, out.stderr
+    keep = pinned.view()
+    assert _growth_cost(store, v) == _growth_cost(store, control)  # its pin was released
+    assert _growth_cost(store, pinned) > _growth_cost(store, store.vector("int64"))  # still held
+    assert keep.tolist() == list(range(8))
+
+
+def test_forked_child_does_not_release_parent_pin(store):
+    v = store.vector("int64", capacity=8)
+    v.extend(np.arange(8))
+    holder = [v.view()]
+    p = mp.get_context("fork").Process(target=W.drop_inherited_view, args=(holder,))
+    p.start()
+    p.join(60)
+    assert p.exitcode == 0
+    v.extend(np.arange(100))  # grows and retires the block the parent's view still shows
+    for _ in range(300):
+        store.string("q" * 64)
+    assert holder[0].tolist() == list(range(8))  # still pinned by the parent: not reused
