@@ -610,6 +610,11 @@ class MapRef(Ref, MutableMapping):
     def __repr__(self):
         return f"<MapRef id={self._id} of store {self._store.name!r}, {len(self)} keys>"
 
+    def _repr_html_(self) -> str:
+        from . import _html
+
+        return _html.mapping(f"MapRef id={self._id}: {len(self)} keys", iter(self.items()), len(self))
+
 
 class ListRef(Ref, MutableSequence):
     """A shared list of any values (``store.vector()`` with no dtype; seed 1's VectorRef).

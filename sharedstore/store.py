@@ -172,6 +172,13 @@ class Store:
     def __reduce__(self):
         return _unpickle_store, (self.name, str(self.path))
 
+    def _repr_html_(self) -> str:
+        if self._closed:
+            return f"<b>sharedstore.Store {self.name!r}</b> (closed)"
+        from . import _html
+
+        return _html.store(self)
+
     def __repr__(self) -> str:
         if self._closed:
             return f"<sharedstore.Store {self.name!r} closed>"

@@ -318,6 +318,11 @@ class VectorRef(Ref):
         if r < 0:
             s._slow(r, KV.vector_drop, args, "VectorRef.drop()", self._id)
 
+    def _repr_html_(self) -> str:
+        from . import _html
+
+        return _html.vector(self)
+
     def __repr__(self):
         try:
             what = self._struct.name if self.struct is not None else str(self.dtype)

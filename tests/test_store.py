@@ -158,3 +158,17 @@ def test_stats_and_workers(store):
     assert st2["used"] > st["used"]
     w = store.workers()
     assert [x["pid"] for x in w] == [os.getpid()] and w[0]["self"]
+
+
+def test_html_previews(store):
+    store["a"] = 1
+    store["s"] = store.string("<b>")
+    t = store.vector("float64")
+    t.extend([1.5, 2.5])
+    m = store.map({f"k{i}": i for i in range(20)})
+    html = store._repr_html_()
+    assert "sharedstore.Store" in html and "&lt;StringRef" in html and "<table>" in html
+    assert "10 more" in m._repr_html_() and "1.5" in t._repr_html_()
+    assert "VectorRef of float64: 2 slots" in t._repr_html_()
+    store.close()
+    assert "closed" in store._repr_html_() and "closed" in repr(store)
