@@ -22,17 +22,22 @@ import argparse
 import json
 import multiprocessing
 import os
+import pprint
 import reprlib
 import signal
 import sys
 import time
 
 from . import (
+    ArrayRef,
+    ListRef,
     MapRef,
     Ref,
     SharedStoreError,
     StoreNotFoundError,
+    StructRef,
     UseAfterFreeError,
+    VectorRef,
     attach,
     create,
     list_stores,
@@ -430,10 +435,20 @@ def describe_value(store, key) -> dict | None:
 
 
 def ref_preview(ref) -> str:
-    """A short text for what ``ref`` holds: a map's size, else its value."""
+    """A short text for what ``ref`` holds: a map's, list's or vector's size, a record's
+    fields, else its value."""
     try:
         if isinstance(ref, MapRef):
             return f"{len(ref):,} keys"
+        if isinstance(ref, ArrayRef):
+            return f"{ref.dtype} array of shape {ref.shape}"
+        if isinstance(ref, VectorRef):
+            what = ref.struct.name if ref.struct is not None else ref.dtype
+            return f"{len(ref):,} slots of {what}"
+        if isinstance(ref, ListRef):
+            return f"{len(ref):,} items"
+        if isinstance(ref, StructRef):
+            return _preview.repr(ref.to_dict())
         return _preview.repr(ref.get())
     except SharedStoreError as e:
         return f"{type(e).__name__}: {e}"
@@ -461,6 +476,56 @@ def print_store_report(report: dict) -> None:
     print(f"attached processes ({len(report['workers'])})")
     for line in process_lines(report["workers"]):
         print("  " + line)
+
+
+# ---------------------------------------------------------------------- stats, dump
+def run_stats(args: argparse.Namespace) -> int:
+    """``stats NAME``: sizes, objects by kind and attached processes."""
+    with attach(args.name) as store:
+        stats = store.stats()
+        stats["workers"] = len(other_processes(store))
+    if args.json:
+        print(json.dumps(stats, indent=2))
+    else:
+        print(f"store {stats['name']!r} at {stats['path']}")
+        for line in stats_lines(stats):
+            print("  " + line)
+    return 0
+
+
+def run_dump(args: argparse.Namespace) -> int:
+    """``dump NAME KEY``: print one named value (a ref's contents, resolved)."""
+    with attach(args.name) as store:
+        key = args.key
+        if key not in store and key.lstrip("-").isdigit() and int(key) in store:
+            key = int(key)
+        if key not in store:
+            print(f"sharedstore dump: no named value {args.key!r} in store {args.name!r}",
+                  file=sys.stderr)
+            return 1
+        value = _plain(store[key])
+    if args.json:
+        print(json.dumps(value, indent=2, default=repr))
+    else:
+        print(pprint.pformat(value))
+    return 0
+
+
+def _plain(value):
+    """A ref's contents as plain Python data (maps as dicts, vectors as lists)."""
+    if isinstance(value, MapRef):
+        return {_json_key(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, ListRef):
+        return [_plain(v) for v in value]
+    if isinstance(value, VectorRef):
+        return value.to_numpy().tolist()
+    if isinstance(value, StructRef):
+        return {k: _plain(v) for k, v in value.to_dict().items()}
+    if isinstance(value, Ref):
+        return value.get()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return value
 
 
 # ---------------------------------------------------------------------- rm
@@ -573,6 +638,17 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("name", metavar="NAME")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(func=run_info)
+
+    stats = sub.add_parser("stats", help="a store's sizes, objects and attached processes")
+    stats.add_argument("name", metavar="NAME")
+    stats.add_argument("--json", action="store_true", help="print JSON")
+    stats.set_defaults(func=run_stats)
+
+    dump = sub.add_parser("dump", help="print one named value, refs resolved")
+    dump.add_argument("name", metavar="NAME")
+    dump.add_argument("key", metavar="KEY")
+    dump.add_argument("--json", action="store_true", help="print JSON")
+    dump.set_defaults(func=run_dump)
 
     rm = sub.add_parser("rm", help="remove a store")
     rm.add_argument("name", metavar="NAME")

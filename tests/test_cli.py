@@ -275,3 +275,32 @@ def test_module_entry_point_runs():
     assert proc.returncode == 0
     for command in ("demo", "ls", "info", "rm", "gc"):
         assert command in proc.stdout
+
+
+def test_stats_and_dump(store, capsys):
+    P = ss.Struct("P", {"mass": "float64", "name": "string"})
+    store["table"] = t = store.vector(P)
+    t.append({"mass": 1.5, "name": "a"})
+    store["rec"] = P.new(store, mass=2.0, name="r")
+    store["arr"] = store.array((2, 2), "int32")
+    store["objs"] = lst = store.vector()
+    lst.append(store.string("in a list"))
+    store["cfg"] = store.map({"depth": 3})
+    store[7] = "seven"
+    assert main(["stats", store.name, "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["objects"]["vector"] == 2 and stats["objects"]["list"] == 1
+    assert main(["info", store.name]) == 0
+    out = capsys.readouterr().out
+    assert "VectorRef" in out and "1 slots of P" in out and "int32 array of shape (2, 2)" in out
+    assert "ListRef" in out and "StructRef" in out
+    assert main(["dump", store.name, "cfg", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"depth": 3}
+    assert main(["dump", store.name, "objs"]) == 0
+    assert "in a list" in capsys.readouterr().out
+    assert main(["dump", store.name, "rec", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"mass": 2.0, "name": "r"}
+    assert main(["dump", store.name, "7"]) == 0
+    assert "seven" in capsys.readouterr().out
+    assert main(["dump", store.name, "nope"]) == 1
+    assert "no named value 'nope'" in capsys.readouterr().err
