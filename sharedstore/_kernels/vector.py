@@ -42,6 +42,18 @@ def _vec_words(mem, e):
 
 
 @helper
+def _records_at(d):
+    """Byte offset of the first record of data block ``d``."""
+    return d + 8 + L.D_RECORDS
+
+
+@helper
+def _slot_at(mem, vw, i):
+    """Byte offset of slot ``i`` in the vector's current data block (writers, lock held)."""
+    return _records_at(mem[vw + L.VH_DATA]) + i * mem[vw + L.VH_ITEMSIZE]
+
+
+@helper
 def _data_ok(mem, d, cap, itemsize):
     return block_ok(mem, d, 8 + L.D_RECORDS + cap * itemsize)
 
@@ -102,7 +114,7 @@ def _grow_locked(mem, vw, need):
     d = mem[vw + L.VH_DATA]
     buf = mem.view(np.uint8)
     n = mem[vw + L.VH_LEN] * itemsize
-    memcpy(buf, nd + 8 + L.D_RECORDS, buf, d + 8 + L.D_RECORDS, n)
+    memcpy(buf, _records_at(nd), buf, _records_at(d), n)
     store_release(mem, vw + L.VH_DATA, nd)  # publish the bigger block ...
     mem[vw + L.VH_CAP] = newcap
     atomic_add(mem, vw + L.VH_VERSION, 2)   # ... readers of the old one retry ...
@@ -164,9 +176,7 @@ def append_bytes(mem, token, h, data):
     n = mem[vw + L.VH_LEN]
     r = _grow_locked(mem, vw, n + k)
     if r >= 0:
-        d = mem[vw + L.VH_DATA]
-        at = d + 8 + L.D_RECORDS + n * itemsize
-        memcpy(mem.view(np.uint8), at, data, 0, k * itemsize)
+        memcpy(mem.view(np.uint8), _slot_at(mem, vw, n), data, 0, k * itemsize)
         store_release(mem, vw + L.VH_LEN, n + k)  # publish the records
         atomic_add(mem, vw + L.VH_VERSION, 2)
         r = n + k
@@ -208,10 +218,7 @@ def vector_insert(mem, token, h, data):
         slot = mem[vw + L.VH_LEN]
         r = _grow_locked(mem, vw, slot + 1)
     if r >= 0:
-        d = mem[vw + L.VH_DATA]
-        at = d + 8 + L.D_RECORDS + slot * itemsize
-        buf = mem.view(np.uint8)
-        memcpy(buf, at, data, 0, itemsize)
+        memcpy(mem.view(np.uint8), _slot_at(mem, vw, slot), data, 0, itemsize)
         if nfree == 0:
             store_release(mem, vw + L.VH_LEN, slot + 1)
         atomic_add(mem, vw + L.VH_VERSION, 2)
@@ -249,7 +256,7 @@ def vector_remove(mem, token, h, slot):
                 fl = nfl
         if r == 0:
             itemsize = mem[vw + L.VH_ITEMSIZE]
-            at = mem[vw + L.VH_DATA] + 8 + L.D_RECORDS + slot * itemsize
+            at = _slot_at(mem, vw, slot)
             mem.view(np.uint8)[at:at + itemsize] = 0
             mem[fl // 8 + 1 + nfree] = slot
             mem[vw + L.VH_NFREE] = nfree + 1
@@ -270,7 +277,7 @@ def vector_write(mem, token, h, start, data):
     if start < 0 or start + k > mem[vw + L.VH_LEN]:
         r = S.ERR_NOT_FOUND
     else:
-        at = mem[vw + L.VH_DATA] + 8 + L.D_RECORDS + start * itemsize
+        at = _slot_at(mem, vw, start)
         memcpy(mem.view(np.uint8), at, data, 0, k * itemsize)
         atomic_add(mem, vw + L.VH_VERSION, 2)
     _unlock_vec(mem, e)
@@ -292,7 +299,7 @@ def vector_truncate(mem, token, h, n):
         r = _grow_locked(mem, vw, n)
         if r >= 0:
             itemsize = mem[vw + L.VH_ITEMSIZE]
-            at = mem[vw + L.VH_DATA] + 8 + L.D_RECORDS
+            at = _slot_at(mem, vw, 0)
             mem.view(np.uint8)[at + old * itemsize:at + n * itemsize] = 0
     if r >= 0:
         fl = mem[vw + L.VH_FREE]
@@ -333,7 +340,7 @@ def vector_read(mem, out, h, start, count):
         elif not _data_ok(mem, d, cap, itemsize) or n > cap or count * itemsize > len(out):
             r = S.ERR_CORRUPT
         else:
-            at = d + 8 + L.D_RECORDS + start * itemsize
+            at = _records_at(d) + start * itemsize
             memcpy(out, 0, buf, at, count * itemsize)
         fence_acquire()
         if load_acquire(mem, vw + L.VH_VERSION) == v1:
@@ -361,7 +368,7 @@ def vector_pin(mem, h):
         # if the vector grows right after (the view then shows the vector as it was).
         if st & 1 == 0 and atomic_cas(mem, sw, st, st + 2) == st:
             n = min(load_acquire(mem, vw + L.VH_LEN), mem[d // 8] >> 16)  # block's own capacity
-            return d, n, d + 8 + L.D_RECORDS
+            return d, n, _records_at(d)
     return S.ERR_RETRY, 0, 0
 
 
