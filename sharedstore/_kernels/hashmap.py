@@ -41,6 +41,7 @@ from .heap import (
     handle_free_locked,
     handle_new_locked,
     handle_resolve,
+    object_words,
 )
 from .locks import lock_release, lock_try
 
@@ -140,10 +141,7 @@ def _table_cap(mem, t):
 @helper
 def _map_words(mem, e):
     """Word index of the map header data for handle entry ``e``, or -1 if out of bounds."""
-    m = load_acquire(mem, e + L.H_VALUE)
-    if not block_ok(mem, m, 8 + L.MAP_WORDS * 8):
-        return -1
-    return m // 8 + 1
+    return object_words(mem, e, L.MAP_WORDS)
 
 
 @helper

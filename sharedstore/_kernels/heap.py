@@ -114,6 +114,16 @@ def free_locked(mem, off):
 
 
 @helper
+def object_words(mem, e, nwords):
+    """Word index of the ``nwords``-word header block that handle entry ``e`` points at, or -1
+    if it lies outside the committed heap (maps and vectors keep their headers this way)."""
+    off = load_acquire(mem, e + L.H_VALUE)
+    if not block_ok(mem, off, 8 + nwords * 8):
+        return -1
+    return off // 8 + 1
+
+
+@helper
 def entry_word(mem, slot):
     """Word index of handle slot ``slot``'s entry, or -1 if its chunk does not exist."""
     d = mem[L.HT_DIR // 8 + (slot >> L.HT_CHUNK_SHIFT)]

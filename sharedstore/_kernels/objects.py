@@ -18,7 +18,7 @@ from .atomics import (
     atomic_add,
     atomic_cas,
     atomic_xchg,
-    fence,
+    fence_acquire,
     float_from_bits,
     float_to_bits,
     load_acquire,
@@ -75,10 +75,9 @@ def string_read(mem, out, h):
                 n = -1
             elif n <= len(out):
                 memcpy(out, 0, buf, off + 8, n)
-        fence()
-        if load_acquire(mem, e + L.H_SEQ) == seq and load_acquire(mem, e + L.H_META) == mem[e + L.H_META]:
-            if handle_resolve(mem, h, L.KIND_STRING) == e:
-                return n if n >= 0 else S.ERR_CORRUPT
+        fence_acquire()  # the copy completes before seq and the handle are read again
+        if load_acquire(mem, e + L.H_SEQ) == seq and handle_resolve(mem, h, L.KIND_STRING) == e:
+            return n if n >= 0 else S.ERR_CORRUPT
     return S.ERR_RETRY
 
 

@@ -25,6 +25,7 @@ from .heap import (
     handle_free_locked,
     handle_new_locked,
     handle_resolve,
+    object_words,
 )
 from .locks import lock_release, lock_try
 
@@ -35,10 +36,7 @@ _MIN_CAP = 8
 @helper
 def _vec_words(mem, e):
     """Word index of the vector header data for handle entry ``e``, or -1 if out of bounds."""
-    v = load_acquire(mem, e + L.H_VALUE)
-    if not block_ok(mem, v, 8 + L.VEC_WORDS * 8):
-        return -1
-    return v // 8 + 1
+    return object_words(mem, e, L.VEC_WORDS)
 
 
 @helper
