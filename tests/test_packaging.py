@@ -1,0 +1,36 @@
+"""The wheel carries what the package reads at run time."""
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from sharedstore import _demo_workers as W
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_demo_finds_its_schema_in_this_install():
+    path = W.schema_path()
+    assert path.is_file() and path.name == "particles.toml"
+    assert W.particle_struct().dtype.names == ("pos", "mass", "id", "name", "tag", "alive")
+
+
+def test_the_wheel_ships_the_schema_files(tmp_path):
+    pytest.importorskip("hatchling")
+    proc = subprocess.run([sys.executable, "-m", "hatchling", "build", "-t", "wheel", "-d",
+                           str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    [wheel] = tmp_path.glob("sharedstore-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "sharedstore/schemas/particles.toml" in names
+    assert "sharedstore/_demo_workers.py" in names
+    shipped = zipfile.ZipFile(wheel).read("sharedstore/schemas/particles.toml")
+    assert shipped == (ROOT / "schemas" / "particles.toml").read_bytes()
+
+
+def test_a_missing_schema_file_says_where_it_looked():
+    with pytest.raises(FileNotFoundError, match="reinstall sharedstore"):
+        W.schema_path("no-such-schema.toml")
