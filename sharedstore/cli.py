@@ -2,11 +2,14 @@
 
 Run it as ``python -m sharedstore COMMAND`` (or ``sharedstore COMMAND`` once installed)::
 
-    demo [--workers N] [--tasks N] [--keep]   worker processes share one store
-    ls [--json]                               the stores in /dev/shm, their sizes and processes
-    info NAME [--json]                        a store's stats, named values and processes
-    rm NAME                                   remove a store
-    gc [--dry-run]                            remove the stores no live process is attached to
+    demo [--workers N] [--records N] [--steps N] [--keep] [--json]
+                                 worker processes share a table, a map and a counter
+    ls [--json]                  the stores in /dev/shm, their sizes and processes
+    info NAME [--json]           a store's stats, named values and processes
+    stats NAME [--json]          a store's sizes, objects by kind and processes
+    dump NAME KEY [--json]       one named value, refs resolved
+    rm NAME                      remove a store
+    gc [--dry-run]               remove the stores no live process is attached to
 
 Every command returns an exit code: 0 on success, 1 when sharedstore reports an error (one line
 on stderr, no traceback), 2 for a usage error and 130 when interrupted.
@@ -20,11 +23,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
-import os
 import pprint
 import reprlib
-import signal
 import sys
 import time
 
@@ -39,19 +39,10 @@ from . import (
     UseAfterFreeError,
     VectorRef,
     attach,
-    create,
     list_stores,
     unlink,
 )
 from .errors import human_bytes
-
-#: how many times each demo task adds 1 to the shared counter ``hits``
-HITS_PER_TASK = 5000
-
-GREETING = "Hello from the parent"
-
-#: the demo prints the results of the first this many tasks
-MAX_TASK_LINES = 12
 
 #: gc looks at a store's process table twice, this many seconds apart, before removing it, so
 #: that a store whose creator is between writing its header and registering is not taken for dead
@@ -62,215 +53,12 @@ _preview.maxstring = 40
 _preview.maxother = 40
 
 
-# ---------------------------------------------------------------------- demo: worker side
-def demo_task(store, task_id: int) -> None:
-    """One demo task, run in a worker process.
-
-    Reads the parent's greeting, adds 1 to the shared counter ``hits`` :data:`HITS_PER_TASK`
-    times, adds this task's share to the shared number ``total`` and writes what it did into the
-    shared map ``results`` under ``f"task-{task_id}"``.
-
-    Parameters
-    ----------
-    store : sharedstore.Store
-        The demo's store.  It arrives pickled by name and re-attaches in this process (once per
-        process: later tasks reuse the attached store).
-    task_id : int
-        The task's number, from 0.
-    """
-    start = time.perf_counter()
-    greeting = store["greeting"].get()
-    hits = store["hits"]
-    last = 0
-    for _ in range(HITS_PER_TASK):
-        last = hits.add(1)
-    store["total"].add(task_share(task_id))
-    store["results"][f"task-{task_id}"] = {
-        "pid": os.getpid(),
-        "greeting": greeting,
-        "greeting_len": len(greeting),
-        "hits_added": HITS_PER_TASK,
-        "hits_after_last_add": last,
-        "seconds": time.perf_counter() - start,
-    }
-
-
-def task_share(task_id: int) -> float:
-    """What task ``task_id`` adds to ``total``: ``task_id + 0.5``.
-
-    Sums of halves are exact in float64, so the parent can check ``total`` with ``==``."""
-    return task_id + 0.5
-
-
-def _ignore_sigint() -> None:
-    """Pool initializer: Ctrl-C is the parent's to handle; it terminates the pool."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-# ---------------------------------------------------------------------- demo: parent side
+# ---------------------------------------------------------------------- demo
 def run_demo(args: argparse.Namespace) -> int:
-    """``demo``: share a store with a pool of spawned worker processes and report what happened.
+    """``demo``: worker processes share a table, a map and a counter (:mod:`sharedstore.demo`)."""
+    from .demo import run
 
-    The store is closed and removed at the end, also after an error or Ctrl-C, unless
-    ``args.keep``.
-
-    Parameters
-    ----------
-    args : argparse.Namespace
-        ``workers``, ``tasks`` and ``keep``.
-
-    Returns
-    -------
-    int
-        0 if every shared value is what the tasks should have made it, else 1.
-    """
-    started = time.perf_counter()
-    store = create(f"demo-{os.getpid()}")
-    try:
-        seed_demo_store(store)
-        during = run_demo_tasks(store, args.workers, args.tasks)
-        after = store.workers()
-        elapsed = time.perf_counter() - started
-        print_demo_report(store, args, during, after, elapsed)
-        return check_demo_store(store, args.tasks)
-    finally:
-        dispose_demo_store(store, keep=args.keep)
-
-
-def seed_demo_store(store) -> None:
-    """Put the demo's shared objects into ``store`` as named values."""
-    store["greeting"] = store.string(GREETING)
-    store["hits"] = store.integer(0)
-    store["total"] = store.number(0.0)
-    store["results"] = store.map()
-
-
-def run_demo_tasks(store, n_workers: int, n_tasks: int) -> list[dict]:
-    """Run ``n_tasks`` :func:`demo_task` calls on a spawn-context pool of ``n_workers`` processes.
-
-    Returns
-    -------
-    list of dict
-        ``store.workers()`` taken after the tasks finished, while the pool's processes were
-        still attached.
-    """
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(n_workers, initializer=_ignore_sigint) as pool:
-        pool.starmap(demo_task, [(store, t) for t in range(n_tasks)], chunksize=1)
-        attached = store.workers()
-        pool.close()
-        pool.join()  # the workers exit cleanly, and so detach from the store
-    return attached
-
-
-def demo_results(store) -> list[tuple[str, dict]]:
-    """The entries of the shared map ``results``, in task order."""
-    return sorted(store["results"].items(), key=lambda kv: int(kv[0].rpartition("-")[2]))
-
-
-def expected_hits(n_tasks: int) -> int:
-    return n_tasks * HITS_PER_TASK
-
-
-def expected_total(n_tasks: int) -> float:
-    return sum(task_share(t) for t in range(n_tasks))
-
-
-def check_demo_store(store, n_tasks: int) -> int:
-    """Check the shared values against what ``n_tasks`` tasks must have made them.
-
-    Prints ``OK`` or each problem (on stderr).
-
-    Returns
-    -------
-    int
-        0 if all is as expected, else 1.
-    """
-    problems = []
-    hits, want = store["hits"].get(), expected_hits(n_tasks)
-    if hits != want:
-        problems.append(f"hits is {hits:,}, expected exactly {want:,}: increments were lost")
-    total, want_total = store["total"].get(), expected_total(n_tasks)
-    if total != want_total:
-        problems.append(f"total is {total!r}, expected {want_total!r}")
-    done = {key for key, _ in demo_results(store)}
-    missing = [f"task-{t}" for t in range(n_tasks) if f"task-{t}" not in done]
-    if missing:
-        problems.append(f"no result from {', '.join(missing)}")
-    for problem in problems:
-        print(f"FAILED: {problem}", file=sys.stderr)
-    if problems:
-        return 1
-    print(f"OK: hits is exactly {want:,} and every task reported back")
-    return 0
-
-
-def dispose_demo_store(store, *, keep: bool) -> None:
-    """Close the demo's store and remove it, unless ``keep``."""
-    store.close()
-    if keep:
-        print(f"kept store {store.name!r}: look at it with `python -m sharedstore info "
-              f"{store.name}`, remove it with `python -m sharedstore rm {store.name}`")
-        return
-    try:
-        store.unlink()
-    except StoreNotFoundError:
-        pass  # removed by someone else meanwhile (sharedstore rm)
-    else:
-        print(f"removed store {store.name!r}")
-
-
-def print_demo_report(store, args, during: list[dict], after: list[dict], elapsed: float) -> None:
-    """Print what the workers shared, which processes were attached, stats and the time taken."""
-    print(f"sharedstore demo: store {store.name!r} at {store.path}")
-    workers = plural(args.workers, "worker process", "worker processes")
-    print(f"{workers} (multiprocessing 'spawn' Pool) ran {plural(args.tasks, 'task')}; each read "
-          f"the greeting and added 1 to 'hits' {HITS_PER_TASK:,} times")
-    print()
-    print("What the workers shared")
-    for line in shared_value_lines(store, args.tasks):
-        print("  " + line)
-    print()
-    print("Processes attached while the pool was up: store.workers()")
-    for line in process_lines(during, clock=True):
-        print("  " + line)
-    print("After pool.join(): the workers exited and detached")
-    for line in process_lines(after, clock=True):
-        print("  " + line)
-    print()
-    print("Store stats: store.stats()")
-    for line in stats_lines(store.stats()):
-        print("  " + line)
-    print()
-    print(f"Elapsed: {elapsed:.2f} s (start-up of the {workers} included)")
-
-
-def shared_value_lines(store, n_tasks: int) -> list[str]:
-    """Lines describing the demo's named values and the result of each task."""
-    greeting = store["greeting"].get()
-    results = demo_results(store)
-    read_it = sum(1 for _, r in results if r["greeting"] == greeting)
-    hits, total = store["hits"].get(), store["total"].get()
-    verdict = "exact" if hits == expected_hits(n_tasks) else "WRONG"
-    pids = sorted({r["pid"] for _, r in results})
-    lines = [
-        f"greeting  StringRef  {greeting!r}, read by {read_it:,} of {plural(n_tasks, 'task')}",
-        f"hits      IntRef     {hits:,} (expected {n_tasks:,} x {HITS_PER_TASK:,} = "
-        f"{expected_hits(n_tasks):,}: {verdict})",
-        f"total     NumberRef  {total!r} (expected {expected_total(n_tasks)!r})",
-        f"results   MapRef     {plural(len(results), 'entry', 'entries')}, written by "
-        f"{plural(len(pids), 'process', 'processes')}: "
-        f"{', '.join(map(str, pids))}",
-    ]
-    for key, r in results[:MAX_TASK_LINES]:
-        lines.append(
-            f"  {key:<8} pid {r['pid']:<7} read {r['greeting_len']} chars, "
-            f"hits was {r['hits_after_last_add']:>9,} after its last add, "
-            f"{r['seconds'] * 1e3:.1f} ms"
-        )
-    if len(results) > MAX_TASK_LINES:
-        lines.append(f"  ... and {len(results) - MAX_TASK_LINES:,} more")
-    return lines
+    return run(args.workers, args.records, args.steps, keep=args.keep, as_json=args.json)
 
 
 # ---------------------------------------------------------------------- shared formatting
@@ -621,13 +409,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = sub.add_parser("demo", help="worker processes share strings, counters and maps")
-    demo.add_argument("--workers", type=positive_int, default=2, metavar="N",
-                      help="worker processes in the pool (default: 2)")
-    demo.add_argument("--tasks", type=positive_int, default=4, metavar="N",
-                      help="tasks to run on them (default: 4)")
+    from .demo import DEFAULT_RECORDS, DEFAULT_STEPS, DEFAULT_WORKERS  # (no rich import)
+
+    demo = sub.add_parser("demo", help="worker processes share a table, a map and a counter")
+    demo.add_argument("--workers", type=positive_int, default=DEFAULT_WORKERS, metavar="N",
+                      help=f"worker processes to start (default: {DEFAULT_WORKERS})")
+    demo.add_argument("--records", type=positive_int, default=DEFAULT_RECORDS, metavar="N",
+                      help=f"particle records in the shared table (default: {DEFAULT_RECORDS:,})")
+    demo.add_argument("--steps", type=positive_int, default=DEFAULT_STEPS, metavar="N",
+                      help=f"times each worker moves each of its particles (default: "
+                           f"{DEFAULT_STEPS})")
     demo.add_argument("--keep", action="store_true",
                       help="keep the store afterwards (default: remove it)")
+    demo.add_argument("--json", action="store_true", help="print the summary as JSON, no bar")
     demo.set_defaults(func=run_demo)
 
     ls = sub.add_parser("ls", help="list the stores with their sizes and attached processes")

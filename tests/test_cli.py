@@ -21,7 +21,8 @@ import pytest
 
 import sharedstore as ss
 from sharedstore import _segment as seg
-from sharedstore.cli import HITS_PER_TASK, main
+from sharedstore._demo_workers import VOCABULARY, WORDS_PER_RECORD
+from sharedstore.cli import main
 
 
 @pytest.fixture
@@ -92,39 +93,65 @@ def _one_line_error(err: str, *words: str) -> None:
 
 
 # ---------------------------------------------------------------------- demo
-def test_demo_shares_values_between_workers_and_removes_its_store(shm_dir, capsys):
-    assert main(["demo", "--workers", "2", "--tasks", "2"]) == 0
+def test_demo_json_reports_exact_shared_results_and_removes_its_store(shm_dir, capsys):
+    assert main(["demo", "--workers", "2", "--records", "3000", "--steps", "7", "--json"]) == 0
     out = capsys.readouterr().out
-    hits = 2 * HITS_PER_TASK
-    expected = f"(expected 2 x {HITS_PER_TASK:,} = {hits:,}: exact)"
-    assert f"hits      IntRef     {hits:,} {expected}" in out
-    assert "'Hello from the parent', read by 2 of 2 tasks" in out
-    assert "total     NumberRef  2.0 (expected 2.0)" in out
-    assert "task-0" in out and "task-1" in out
-    assert "(this process)" in out and "objects: " in out and "Elapsed: " in out
-    assert f"OK: hits is exactly {hits:,}" in out
-    assert "removed store 'demo-" in out
+    s = json.loads(out)  # JSON only: no progress bar in the output
+    assert s["ok"] is True and s["problems"] == []
+    assert (s["workers"], s["records"], s["steps"], s["start_method"]) == (2, 3000, 7, "spawn")
+    assert sorted(r["worker"] for r in s["per_worker"]) == [0, 1]
+    assert sum(r["rows"] for r in s["per_worker"]) == 3000
+    assert len({r["pid"] for r in s["per_worker"]}) == 2
+    assert s["words"] == sum(r["words"] for r in s["per_worker"]) == 3000 * WORDS_PER_RECORD
+    assert set(s["top_words"]) <= set(VOCABULARY) and len(s["top_words"]) == 5
+    assert s["memory"]["used"] > 3000 * 80  # the table's records alone take that
+    assert s["objects"]["vector"] == 1 and s["objects"]["integer"] == len(VOCABULARY) + 1
+    assert s["records_per_second"] > 0 and s["elapsed_seconds"] >= s["work_seconds"] > 0
+    assert s["removed"] is True
+    assert ss.list_stores() == []
+
+
+def test_demo_prints_a_summary_table_and_one_final_progress_line(shm_dir, capsys):
+    assert main(["demo", "--workers", "1", "--records", "2000"]) == 0
+    out = capsys.readouterr().out
+    # not a terminal: rich draws the bar once, finished, instead of a line per refresh
+    bars = [line for line in out.splitlines() if "records 0:" in line]
+    assert len(bars) == 1 and "2000/2000" in bars[0], out
+    for word in ("workers", "records", "words", "throughput", "memory", "elapsed",
+                 "records/s", "OK", "removed store 'demo-"):
+        assert word in out, word
     assert ss.list_stores() == []
 
 
 def test_demo_keep_leaves_a_store_info_can_read(shm_dir, capsys):
     name = f"demo-{os.getpid()}"
     try:
-        assert main(["demo", "--workers", "1", "--tasks", "1", "--keep"]) == 0
+        assert main(["demo", "--workers", "2", "--records", "500", "--keep"]) == 0
         assert f"kept store {name!r}" in capsys.readouterr().out
         assert main(["info", name, "--json"]) == 0
         report = json.loads(capsys.readouterr().out)
         kinds = {v["key"]: v["kind"] for v in report["values"]}
-        assert kinds == {"greeting": "StringRef", "hits": "IntRef", "total": "NumberRef",
-                         "results": "MapRef"}
+        assert kinds == {"particles": "VectorRef", "words": "MapRef", "progress": "IntRef",
+                         "workers": "MapRef"}
         previews = {v["key"]: v["preview"] for v in report["values"]}
-        assert previews["hits"] == str(HITS_PER_TASK)
+        assert previews["progress"] == "500"
+        assert previews["particles"] == "500 slots of Particle"
+        assert previews["workers"] == "2 keys"
         assert report["workers"] == []  # the demo and its workers detached
     finally:
         try:
             ss.unlink(name)
         except ss.StoreNotFoundError:
             pass
+
+
+def test_cli_and_core_import_do_not_load_rich():
+    code = ("import sys, sharedstore, sharedstore.cli; sharedstore.cli.build_parser(); "
+            "print('rich' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"
 
 
 # ---------------------------------------------------------------------- ls
@@ -264,6 +291,8 @@ def test_gc_keeps_a_store_it_cannot_read(shm_dir, name, capsys):
 # ---------------------------------------------------------------------- usage
 def test_usage_errors_return_2(shm_dir, capsys):
     assert main(["demo", "--workers", "0"]) == 2
+    assert main(["demo", "--records", "0"]) == 2
+    assert main(["demo", "--steps", "x"]) == 2
     assert main([]) == 2
     assert main(["frobnicate"]) == 2
     assert "usage:" in capsys.readouterr().err
