@@ -465,6 +465,19 @@ class Store:
             "workers": len(self.workers()),
         }
 
+    def check(self, repair: bool = False):
+        """Walk the whole store and report every inconsistency; with ``repair``, fix what can be.
+
+        Returns a :class:`sharedstore.check.CheckReport` (``ok``, ``problems``, ``repaired``,
+        ``stats``; ``str()`` reads well).  Safe while other processes work: the walk holds the
+        allocator lock, so their writes wait for it.  ``repair=True`` frees what killed
+        operations leaked, rebuilds free lists and counts, removes damaged map entries and
+        drops objects whose own memory is damaged (their ids then raise UseAfterFreeError).
+        Also ``python -m sharedstore check NAME [--repair]``."""
+        from .check import check
+
+        return check(self, repair)
+
     def workers(self) -> list[dict]:
         """The processes attached now: ``{"pid", "since", "self"}`` (dead ones are reaped)."""
         self.reap()

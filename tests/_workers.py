@@ -212,3 +212,42 @@ def drop_inherited_view(holder):
 
     holder.clear()
     gc.collect()
+
+
+def churn_until(name, stop_id):
+    """Random structural writes until told to stop: map set/delete (with resizes), vector
+    append/remove (with growth), string create/drop.  Returns how many operations it did."""
+    import random
+
+    import numpy as np
+
+    rng = random.Random(os.getpid())
+    with ss.attach(name) as store:
+        m = store.map()
+        v = store.vector("int64")
+        stop = store.ref(stop_id)
+        strings = []
+        n = 0
+        while stop.get() == 0:
+            op = rng.random()
+            if op < 0.3:
+                m[f"k{rng.randrange(2000)}"] = "v" * rng.randrange(50)
+            elif op < 0.45:
+                m.delete(f"k{rng.randrange(2000)}")
+            elif op < 0.6:
+                v.extend(np.arange(rng.randrange(1, 300)))
+            elif op < 0.7 and len(v):
+                try:
+                    v.remove(rng.randrange(len(v)))
+                except IndexError:
+                    pass  # removed before
+            elif op < 0.85:
+                strings.append(store.string("s" * rng.randrange(300)))
+            elif strings:
+                strings.pop().drop()
+            n += 1
+        m.drop()
+        v.drop()
+        for s in strings:
+            s.drop()
+        return n
