@@ -294,12 +294,37 @@ class VectorRef(Ref):
         for name in arr.dtype.names:
             col = arr[name]
             if name in self._struct.strings:
-                cols[name] = [StringRef._trusted(self._store, int(h)).get() if h else "" for h in col]
+                cols[name] = self._strings(col)
             elif col.ndim == 1:
                 cols[name] = col
             else:
                 cols[name] = list(col)
         return pd.DataFrame(cols, copy=False)
+
+    def to_arrow(self):
+        """The slots now as a ``pyarrow.Table`` (a ``pyarrow.Array`` for a plain vector).
+
+        Numbers are zero-copy where Arrow's contiguous columns allow it: a plain numeric
+        vector, and the values of a vector of sub-arrays; the columns of a table of records
+        are interleaved in memory, so each is copied once (``to_pandas`` keeps them as
+        views).  "string" fields are resolved to str, ``str[N]`` fields become Arrow strings,
+        sub-arrays fixed-size lists, nested records struct arrays.  Zero-copy buffers keep
+        the view's pin: the memory they read stays allocated as long as they live.
+
+        Raises
+        ------
+        ImportError
+            If pyarrow is not installed: ``pip install 'sharedstore[arrow]'``.
+        """
+        from ._arrow import pyarrow, vector_to_arrow
+
+        pyarrow()  # before taking a view: a missing pyarrow pins nothing
+        return vector_to_arrow(self, self.view(), self._strings)
+
+    def _strings(self, handles) -> list[str]:
+        """The str of each owned "string" handle (0, an empty field, is "")."""
+        s = self._store
+        return [StringRef._trusted(s, int(h)).get() if h else "" for h in handles]
 
     def drop(self) -> None:
         """Free the vector (and the strings a table's records own).  Views taken before keep
