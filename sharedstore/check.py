@@ -114,6 +114,24 @@ _CODES = {
 }
 
 
+#: what a process killed in the middle of an operation can leave behind (its leaked blocks, a
+#: slot or free block on no list, counts one off, its locks): harmless, reclaimed by repair.
+#: Every other problem is damage that no kill can cause.
+DEBRIS = frozenset({
+    "leak", "used-bytes", "free-block-unlisted", "handle-slot-unlisted", "object-count",
+    "map-count", "map-used", "dead-lock",
+})
+
+
+#: what a process killed in the middle of an operation can leave behind (its leaked blocks, a
+#: slot or free block on no list, counts one off, its locks): harmless, reclaimed by repair.
+#: Every other problem is damage that no kill can cause.
+DEBRIS = frozenset({
+    "leak", "used-bytes", "free-block-unlisted", "handle-slot-unlisted", "object-count",
+    "map-count", "map-used", "dead-lock",
+})
+
+
 def _class_size(c: int) -> int:
     return L.class_size(c) if 0 <= c < L.N_CLASSES else 0
 
@@ -122,12 +140,16 @@ def _class_size(c: int) -> int:
 class Problem:
     """One inconsistency: ``code`` names its kind (``"leak"``, ``"map-entry"``, ...), ``where``
     is the byte offset or object id it is about, ``repairable`` says if ``repair=True`` can
-    fix it."""
+    fix it; ``debris`` says it is what a killed operation leaves (see :data:`DEBRIS`)."""
 
     code: str
     message: str
     where: int
     repairable: bool
+
+    @property
+    def debris(self) -> bool:
+        return self.code in DEBRIS
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
@@ -136,7 +158,9 @@ class Problem:
 @dataclass
 class CheckReport:
     """What :meth:`Store.check` found.  ``problems`` are those that remain; with ``repair=True``,
-    ``repaired`` are those it fixed.  ``ok`` is true when nothing remains.  ``stats`` has the
+    ``repaired`` are those it fixed.  ``ok`` is true when the store is sound: no problem is left
+    but the debris of killed operations (leaked blocks and the like, see :data:`DEBRIS`), which
+    costs memory and nothing else; ``clean`` when no problem at all is left.  ``stats`` has the
     walk's counts (blocks, free and leaked blocks and bytes, live handles, maps, entries,
     vectors, data blocks still pinned by views)."""
 
@@ -148,10 +172,14 @@ class CheckReport:
 
     @property
     def ok(self) -> bool:
+        return not self.more and all(p.debris for p in self.problems)
+
+    @property
+    def clean(self) -> bool:
         return not self.problems and not self.more
 
     def raise_if_bad(self) -> None:
-        """Raise :class:`StoreCorruptError` listing the problems, if any remain."""
+        """Raise :class:`StoreCorruptError` listing the problems, unless the store is ``ok``."""
         if not self.ok:
             raise StoreCorruptError(str(self))
 
@@ -159,17 +187,25 @@ class CheckReport:
         return {
             "store": self.store,
             "ok": self.ok,
-            "problems": [p.__dict__ for p in self.problems],
-            "repaired": [p.__dict__ for p in self.repaired],
+            "clean": self.clean,
+            "problems": [{**p.__dict__, "debris": p.debris} for p in self.problems],
+            "repaired": [{**p.__dict__, "debris": p.debris} for p in self.repaired],
             "more_problems": self.more,
             "stats": self.stats,
         }
 
     def __str__(self) -> str:
         s = self.stats
+        n = len(self.problems) + self.more
+        if self.clean:
+            verdict = "ok"
+        elif self.ok:
+            verdict = (f"ok, with {n} leftover(s) of killed operations (repair=True reclaims "
+                       f"them: {human_bytes(s.get('leaked_bytes', 0))} leaked)")
+        else:
+            verdict = f"{n} problem(s)"
         lines = [
-            f"store {self.store!r}: "
-            + ("ok" if self.ok else f"{len(self.problems) + self.more} problem(s)")
+            f"store {self.store!r}: " + verdict
             + f"; {s.get('blocks', 0)} blocks, {human_bytes(s.get('used_bytes', 0))} in use, "
             f"{s.get('handles', 0)} objects ({s.get('maps', 0)} maps with "
             f"{s.get('entries', 0)} entries, {s.get('vectors', 0)} vectors)"
@@ -183,7 +219,7 @@ class CheckReport:
             lines.append(f"  repaired  {p}")
         for p in self.problems:
             tail = "" if p.repairable else "  [cannot be repaired]"
-            lines.append(f"  problem   {p}{tail}")
+            lines.append(f"  {'leftover' if p.debris else 'problem '}  {p}{tail}")
         if self.more:
             lines.append(f"  ... and {self.more} more problem(s)")
         return "\n".join(lines)

@@ -50,3 +50,10 @@ def store(name):
 
 
 CONTEXTS = ["fork", "spawn", "forkserver"]
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--storm-seconds", type=float, default=6.0,
+        help="how long the crash storm (tests/test_storm.py) runs; CI uses the default",
+    )

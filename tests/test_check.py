@@ -46,7 +46,7 @@ def entry(store, h):
 def test_a_busy_store_checks_clean(store):
     fill(store)
     r = store.check()
-    assert r.ok, str(r)
+    assert r.clean, str(r)
     assert r.stats["heap_walked"] and r.stats["leaked_blocks"] == 0
     assert r.stats["maps"] >= 4 and r.stats["vectors"] == 1
     assert r.stats["used_bytes"] == store.stats()["used"] - L.HEAP_START
@@ -60,10 +60,10 @@ def test_a_pinned_old_block_is_not_a_leak(store):
     view = v.view()
     v.extend(np.arange(10_000))  # grows: the old block stays for the view
     r = store.check()
-    assert r.ok and r.stats["pinned_blocks"] == 1 and "pinned by views" in str(r)
+    assert r.clean and r.stats["pinned_blocks"] == 1 and "pinned by views" in str(r)
     del view
     r = store.check()
-    assert r.ok and r.stats["pinned_blocks"] == 0
+    assert r.clean and r.stats["pinned_blocks"] == 0
 
 
 def test_leaked_block_and_lost_slot_are_repaired(store):
@@ -78,11 +78,12 @@ def test_leaked_block_and_lost_slot_are_repaired(store):
     mem[e + L.H_META] = ((meta >> 8) + 1) << 8 | L.KIND_FREE
     r = store.check()
     assert codes(r) == ["handle-slot-unlisted", "leak", "object-count"]
+    assert r.ok and not r.clean and "leftover" in str(r)  # debris of a kill, not damage
     leak = next(p for p in r.problems if p.code == "leak")
     assert "string block" in leak.message and leak.repairable
     assert r.stats["leaked_blocks"] == 1 and r.stats["leaked_bytes"] >= 1008
     r = store.check(repair=True)
-    assert r.ok, str(r)
+    assert r.clean, str(r)
     assert {p.code for p in r.repaired} == {"handle-slot-unlisted", "leak", "object-count"}
     assert store.stats()["used"] == used
     # the memory and the slot are reused
@@ -100,12 +101,15 @@ def test_broken_free_list_is_rebuilt(store):
     mem[L.W_CLASS_HEADS + c] = L.HEAP_START + 8  # inside a block, not a block
     r = store.check()
     assert "free-list" in codes(r) and "free-block-unlisted" in codes(r)
+    assert not r.ok  # a bad link is damage no kill can cause
+    with pytest.raises(ss.StoreCorruptError, match="free-list"):
+        r.raise_if_bad()
     assert f"size class {c}" in str(r)
     r = store.check(repair=True)
-    assert r.ok, str(r)
+    assert r.clean, str(r)
     for i in range(100):  # the rebuilt lists hand out good blocks
         store.string("z" * (i % 40)).drop()
-    assert store.check().ok
+    assert store.check().clean
 
 
 def test_free_list_cycle_is_found(store):
@@ -116,7 +120,7 @@ def test_free_list_cycle_is_found(store):
     mem[head // 8 + 1] = head  # the block links to itself
     r = store.check()
     assert "free-list" in codes(r)
-    assert store.check(repair=True).ok
+    assert store.check(repair=True).clean
 
 
 def test_wrong_counts_are_repaired(store):
@@ -131,7 +135,7 @@ def test_wrong_counts_are_repaired(store):
     assert codes(r) == ["map-count", "object-count", "used-bytes"]
     assert f"records {n + 5} entries; its table holds {n}" in str(r)
     r = store.check(repair=True)
-    assert r.ok and len(r.repaired) == 3
+    assert r.clean and len(r.repaired) == 3
     assert len(m) == len(dict(m.items()))
 
 
@@ -150,10 +154,10 @@ def test_damaged_map_entry_is_removed(store):
     assert f"slot {live[0]}" in str(r)
     n = len(m)
     r = store.check(repair=True)
-    assert r.ok, str(r)
+    assert r.clean, str(r)
     assert len(m) == n - 1 == len(dict(m.items()))
     m["new"] = 1  # the map still works, and the entry's block was freed
-    assert store.check().ok
+    assert store.check().clean
 
 
 def test_entry_a_lookup_cannot_find_is_reported(store):
@@ -182,7 +186,7 @@ def test_object_with_a_damaged_block_is_dropped(store):
     r = store.check()
     assert "object-block" in codes(r) or "shared-block" in codes(r)
     r = store.check(repair=True)
-    assert r.ok, str(r)
+    assert r.clean, str(r)
     with pytest.raises(ss.UseAfterFreeError):
         s.get()
     assert m.get("x") is None and len(m) == 0
@@ -197,7 +201,7 @@ def test_damaged_vector_is_dropped(store):
     assert codes(r) == ["vector"] and "outside 0 .. capacity" in str(r)
     used = store.stats()["used"]
     r = store.check(repair=True)
-    assert r.ok, str(r)
+    assert r.clean, str(r)
     assert store.stats()["used"] < used  # its blocks were freed on the second pass
     with pytest.raises(ss.UseAfterFreeError):
         len(v)
@@ -228,7 +232,7 @@ def test_dead_lock_holder_is_reported_and_taken_over(store, name):
     r = store.check()
     assert codes(r) == ["dead-lock"] and f"process {p.pid}" in str(r)
     r = store.check(repair=True)
-    assert r.ok and r.repaired[0].code == "dead-lock"
+    assert r.clean and r.repaired[0].code == "dead-lock"
     store["after"] = 1
 
 
@@ -237,7 +241,7 @@ def check_in_loop(name, rounds):
         bad = []
         for _ in range(rounds):
             r = s.check()
-            if not r.ok:
+            if not r.clean:
                 bad.append(str(r))
         return bad
 
@@ -256,4 +260,4 @@ def test_check_while_others_write(store, name):
         n = writer.get(60)
     assert bad == []
     assert n > 0
-    assert store.check().ok
+    assert store.check().clean

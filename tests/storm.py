@@ -1,0 +1,393 @@
+"""The crash storm: workers write at random, a killer SIGKILLs them at random instants and
+restarts them, and afterwards every completed write is checked against the store.
+
+Each worker logs to its own append-only file, one ``os.write`` per line: ``B seq op arg`` before
+an operation and ``D seq op arg result micros`` after it returned.  An operation with a ``B`` and
+no ``D`` was in flight when its worker was killed: it may or may not have happened.  Everything
+with a ``D`` happened, and must be in the store unless a later operation of the same worker on
+the same thing undid it.  Workers own disjoint keys, slots and records, so their logs never need
+merging.
+
+Operations (on objects shared by every worker):
+
+- ``set``/``del``: a map key ``"w:k"`` gets a value of one of six kinds (int, float, str, bytes
+  up to 3 KiB, a pickled dict, a numpy array) that encodes ``seq``, or is deleted;
+- ``str``: a key ``"w:sj"`` gets a new string object (content ``"str<seq>"``), or the key is
+  deleted and its string dropped (two calls: a kill between them orphans one string);
+- ``ins``/``rem``: a record ``(w, seq, check)`` goes into a free slot of a shared table, or one
+  of this worker's records is removed;
+- ``add``: the worker's integer counter gets +1;
+- ``fld``/``fstr``: the worker's struct record gets ``count = seq`` / ``name = "n<seq>"`` (an owned
+  string: the old one is dropped).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import random
+import signal
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+import sharedstore as ss
+
+ROW = np.dtype([("w", "<i8"), ("seq", "<i8"), ("check", "<i8")])
+KEYS_PER_WORKER = 64
+STRINGS_PER_WORKER = 16
+#: a worker waits at most this long for a lock before LockTimeoutError (a failure)
+LOCK_TIMEOUT = 2.0
+MISSING = object()
+
+
+def check_of(w: int, seq: int) -> int:
+    return (w * 1_000_003 + seq * 7919) & 0x7FFFFFFFFFFF
+
+
+def value_of(seq: int):
+    kind = seq % 6
+    if kind == 0:
+        return seq
+    if kind == 1:
+        return seq + 0.5
+    if kind == 2:
+        return f"s{seq}:" + "x" * (seq % 700)
+    if kind == 3:
+        return b"b%d:" % seq + bytes(seq % 3000)
+    if kind == 4:
+        return {"seq": seq, "pad": list(range(seq % 20))}
+    return np.full(1 + seq % 50, seq, dtype=np.int64)
+
+
+def seq_of(value) -> int:
+    """The seq a map value was written with (inverse of :func:`value_of`); -1 if malformed."""
+    try:
+        if isinstance(value, bool):
+            return -1
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float):
+            return int(value - 0.5)
+        if isinstance(value, str):
+            head, _ = value.split(":", 1)
+            seq = int(head[1:])
+        elif isinstance(value, bytes):
+            head, _ = value.split(b":", 1)
+            seq = int(head[1:])
+        elif isinstance(value, dict):
+            seq = value["seq"]
+        else:
+            seq = int(value[0])
+        expected = value_of(seq)
+        if isinstance(expected, np.ndarray):
+            ok = isinstance(value, np.ndarray) and np.array_equal(expected, value)
+        else:
+            ok = type(expected) is type(value) and expected == value
+        return seq if ok else -1
+    except (ValueError, KeyError, TypeError, IndexError):
+        return -1
+
+
+# ---------------------------------------------------------------------- worker side
+def worker(name: str, ids: dict, wid: int, incarnation: int, log: str) -> None:
+    """Do random operations until killed, logging each (see the module doc)."""
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        store = ss.attach(name)
+        store.lock_timeout = LOCK_TIMEOUT
+        m = store.ref(ids["map"])
+        table = store.ref(ids["table"])
+        counter = store.ref(ids["counters"][wid])
+        rec = store.ref(ids["records"][wid])
+        rng = random.Random(incarnation * 1000 + wid)
+        n = 0
+        while True:
+            n += 1
+            seq = incarnation << 32 | n
+            r = rng.random()
+            if r < 0.25:
+                op, arg = "set", f"{wid}:{rng.randrange(KEYS_PER_WORKER)}"
+            elif r < 0.35:
+                op, arg = "del", f"{wid}:{rng.randrange(KEYS_PER_WORKER)}"
+            elif r < 0.45:
+                op, arg = "str", f"{wid}:s{rng.randrange(STRINGS_PER_WORKER)}"
+            elif r < 0.6:
+                op, arg = "ins", "-"
+            elif r < 0.7:
+                op, arg = "rem", "-"
+            elif r < 0.8:
+                op, arg = "add", "-"
+            elif r < 0.9:
+                op, arg = "fld", "-"
+            else:
+                op, arg = "fstr", "-"
+            if op == "rem":  # find one of our records first (only we remove ours)
+                length = len(table)
+                arg = "none"
+                for _ in range(8):
+                    if not length:
+                        break
+                    k = rng.randrange(length)
+                    w, rseq, _ = table[k]
+                    if w == wid and rseq:
+                        arg = f"{k}:{rseq}"
+                        break
+            os.write(fd, f"B {seq} {op} {arg}\n".encode())
+            t0 = time.perf_counter()
+            result = "-"
+            if op == "set":
+                m[arg] = value_of(seq)
+            elif op == "del":
+                m.delete(arg)
+            elif op == "str":
+                old = m.get(arg)
+                if old is None:
+                    m[arg] = store.string(f"str{seq}")
+                    result = "create"
+                else:
+                    m.delete(arg)
+                    old.drop()
+                    result = "drop"
+            elif op == "ins":
+                row = np.zeros(1, ROW)[0]
+                row["w"], row["seq"], row["check"] = wid, seq, check_of(wid, seq)
+                result = str(table.insert(row))
+            elif op == "rem":
+                if arg != "none":
+                    table.remove(int(arg.split(":")[0]))
+            elif op == "add":
+                counter.add(1)
+            elif op == "fld":
+                rec["count"] = seq
+            else:
+                rec["name"] = f"n{seq}"
+            micros = int((time.perf_counter() - t0) * 1e6)
+            os.write(fd, f"D {seq} {op} {arg} {result} {micros}\n".encode())
+    except BaseException:
+        os.write(fd, ("E " + traceback.format_exc().replace("\n", " | ") + "\n").encode())
+        os._exit(3)
+
+
+# ---------------------------------------------------------------------- the run
+@dataclass
+class Op:
+    seq: int
+    op: str
+    arg: str
+    done: bool = False
+    result: str = ""
+    micros: int = 0
+
+
+@dataclass
+class StormResult:
+    seconds: float = 0.0
+    kills: int = 0
+    starts: int = 0
+    ops_done: int = 0
+    ops_in_flight: int = 0
+    max_op_seconds: float = 0.0
+    errors: list = field(default_factory=list)
+    bad_exits: list = field(default_factory=list)
+    logs: dict = field(default_factory=dict)  # wid -> [Op]
+
+
+def setup(store, workers: int) -> dict:
+    """The shared objects every worker writes to; their ids."""
+    Rec = ss.Struct("StormRecord", {"count": "int64", "name": "string"})
+    store["storm"] = m = store.map()
+    store["table"] = table = store.vector(ROW)
+    counters = [store.integer(0) for _ in range(workers)]
+    records = [Rec.new(store, count=0) for _ in range(workers)]
+    store["counters"] = [c.id for c in counters]
+    store["records"] = [r.id for r in records]
+    for r in records:
+        store[f"record-{r.id}"] = r
+    for c in counters:
+        store[f"counter-{c.id}"] = c
+    return {"map": m.id, "table": table.id, "counters": [c.id for c in counters],
+            "records": [r.id for r in records]}
+
+
+def run(store, ids: dict, logdir: Path, seconds: float, workers: int = 3, seed: int = 0,
+        max_gap: float = 0.01) -> StormResult:
+    """Run ``workers`` workers for ``seconds``, SIGKILLing a random one every 0..``max_gap`` s
+    and restarting it; kill them all at the end.  Returns the parsed logs."""
+    ctx = mp.get_context("fork")
+    rng = random.Random(seed)
+    res = StormResult()
+    procs = {}
+    incarnation = 0
+
+    def start(wid):
+        nonlocal incarnation
+        incarnation += 1
+        p = ctx.Process(target=worker, args=(store.name, ids, wid, incarnation,
+                                             str(logdir / f"worker-{wid}.log")), daemon=True)
+        p.start()
+        procs[wid] = p
+        res.starts += 1
+
+    def kill(wid):
+        p = procs[wid]
+        if p.exitcode is None:
+            os.kill(p.pid, signal.SIGKILL)
+        p.join(30)
+        if p.exitcode != -signal.SIGKILL:
+            res.bad_exits.append((wid, p.exitcode))
+        res.kills += 1
+
+    t0 = time.monotonic()
+    for wid in range(workers):
+        start(wid)
+    while time.monotonic() - t0 < seconds:
+        time.sleep(rng.uniform(0, max_gap))
+        wid = rng.randrange(workers)
+        kill(wid)
+        start(wid)
+    for wid in range(workers):
+        kill(wid)
+    res.seconds = time.monotonic() - t0
+    for wid in range(workers):
+        res.logs[wid] = ops = parse(logdir / f"worker-{wid}.log", res)
+        res.ops_done += sum(o.done for o in ops)
+        res.ops_in_flight += sum(not o.done for o in ops)
+    return res
+
+
+def parse(path: Path, res: StormResult) -> list[Op]:
+    ops: list[Op] = []
+    by_seq: dict[int, Op] = {}
+    if not path.exists():
+        return ops
+    for line in path.read_text().splitlines():
+        if line.startswith("E "):
+            res.errors.append(line[2:])
+            continue
+        parts = line.split(" ")
+        if len(parts) < 4:
+            continue  # a line cut by the kill (a write of one line is one syscall: rare)
+        if parts[0] == "B":
+            o = Op(int(parts[1]), parts[2], parts[3])
+            ops.append(o)
+            by_seq[o.seq] = o
+        elif parts[0] == "D" and len(parts) == 6:
+            o = by_seq[int(parts[1])]
+            o.done, o.result, o.micros = True, parts[4], int(parts[5])
+            res.max_op_seconds = max(res.max_op_seconds, o.micros / 1e6)
+    return ops
+
+
+# ---------------------------------------------------------------------- verification
+def _allowed(history: list[tuple[Op, object]]):
+    """Effects a thing may show after ``history`` (ops in log order, each with its effect):
+    the last completed op's, or any in-flight op's after it; MISSING if nothing completed."""
+    last = max((i for i, (o, _) in enumerate(history) if o.done), default=-1)
+    allowed = [MISSING] if last < 0 else [history[last][1]]
+    allowed += [eff for o, eff in history[last + 1:] if not o.done]
+    return allowed
+
+
+def verify(store, ids: dict, res: StormResult) -> dict:
+    """Check every logged write against the store; returns counts of what was verified.
+    Raises AssertionError describing the first write that is missing or wrong."""
+    m = store.ref(ids["map"])
+    table = store.ref(ids["table"])
+    rows = table.view().copy()
+    counts = {"keys": 0, "strings": 0, "records": 0, "counters": 0, "fields": 0}
+    undone_ins = 0
+    for wid, ops in res.logs.items():
+        keys: dict[str, list] = {}
+        held: dict[str, object] = {}  # a str key: MISSING, or the seq of the string it holds
+        inserted: dict[int, Op] = {}
+        removed: dict[int, Op] = {}
+        adds_done = adds_flight = 0
+        fields: dict[str, list] = {"fld": [], "fstr": []}
+        for o in ops:
+            if o.op == "set":
+                keys.setdefault(o.arg, []).append((o, o.seq))
+            elif o.op == "del":
+                keys.setdefault(o.arg, []).append((o, MISSING))
+            elif o.op == "str":
+                # it creates a string if the key holds none, else removes it: a completed op
+                # says which; an op in flight would have done the opposite of the last state
+                state = held.get(o.arg, MISSING)
+                if o.done:
+                    eff = o.seq if o.result == "create" else MISSING
+                    held[o.arg] = eff
+                else:
+                    eff = o.seq if state is MISSING else MISSING
+                keys.setdefault(o.arg, []).append((o, eff))
+            elif o.op == "ins":
+                if o.done:
+                    inserted[o.seq] = o
+                else:
+                    undone_ins += 1
+            elif o.op == "rem" and o.arg != "none":
+                removed[int(o.arg.split(":")[1])] = o
+            elif o.op == "add":
+                adds_done += o.done
+                adds_flight += not o.done
+            elif o.op in fields:
+                fields[o.op].append((o, o.seq))
+        for key, hist in keys.items():
+            allowed = _allowed(hist)
+            v = m.get(key, MISSING)
+            if isinstance(v, ss.StringRef):
+                got = int(v.get()[3:])
+            else:
+                got = v if v is MISSING else seq_of(v)
+            assert got in allowed, f"worker {wid}: key {key!r} holds seq {got}, allowed {allowed}"
+            counts["strings" if ":s" in key else "keys"] += 1
+        for seq, o in inserted.items():
+            k = int(o.result)
+            rem = removed.get(seq)
+            row = rows[k] if k < len(rows) else None
+            present = row is not None and int(row["w"]) == wid and int(row["seq"]) == seq
+            if rem is None:
+                assert present, f"worker {wid}: record {seq} missing from slot {k}"
+            elif rem.done:
+                assert not present, f"worker {wid}: removed record {seq} still in slot {k}"
+            counts["records"] += 1
+        got = store.ref(ids["counters"][wid]).get()
+        assert adds_done <= got <= adds_done + adds_flight, (
+            f"worker {wid}: counter {got}, {adds_done} adds done, {adds_flight} in flight")
+        counts["counters"] += 1
+        rec = store.ref(ids["records"][wid])
+        for name, hist in (("count", fields["fld"]), ("name", fields["fstr"])):
+            if not hist:
+                continue
+            allowed = _allowed(hist)
+            v = rec[name]
+            got = v if name == "count" else int(v[1:])
+            assert got in allowed, f"worker {wid}: field {name} = {got}, allowed {allowed}"
+            counts["fields"] += 1
+    # every record in the table is whole, and was written by a logged insert
+    live = rows[rows["seq"] != 0]
+    assert (live["check"] == check_of(live["w"], live["seq"])).all(), "a torn record"
+    logged = {o.seq for ops in res.logs.values() for o in ops if o.op == "ins"}
+    assert set(live["seq"].tolist()) <= logged, "a record no insert wrote"
+    counts["undone_inserts"] = undone_ins
+    return counts
+
+
+def orphan_strings(store, ids: dict) -> int:
+    """Live string objects that nothing holds: strings a killed two-step ``str`` op created
+    and never stored, or removed and never dropped."""
+    m = store.ref(ids["map"])
+    held = sum(isinstance(v, ss.StringRef) for v in m.values())
+    held += sum(bool(store.ref(r)["name"]) for r in ids["records"])
+    interned = store.stats()["objects"].get("string", 0) - held
+    return interned - _interned_strings(store)
+
+
+def _interned_strings(store) -> int:
+    """Strings the store itself holds: interned type descriptors (schema map values)."""
+    from sharedstore import _layout as L
+
+    schemas = ss.MapRef._trusted(store, int(store.mem[L.W_SCHEMAS]))
+    return len(schemas)

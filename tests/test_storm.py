@@ -1,0 +1,55 @@
+"""The crash storm (see tests/storm.py): hundreds of SIGKILLs at random instants, then every
+completed write is found, the store checks sound, and repair gives back what the kills leaked.
+
+``pytest tests/test_storm.py --storm-seconds 600`` runs a long storm."""
+
+import numpy as np
+
+from sharedstore.check import DEBRIS
+
+from . import storm
+
+
+def test_crash_storm(store, tmp_path, request):
+    seconds = request.config.getoption("--storm-seconds")
+    ids = storm.setup(store, workers=3)
+    res = storm.run(store, ids, tmp_path, seconds, workers=3, seed=7)
+
+    assert res.errors == [], res.errors[:3]
+    assert res.bad_exits == []
+    assert res.kills >= 50 * seconds / 6  # hundreds in a run of a few seconds (about 100/s)
+    assert res.ops_done > 10 * res.kills
+    # survivors never waited long on a dead owner's lock
+    assert res.max_op_seconds < 2.0
+
+    # the store is sound: nothing but what killed operations left behind
+    report = store.check()
+    assert report.ok, str(report)
+    debris = {p.code for p in report.problems}
+    assert debris <= DEBRIS, str(report)
+    leaked = report.stats["leaked_blocks"]
+    assert leaked <= 2 * res.kills, str(report)
+
+    counts = storm.verify(store, ids, res)
+    assert counts["keys"] > 0 and counts["records"] > 0 and counts["fields"] > 0
+    assert storm.orphan_strings(store, ids) <= res.kills
+
+    # repair gives the leaked memory back, and everything still works
+    used = store.stats()["used"]
+    fixed = store.check(repair=True)
+    assert fixed.clean, str(fixed)
+    assert store.stats()["used"] == used - report.stats["leaked_bytes"]
+    storm.verify(store, ids, res)
+    m = store.ref(ids["map"])
+    m["after"] = np.arange(3)
+    assert list(m["after"]) == [0, 1, 2]
+    table = store.ref(ids["table"])
+    table.append(np.zeros(1, storm.ROW)[0])
+    assert store.check().clean
+    request.node.user_properties.append(("storm", {
+        "seconds": round(res.seconds, 1), "kills": res.kills, "ops_done": res.ops_done,
+        "in_flight": res.ops_in_flight, "max_op_ms": round(res.max_op_seconds * 1e3, 1),
+        "leaked_blocks": leaked, "leaked_bytes": report.stats["leaked_bytes"],
+        "debris": sorted(debris), **counts,
+    }))
+    print("storm:", request.node.user_properties[-1][1])
