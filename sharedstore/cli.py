@@ -4,6 +4,8 @@ Run it as ``python -m sharedstore COMMAND`` (or ``sharedstore COMMAND`` once ins
 
     demo [--workers N] [--records N] [--steps N] [--keep] [--json]
                                  worker processes share a table, a map and a counter
+    bench [--quick] [--repeat N] [--only NAME] [--json]
+                                 time sharedstore against its peers; print the ratios
     ls [--json]                  the stores in /dev/shm, their sizes and processes
     info NAME [--json]           a store's stats, named values and processes
     stats NAME [--json]          a store's sizes, objects by kind and processes
@@ -59,6 +61,14 @@ def run_demo(args: argparse.Namespace) -> int:
     from .demo import run
 
     return run(args.workers, args.records, args.steps, keep=args.keep, as_json=args.json)
+
+
+# ---------------------------------------------------------------------- bench
+def run_bench(args: argparse.Namespace) -> int:
+    """``bench``: a short run of the comparisons with peers (:mod:`sharedstore.bench`)."""
+    from .bench import main as bench_main
+
+    return bench_main(quick=args.quick, as_json=args.json, repeat=args.repeat, only=args.only)
 
 
 # ---------------------------------------------------------------------- shared formatting
@@ -423,6 +433,18 @@ def build_parser() -> argparse.ArgumentParser:
                       help="keep the store afterwards (default: remove it)")
     demo.add_argument("--json", action="store_true", help="print the summary as JSON, no bar")
     demo.set_defaults(func=run_demo)
+
+    bench = sub.add_parser("bench", help="time sharedstore against its peers; print the ratios")
+    bench.add_argument("--quick", action="store_true",
+                       help="small sizes, one timed call each (a smoke test, not figures)")
+    bench.add_argument("--repeat", type=positive_int, metavar="N",
+                       help="timed calls per figure, the best is kept (default: 3, quick: 1)")
+    bench.add_argument("--only", action="append", metavar="BENCHMARK",
+                       choices=["map get", "map set", "counter add", "vector extend",
+                                "column scan"],
+                       help="run only this comparison (repeatable)")
+    bench.add_argument("--json", action="store_true", help="print JSON")
+    bench.set_defaults(func=run_bench)
 
     ls = sub.add_parser("ls", help="list the stores with their sizes and attached processes")
     ls.add_argument("--json", action="store_true", help="print JSON")

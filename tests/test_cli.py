@@ -154,6 +154,46 @@ def test_cli_and_core_import_do_not_load_rich():
     assert proc.stdout.strip() == "False"
 
 
+# ---------------------------------------------------------------------- bench
+def _leftovers_in_dev_shm() -> list[str]:
+    return sorted(f for f in os.listdir("/dev/shm") if f"ssbench-{os.getpid()}-" in f)
+
+
+def test_bench_quick_json_has_a_ratio_for_every_installed_peer(shm_dir, capsys):
+    from sharedstore.bench import COMPARISONS, available
+
+    assert main(["bench", "--quick", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["quick"] is True and report["repeat"] == 1
+    assert report["machine"]["cpus"] == os.cpu_count()
+    want = {(bench, peer) for bench, _, impls, *_ in COMPARISONS for peer in impls[1:]
+            if available(peer)}
+    assert {(r["benchmark"], r["peer"]) for r in report["ratios"]} == want
+    for r in report["ratios"]:
+        assert r["ratio"] > 0 and r["sharedstore_ns_per_op"] > 0 and r["peer_ns_per_op"] > 0
+        assert (r["met"] is None) == (r["target"] is None)
+    assert {r["benchmark"] for r in report["results"]} == {c[0] for c in COMPARISONS}
+    assert {s["impl"] for s in report["skipped"]} == {
+        impl for _, _, impls, *_ in COMPARISONS for impl in impls if not available(impl)}
+    assert ss.list_stores() == [] and _leftovers_in_dev_shm() == []
+
+
+def test_bench_table_names_the_peers_it_skipped(shm_dir, capsys, monkeypatch):
+    from sharedstore import bench
+
+    monkeypatch.setitem(bench.PEER_MODULES, "lmdb", "no_such_module_for_lmdb")
+    assert main(["bench", "--quick", "--only", "map get", "--only", "counter add"]) == 0
+    out = capsys.readouterr().out
+    for word in ("benchmark", "sharedstore", "peer time", "ratio", "target", "map get",
+                 "dict", "counter add", "multiprocessing.Value", "<= 2"):
+        assert word in out, word
+    assert "vector extend" not in out and "column scan" not in out
+    assert "skipped lmdb (map get): no_such_module_for_lmdb is not installed" in out
+    rows = [line for line in out.splitlines() if "map get" in line and "skipped" not in line]
+    assert len(rows) == 2 and not any("lmdb" in line for line in rows)  # dict, UltraDict
+    assert _leftovers_in_dev_shm() == []
+
+
 # ---------------------------------------------------------------------- ls
 def test_ls_with_no_stores(shm_dir, capsys):
     assert main(["ls"]) == 0
@@ -302,7 +342,7 @@ def test_module_entry_point_runs():
     proc = subprocess.run([sys.executable, "-m", "sharedstore", "--help"], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0
-    for command in ("demo", "ls", "info", "rm", "gc"):
+    for command in ("demo", "bench", "ls", "info", "stats", "dump", "rm", "gc"):
         assert command in proc.stdout
 
 

@@ -23,60 +23,19 @@ Peers, each used the way its documentation suggests:
 import multiprocessing
 import os
 import shutil
-import struct
 import subprocess
 import sys
 import tempfile
 import textwrap
 
-from .common import Bench, random_floats, random_keys, shuffled, unique_name
+from sharedstore.bench import PACK as _PACK
+from sharedstore.bench import open_map as _open_map
 
-ULTRADICT_BUFFER = 32 << 20
-LMDB_MAP_SIZE = 1 << 30
-_PACK = struct.Struct("<d").pack
+from .common import Bench, random_floats, random_keys, shuffled, unique_name
 
 
 def _encoded(keys, values):
     return [k.encode() for k in keys], [_PACK(v) for v in values]
-
-
-def _open_map(res, impl):
-    """A new, empty map of kind ``impl``; released by ``res``."""
-    if impl == "sharedstore":
-        return res.store("map")
-    if impl == "dict":
-        return {}
-    if impl == "UltraDict":
-        from UltraDict import UltraDict
-
-        name = unique_name("ultra")
-        res.shm_path(name)
-        res.shm_path(name + "_memory")
-        u = UltraDict(name=name, buffer_size=ULTRADICT_BUFFER)
-        res.defer(u.close, True)  # unlink=True: its segments, and any full dump
-        return u
-    if impl == "lmdb":
-        import lmdb
-
-        path = tempfile.mkdtemp(prefix="asv-lmdb-")
-        res.defer(shutil.rmtree, path, True)
-        env = lmdb.open(path, map_size=LMDB_MAP_SIZE, sync=False, metasync=False)
-        res.defer(env.close)
-        return env
-    if impl == "SharedMemoryDict":
-        from shared_memory_dict import SharedMemoryDict
-
-        name = unique_name("smd")
-        res.shm_path("sm_" + name)
-        d = SharedMemoryDict(name=name, size=1 << 20)
-        res.defer(d.shm.unlink)
-        res.defer(d.shm.close)
-        return d
-    if impl == "Manager().dict":
-        manager = multiprocessing.Manager()
-        res.defer(manager.shutdown)
-        return manager.dict()
-    raise ValueError(impl)
 
 
 class _MapBase(Bench):

@@ -14,10 +14,9 @@
 import numpy as np
 
 import sharedstore as ss
+from sharedstore.bench import ROW
 
 from .common import Bench
-
-ROW = np.dtype([("pos", "<f4", (3,)), ("mass", "<f8"), ("id", "<i8"), ("alive", "?")], align=True)
 
 
 class ColumnScan(Bench):
