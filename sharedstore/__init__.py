@@ -15,6 +15,7 @@ from .errors import (
     StoreExistsError,
     StoreFullError,
     StoreNotFoundError,
+    UntrustedStoreError,
     UseAfterFreeError,
 )
 from .refs import IntRef, ListRef, MapRef, NumberRef, Ref, StringRef, StructProxy, StructRef
@@ -46,6 +47,7 @@ __all__ = [
     "Struct",
     "StructProxy",
     "StructRef",
+    "UntrustedStoreError",
     "UseAfterFreeError",
     "VectorRef",
     "attach",

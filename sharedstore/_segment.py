@@ -18,7 +18,14 @@ import os
 from pathlib import Path
 
 from . import _layout as L
-from .errors import InvalidNameError, StoreExistsError, StoreFullError, StoreNotFoundError, human_bytes
+from .errors import (
+    InvalidNameError,
+    StoreExistsError,
+    StoreFullError,
+    StoreNotFoundError,
+    UntrustedStoreError,
+    human_bytes,
+)
 
 SHM_DIR = Path("/dev/shm")
 PREFIX = "sharedstore."
@@ -82,6 +89,23 @@ def open_file(path: Path, name: str) -> int:
         raise StoreNotFoundError(
             f"no store named {name!r} ({path}); create it with sharedstore.create({name!r})"
         ) from None
+
+
+def check_trusted(fd: int, name: str, path: Path) -> None:
+    """Refuse a file another user could have written (pickled values in it would run their
+    code here): owned by another user, or writable by its group or by others."""
+    st = os.fstat(fd)
+    why = None
+    if st.st_uid != os.geteuid():
+        why = f"it is owned by uid {st.st_uid}, not by this process's uid {os.geteuid()}"
+    elif st.st_mode & 0o022:
+        why = f"its mode {st.st_mode & 0o777:04o} lets other users write it"
+    if why:
+        raise UntrustedStoreError(
+            f"store {name!r} ({path}): {why}, so a value in it could run their code when read. "
+            f"If you trust them, attach with insecure=True; else remove it "
+            f"(sharedstore.unlink({name!r}))"
+        )
 
 
 def map_file(fd: int, size: int) -> mmap.mmap:

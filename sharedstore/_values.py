@@ -15,6 +15,7 @@ import struct
 import numpy as _np
 
 from . import _layout as L
+from .errors import StoreCorruptError
 
 _EMPTY = b""
 _I64 = struct.Struct("<q")
@@ -61,7 +62,7 @@ def encode_value(value, ref_base) -> tuple[int, int, float, bytes]:
     if t is int:
         if -(1 << 63) <= value < (1 << 63):
             return L.V_INT, value, 0.0, _EMPTY
-        return L.V_PICKLE, 0, 0.0, pickle.dumps(value, protocol=5)
+        return L.V_PICKLE, 0, 0.0, _pickle(value)
     if value is None:
         return L.V_NONE, 0, 0.0, _EMPTY
     if t is bool:
@@ -70,10 +71,37 @@ def encode_value(value, ref_base) -> tuple[int, int, float, bytes]:
         return L.V_BYTES, 0, 0.0, value
     if isinstance(value, ref_base):
         return L.V_REF, value.id, 0.0, _EMPTY
-    return L.V_PICKLE, 0, 0.0, pickle.dumps(value, protocol=5)
+    return L.V_PICKLE, 0, 0.0, _pickle(value)
+
+
+def _pickle(value) -> bytes:
+    try:
+        return pickle.dumps(value, protocol=5)
+    except (pickle.PicklingError, TypeError, AttributeError) as e:
+        raise TypeError(
+            f"cannot store a {type(value).__name__}: it is not a native value and cannot be "
+            f"pickled ({e})"
+        ) from e
 
 
 def decode_value(store, tag: int, payload: int, data) -> object:
+    """The Python value of a stored ``(tag, payload, data)``.
+
+    Bytes that cannot be decoded (a damaged store) raise StoreCorruptError; a pickled value whose
+    class this process cannot import raises what ``pickle`` raises (ImportError, AttributeError)."""
+    try:
+        return _decode(store, tag, payload, data)
+    except (ImportError, AttributeError):
+        raise
+    except (ValueError, TypeError, EOFError, IndexError, KeyError, OverflowError, MemoryError,
+            pickle.UnpicklingError, SyntaxError, RecursionError) as e:
+        raise StoreCorruptError(
+            f"a stored value (tag {tag}, {len(data)} bytes) cannot be decoded ({type(e).__name__}: "
+            f"{e}); the store may be damaged: run `python -m sharedstore check NAME`"
+        ) from e
+
+
+def _decode(store, tag: int, payload: int, data) -> object:
     if tag == L.V_STR:
         return bytes(data).decode("utf-8", "surrogatepass")
     if tag == L.V_INT:
@@ -125,6 +153,15 @@ def _float_from_bits(bits: int) -> float:
 
 def float_bits(x: float) -> int:
     return _I64.unpack(_F64.pack(x))[0]
+
+
+def as_float(value) -> float:
+    """``value`` as a float if it is a real number (int, float, NumPy scalar), else TypeError."""
+    if type(value) is float:
+        return value
+    if isinstance(value, (int, float, _np.integer, _np.floating)):
+        return float(value)
+    raise TypeError(f"expected a number, got {type(value).__name__} ({value!r:.40})")
 
 
 

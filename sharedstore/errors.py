@@ -41,6 +41,11 @@ class StoreCorruptError(SharedStoreError):
     """The store's memory is inconsistent (a damaged or foreign file)."""
 
 
+class UntrustedStoreError(SharedStoreError, PermissionError):
+    """The store's file could have been written by another user: it is owned by someone else, or
+    its mode lets others write it.  A pickled value read from it would run their code."""
+
+
 class StoreClosedError(SharedStoreError, ValueError):
     """The store was closed in this process."""
 

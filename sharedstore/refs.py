@@ -19,7 +19,8 @@ from ._kernels import hashmap as KM
 from ._kernels import heap as KH
 from ._kernels import objects as KO
 from ._kernels import status as S
-from ._values import _float_from_bits, decode_key, decode_value, encode_key, encode_value, float_bits
+from ._values import _float_from_bits, as_float, decode_key, decode_value, encode_key, encode_value
+from ._values import float_bits
 from ._values import as_int64 as _int64
 from .errors import InvalidHandleError, SharedStoreError, raise_status
 
@@ -156,11 +157,11 @@ class NumberRef(_ScalarRef):
         return _float_from_bits(self._bits())
 
     def set(self, value: float) -> None:
-        self._set_bits(float_bits(float(value)))
+        self._set_bits(float_bits(as_float(value)))
 
     def add(self, x: float) -> float:
         """Atomically add ``x``; return the new value."""
-        st, new = KO.float_add(self._store.mem, self._id, float(x))
+        st, new = KO.float_add(self._store.mem, self._id, as_float(x))
         if st < 0:
             self._fail(st, "add()")
         return new

@@ -44,7 +44,7 @@ from .errors import (
 from .refs import IntRef, MapRef, NumberRef, Ref, StringRef, ref_class
 from .structs import Struct
 from ._values import as_int64 as _int64
-from ._values import float_bits
+from ._values import as_float, float_bits
 
 #: how long an operation waits for a lock held by a *live* process before LockTimeoutError
 DEFAULT_LOCK_TIMEOUT = 30.0
@@ -74,6 +74,7 @@ class Store:
         self._lists = {}  # list id -> the MapRef that reads it (shares the map read cache)
         self._pins = {}  # vector data block -> views of it this process holds (vectors.py)
         self._created = created
+        self._insecure = False  # attach(insecure=True) sets it; pickles pass it to workers
         self._creator_pid = os.getpid()
         self._pid = os.getpid()
         self._closed = False
@@ -170,7 +171,8 @@ class Store:
                 pass
 
     def __reduce__(self):
-        return _unpickle_store, (self.name, str(self.path))
+        # a worker trusts the file as far as the process that sent the store did
+        return _unpickle_store, (self.name, str(self.path), self._insecure)
 
     def _repr_html_(self) -> str:
         if self._closed:
@@ -310,7 +312,7 @@ class Store:
 
     def number(self, value: float = 0.0) -> NumberRef:
         """A new shared float64 with atomic ``add``."""
-        return NumberRef._trusted(self, self._scalar_new(L.KIND_FLOAT, float_bits(float(value))))
+        return NumberRef._trusted(self, self._scalar_new(L.KIND_FLOAT, float_bits(as_float(value))))
 
     def integer(self, value: int = 0) -> IntRef:
         """A new shared int64 with atomic ``add`` and ``compare_exchange``."""
@@ -590,13 +592,22 @@ def create(name: str, size: int | None = None, *, path: str | os.PathLike | None
     return store
 
 
-def attach(name: str, *, path: str | os.PathLike | None = None) -> Store:
+def attach(name: str, *, path: str | os.PathLike | None = None, insecure: bool = False) -> Store:
     """Attach to the existing store ``name``.
+
+    Parameters
+    ----------
+    insecure
+        Attach even if the file is owned by another user or its mode lets others write it.
+        Only for a store whose other writers you trust: a pickled value read from it runs
+        whatever code its writer put in it.
 
     Raises
     ------
     StoreNotFoundError
         If no store called ``name`` exists.  Create it with ``sharedstore.create(name)``.
+    UntrustedStoreError
+        If another user could have written the file (and ``insecure`` is false).
     StoreCorruptError
         If the file is not a sharedstore store, or is truncated or damaged.
     """
@@ -604,6 +615,8 @@ def attach(name: str, *, path: str | os.PathLike | None = None) -> Store:
     p = _resolve(name, path)
     fd = seg.open_file(p, name)
     try:
+        if not insecure:
+            seg.check_trusted(fd, name, p)
         size = os.fstat(fd).st_size
         if size < L.HEAP_START:
             raise StoreCorruptError(
@@ -619,7 +632,9 @@ def attach(name: str, *, path: str | os.PathLike | None = None) -> Store:
     except BaseException:
         os.close(fd)
         raise
-    return Store(name, p, fd, mm, created=False)
+    store = Store(name, p, fd, mm, created=False)
+    store._insecure = insecure
+    return store
 
 
 def _check_header(mem, name, p, size) -> None:
@@ -645,11 +660,12 @@ def _check_header(mem, name, p, size) -> None:
         )
 
 
-def open(name: str, size: int | None = None, *, path=None) -> Store:  # noqa: A001
-    """Attach to store ``name``, or create it if it does not exist."""
+def open(name: str, size: int | None = None, *, path=None, insecure: bool = False) -> Store:  # noqa: A001
+    """Attach to store ``name``, or create it if it does not exist (``insecure``: see
+    :func:`attach`)."""
     for _ in range(10):
         try:
-            return attach(name, path=path)
+            return attach(name, path=path, insecure=insecure)
         except StoreNotFoundError:
             pass
         try:
@@ -673,12 +689,12 @@ def list_stores() -> list[str]:
     return seg.list_names()
 
 
-def _unpickle_store(name: str, path: str) -> Store:
+def _unpickle_store(name: str, path: str, insecure: bool = False) -> Store:
     with _open_lock:
         s = _open.get(path)
         if s is not None and not s.closed and s._pid == os.getpid():
             return s
-    s = attach(name, path=path)
+    s = attach(name, path=path, insecure=insecure)
     with _open_lock:
         _open[path] = s
     return s

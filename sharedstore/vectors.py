@@ -25,6 +25,7 @@ take views in the worker itself.
 from __future__ import annotations
 
 import json
+import operator
 import os
 import weakref
 
@@ -141,6 +142,14 @@ class VectorRef(Ref):
             for i, v in enumerate(values):
                 self._fill(rows, i, v)
             return rows
+        arr = np.asarray(values)
+        if dt.subdtype is None and dt.names is None:
+            if arr.ndim > 1:
+                raise ValueError(f"a vector of {dt} takes a 1-D sequence of values, not an "
+                                 f"array of shape {arr.shape}")
+            if not np.can_cast(arr.dtype, dt, casting="same_kind"):
+                raise TypeError(f"cannot put {arr.dtype} values in a vector of {dt} without "
+                                "changing them: convert them first")
         return np.ascontiguousarray(np.asarray(values, dtype=dt).reshape(-1))
 
     def _fill(self, rows, i, v) -> None:
@@ -191,7 +200,7 @@ class VectorRef(Ref):
             for name in self._struct.strings:
                 if rec[name]:
                     StringRef._trusted(self._store, int(rec[name])).drop()
-        r = self._call(KV.vector_remove, int(index), what="remove()")
+        r = self._call(KV.vector_remove, operator.index(index), what="remove()")
         if r == S.ERR_NOT_FOUND:
             raise IndexError(f"slot {index} is not in use (length {len(self)}, or already removed)")
 
@@ -231,7 +240,7 @@ class VectorRef(Ref):
 
     # ---------------------------------------------------------------- reads
     def _index(self, index, n: int) -> int:
-        i = int(index)
+        i = operator.index(index)
         if i < 0:
             i += n
         if not 0 <= i < n:

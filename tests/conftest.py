@@ -57,3 +57,7 @@ def pytest_addoption(parser):
         "--storm-seconds", type=float, default=6.0,
         help="how long the crash storm (tests/test_storm.py) runs; CI uses the default",
     )
+    parser.addoption(
+        "--fuzz-examples", type=int, default=150,
+        help="examples for the store-file fuzz test (tests/test_fuzz.py); CI uses the default",
+    )
