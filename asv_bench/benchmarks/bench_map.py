@@ -1,6 +1,6 @@
 """The store's root map (``store[k] = v``, ``store[k]``) against dict-like peers.
 
-``n`` distinct str keys of 8 to 16 characters with float values; sets go in one random order,
+``n`` (1k, 100k, 1M) distinct str keys of 8 to 16 characters with float values; sets go in one random order,
 gets in another.  A timed call does all ``n`` keys: divide by ``n`` for one operation.
 
 Peers, each used the way its documentation suggests:
@@ -36,6 +36,10 @@ from .common import Bench, random_floats, random_keys, shuffled, unique_name
 
 def _encoded(keys, values):
     return [k.encode() for k in keys], [_PACK(v) for v in values]
+
+
+#: map sizes: the curve of cost per key against size (1M: sets take seconds per peer)
+SIZES = [1000, 100_000, 1_000_000]
 
 
 class _MapBase(Bench):
@@ -75,7 +79,7 @@ class MapGet(_MapBase):
     measures reads a process has made before, with no write since.
     """
 
-    params = [["sharedstore", "dict", "UltraDict", "lmdb"], [1000, 100_000]]
+    params = [["sharedstore", "dict", "UltraDict", "lmdb"], SIZES]
     param_names = ["impl", "n"]
     number = 1  # every timed call is the first pass after setup, whatever the asv version
 
@@ -127,7 +131,7 @@ class MapGetRepeated(MapGet):
 class MapSet(_MapBase):
     """Insert ``n`` new keys into an empty map (a fresh one for every timed call)."""
 
-    params = [["sharedstore", "dict", "UltraDict", "lmdb"], [1000, 100_000]]
+    params = [["sharedstore", "dict", "UltraDict", "lmdb"], SIZES]
     param_names = ["impl", "n"]
     number = 1  # every timed call starts from an empty map, whatever the asv version
 

@@ -1,6 +1,6 @@
 """Map lookups in bulk and inside ``@njit`` code, seed 2's one-key loop, and hostile keys.
 
-* ``KernelLookups``: 100k str keys looked up inside an ``@njit`` loop: sharedstore's
+* ``KernelLookups``: 1k, 100k or 1M str keys looked up inside an ``@njit`` loop: sharedstore's
   ``sharedstore.kernels.map_get_float`` against ``numba.typed.Dict.get`` (the DESIGN target:
   >= 4x faster per key), and ``MapRef.get_many`` from Python (one kernel call for all keys).
 * ``SingleKeyGets``: seed 2's own benchmark, 10 M gets of one key in a Python loop.
@@ -36,7 +36,8 @@ def _sum_typed(d, keys):
 
 
 class KernelLookups(Bench):
-    params = [["sharedstore-njit", "typed.Dict-njit", "sharedstore-get_many"], [1000, 100_000]]
+    params = [["sharedstore-njit", "typed.Dict-njit", "sharedstore-get_many"],
+              [1000, 100_000, 1_000_000]]
     param_names = ["impl", "n"]
     timeout = 300
 

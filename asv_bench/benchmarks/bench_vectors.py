@@ -1,10 +1,10 @@
 """Vectors and struct records against NumPy and Python lists.
 
-* ``ColumnScan``: sum one float64 column of a 10 M-row struct table, through a zero-copy view
-  of the shared table and of a private NumPy array (target: >= 0.95x the private scan's speed,
-  i.e. a time ratio <= 1.05).
-* ``Extend``: append 1 M float64 values in one call, against ``np.concatenate`` of a private
-  array (target >= 0.8x its speed).
+* ``ColumnScan``: sum one float64 column of a struct table of 1k to 10 M rows, through a
+  zero-copy view of the shared table and of a private NumPy array (target: >= 0.95x the private
+  scan's speed, i.e. a time ratio <= 1.05).
+* ``Extend``: append 1k, 100k or 1 M float64 values in one call, against ``np.concatenate`` of a
+  private array (target >= 0.8x its speed).
 * ``Append``: 10k single appends from Python, against ``list.append`` + a write into a NumPy
   array (target <= 2x).
 * ``RecordAccess``: read and write one field of a struct record through ``StructRef``, a proxy,
@@ -20,50 +20,51 @@ from .common import Bench
 
 
 class ColumnScan(Bench):
-    params = [["shared view", "private array"]]
-    param_names = ["impl"]
+    params = [["shared view", "private array"], [1000, 100_000, 1_000_000, 10_000_000]]
+    param_names = ["impl", "rows"]
     timeout = 300
 
-    def setup(self, impl):
-        rows = np.zeros(10_000_000, dtype=ROW)
-        rows["mass"] = 1.0
+    def setup(self, impl, rows):
+        data = np.zeros(rows, dtype=ROW)
+        data["mass"] = 1.0
         with self.resources() as res:
             if impl == "private array":
-                self.arr = rows
+                self.arr = data
             else:
                 store = res.store("scan")
-                t = store.vector(ROW, capacity=len(rows))
-                t.extend(rows)
+                t = store.vector(ROW, capacity=rows)
+                t.extend(data)
                 self.arr = t.view()
                 res.defer(self.__dict__.pop, "arr", None)  # drop the view before the store
 
-    def time_sum_column(self, impl):
-        assert self.arr["mass"].sum() == 10_000_000
+    def time_sum_column(self, impl, rows):
+        assert self.arr["mass"].sum() == rows
 
 
 class Extend(Bench):
-    """Extend by 1 M float64 values: into a new vector that must grow (its block moves to fresh
-    shared pages, each faulted in on first touch), into one created with the capacity, and
+    """Extend by ``n`` float64 values: into a new vector that must grow (its block moves to
+    fresh shared pages, each faulted in on first touch), into one created with the capacity, and
     ``np.concatenate`` onto a 1000-element private array."""
 
-    params = [["sharedstore (grows)", "sharedstore (capacity)", "np.concatenate"]]
-    param_names = ["impl"]
+    params = [["sharedstore (grows)", "sharedstore (capacity)", "np.concatenate"],
+              [1000, 100_000, 1_000_000]]
+    param_names = ["impl", "n"]
     number = 1
 
-    def setup(self, impl):
-        self.data = np.arange(1_000_000, dtype=np.float64)
+    def setup(self, impl, n):
+        self.data = np.arange(n, dtype=np.float64)
         self.base = np.arange(1000, dtype=np.float64)
         with self.resources() as res:
             if impl.startswith("sharedstore"):
                 store = res.store("ext")
-                cap = 2_000_000 if "capacity" in impl else 0
+                cap = 2 * (n + 1000) if "capacity" in impl else 0
                 self.v = store.vector("float64", capacity=cap)
                 if cap:  # touch the pages once, as a long-lived vector's are
                     self.v.extend(np.zeros(cap))
                     self.v.clear()
                 self.v.extend(self.base)
 
-    def time_extend(self, impl):
+    def time_extend(self, impl, n):
         if impl.startswith("sharedstore"):
             self.v.extend(self.data)
         else:
