@@ -29,6 +29,14 @@ Process table (bytes PROC_TABLE .. +PROC_MAX*32): entries of 4 words
 registrations of the entry; a process's lock token is ``gen << 16 | (index + 1)``, so a token of
 a process that has gone (entry freed or re-registered) never matches a live entry again.
 
+Pin lists (bytes PIN_LISTS .. +PROC_MAX*8): for each process-table entry, the byte offset of
+that process's pin-list block (0 if none).  Its data is pairs ``[data block, pins]``: the views
+the process holds on each vector data block (see ``_kernels/vector.py``).  Pins are taken and
+released under the allocator lock, the block's state word first and the record second when
+pinning, the record first when releasing, so a kill in between can only leave a block pinned
+once too often (``check(repair=True)`` releases it), never unpinned too early.  When a dead
+process's entry is reaped, the pins it recorded are released.
+
 Handle directory (bytes HT_DIR .. +HT_DIR_LEN*8): byte offset of each handle chunk's data.
 Each chunk holds HT_CHUNK entries of 4 words ``[value, meta, lock, seq]``:
 
@@ -89,6 +97,9 @@ P_GEN = 1
 P_START = 2
 P_SINCE = 3
 
+# pin lists: one word per process-table entry
+PIN_LISTS = PROC_TABLE + PROC_MAX * PROC_WORDS * 8
+
 # handle table
 HT_DIR = 65536
 HT_DIR_LEN = 65536
@@ -103,6 +114,7 @@ SLOT_MAX = HT_DIR_LEN * HT_CHUNK  # 2**31
 GEN_MAX = (1 << 31) - 1
 
 HEAP_START = HT_DIR + HT_DIR_LEN * 8
+assert PIN_LISTS + PROC_MAX * 8 <= HT_DIR
 INITIAL_COMMIT = 2 << 20
 MIN_RESERVATION = 4 << 20
 
@@ -138,6 +150,8 @@ TAG_STRUCT = 7
 TAG_VECTOR = 8
 TAG_VDATA = 9
 TAG_VFREE = 10
+TAG_PINS = 11
+TAG_MAX = 11
 TAG_NAMES = {
     TAG_FREE: "free",
     TAG_STRING: "string",
@@ -149,6 +163,7 @@ TAG_NAMES = {
     TAG_VECTOR: "vector header",
     TAG_VDATA: "vector data",
     TAG_VFREE: "vector free list",
+    TAG_PINS: "pin list",
 }
 
 # size classes: 16..128 bytes in steps of 8, then four classes per doubling

@@ -109,6 +109,17 @@ _CODES = {
     KC.P_LEAK: ("leak", True, lambda a, b, c: (
         f"the {_TAG.get(c, f'tag {c}')} block at byte {a} ({b} bytes) is allocated but nothing "
         "references it (an operation was killed while it held it); repair frees it")),
+    KC.P_PIN_LIST: ("pin-list", True, lambda a, b, c: (
+        f"process-table entry {a} points at byte {b} for its pin list, which is not a pin list; "
+        "repair forgets it")),
+    KC.P_PINS_EXCESS: ("pins-unrecorded", True, lambda a, b, c: (
+        f"the vector data block at byte {a} is pinned {b} time(s), but attached processes record "
+        f"{c} pin(s) on it: a process was killed while taking or releasing one; repair releases "
+        "the rest")),
+    KC.P_PIN_RECORD: ("pin-record", True, lambda a, b, c: (
+        f"pin records name byte {a} ({c} pin(s)), " + (
+            "which is not a vector data block" if b < 0 else f"which is pinned only {b} time(s)")
+        + "; repair makes the block's pins match the records")),
     KC.P_KIND: ("object-kind", True, lambda a, b, c: (
         f"{_h(a)} has kind {b}, which is no kind of object; repair drops it")),
 }
@@ -119,7 +130,7 @@ _CODES = {
 #: Every other problem is damage that no kill can cause.
 DEBRIS = frozenset({
     "leak", "used-bytes", "free-block-unlisted", "handle-slot-unlisted", "object-count",
-    "map-count", "map-used", "dead-lock",
+    "map-count", "map-used", "dead-lock", "pins-unrecorded",
 })
 
 
@@ -128,7 +139,7 @@ DEBRIS = frozenset({
 #: Every other problem is damage that no kill can cause.
 DEBRIS = frozenset({
     "leak", "used-bytes", "free-block-unlisted", "handle-slot-unlisted", "object-count",
-    "map-count", "map-used", "dead-lock",
+    "map-count", "map-used", "dead-lock", "pins-unrecorded",
 })
 
 

@@ -67,6 +67,7 @@ class Store:
         self._fd = fd
         self._mm = mm
         self._mem = np.frombuffer(mm, dtype=np.int64)
+        self._pin_mem = self._mem  # kept after close() until this process's last view goes
         self._words = memoryview(mm).cast("q")  # the same words, read as Python ints (caches)
         self._caches = {}  # map id -> refs._MapCache: what this process read, while still valid
         self._schema_ids = {}  # type descriptor JSON -> handle of its interned string
@@ -102,10 +103,10 @@ class Store:
         return token
 
     def _after_fork(self) -> None:
+        self._pins = {}  # the parent's pins are not the child's to release
+        self._creator_pid = -1  # the child did not create the store: it never unlinks it
         if not self._closed:
             self._token = self._register()
-            self._creator_pid = -1  # the child did not create the store: it never unlinks it
-            self._pins = {}  # the parent's pins are not the child's to release
 
     @property
     def mem(self) -> np.ndarray:
@@ -131,24 +132,36 @@ class Store:
         return self._closed
 
     def close(self) -> None:
-        """Detach this process from the store (it stays for the others).  Idempotent."""
+        """Detach this process from the store (it stays for the others).  Idempotent.
+
+        Views of vectors taken in this process stay valid: the process keeps its entry in the
+        store's process table (so their memory stays pinned) until the last of them is gone."""
         if self._closed:
             return
         self._closed = True
+        with _open_lock:
+            if _open.get(str(self.path)) is self:
+                del _open[str(self.path)]
+        self._mem = None  # a kernel called with None fails with TypeError, never reads
+        self._root = None
+        self._caches.clear()
+        if not self._pins:
+            self._detach()
+
+    def _detach(self) -> None:
+        """Leave the process table and unmap (once no view of this process pins anything)."""
+        if self._pin_mem is None:
+            return
+        mem, self._pin_mem = self._pin_mem, None
         try:
-            KH.proc_unregister(self._mem, self._token, os.getpid())
+            KH.proc_unregister(mem, self._token, os.getpid())
         finally:
-            with _open_lock:
-                if _open.get(str(self.path)) is self:
-                    del _open[str(self.path)]
-            self._mem = None  # a kernel called with None fails with TypeError, never reads
-            self._root = None
-            self._caches.clear()
+            del mem
             self._words.release()
             try:
                 self._mm.close()
             except BufferError:
-                pass  # views into the store are still alive: the mapping goes with the last one
+                pass  # arrays into the store are still alive: the mapping goes with the last
             os.close(self._fd)
 
     def unlink(self) -> None:
@@ -497,15 +510,20 @@ class Store:
         return out
 
     def reap(self) -> int:
-        """Free the process-table entries of processes that died without closing; return how many."""
+        """Free the process-table entries of processes that died without closing, releasing
+        the views they held; return how many."""
         mem = self.mem
         table = mem[L.PROC_TABLE // 8:L.PROC_TABLE // 8 + L.PROC_MAX * L.PROC_WORDS]
         rows = table.reshape(L.PROC_MAX, L.PROC_WORDS)
         n = 0
-        for i in np.flatnonzero(rows[:, L.P_PID]):
+        for i in np.flatnonzero(rows[:, L.P_PID]).tolist():
             pid, start = int(rows[i, L.P_PID]), int(rows[i, L.P_START])
-            if not seg.pid_alive(pid, start) and KH.proc_reap(mem, int(i), pid):
-                n += 1
+            if not seg.pid_alive(pid, start):
+                args = (mem, self._token, i, pid)
+                r = KV.proc_reap(*args)
+                if r < 0:
+                    r = self._slow(r, KV.proc_reap, args, "reap")
+                n += r
         return n
 
 
@@ -713,12 +731,13 @@ def _close_all() -> None:
 
     for s in list(_live):
         try:
-            if not s.closed and s._pid == os.getpid():
+            if s._pid == os.getpid() and s._pin_mem is not None:
                 for block, n in list(s._pins.items()):
                     for _ in range(n):
                         release_pin(s, block)
                 s._pins.clear()
             s.close()
+            s._detach()
         except Exception:
             pass
 

@@ -15,11 +15,13 @@ process, until the view and every array derived from it are garbage; only then i
 a view never reads freed memory, but after growth it no longer shows the vector: take a new
 view.  Writes through a view are not locked against other writers.
 
-Pins belong to the process that took the view.  A process that exits normally releases the
-pins of the views it still holds (at exit); one that is killed, or leaves through
-``os._exit`` (as multiprocessing workers do) with views still alive, leaves them pinned until
-the store is repaired.  A view inherited through ``fork`` is covered by the parent's pin only:
-take views in the worker itself.
+Pins belong to the process that took the view, and are recorded in its pin list in the store.
+A process that exits normally releases the pins of the views it still holds (at exit); when one
+is killed, or leaves through ``os._exit`` (as multiprocessing workers do) with views still alive,
+the next process that reaps its process-table entry (any ``workers()``, ``reap()``, ``check()``,
+or a lock wait on it) releases them.  ``store.close()`` with views alive keeps them valid: the
+process stays registered until its last view goes.  A view inherited through ``fork`` is covered
+by the parent's pin only: take views in the worker itself.
 """
 
 from __future__ import annotations
@@ -282,7 +284,7 @@ class VectorRef(Ref):
         s = self._store
         dt = self.dtype
         while True:
-            d, n, off = KV.vector_pin(s.mem, self._id)
+            d, n, off = KV.vector_pin(s.mem, self._id, s._token)
             if d >= 0:
                 break
             s._recover(d, "view()", self._id)
@@ -420,20 +422,23 @@ def _vector_or_array(store, id: int) -> VectorRef:
 def _unpin(store_ref, block: int, pid: int) -> None:
     """Finalizer of a view: release its pin (the store may be closed or gone by then)."""
     store = store_ref()
-    if pid != os.getpid():
+    if pid != os.getpid() or store is None:
         return  # a view inherited through fork: the pin is the parent's, not ours to release
-    if store is None or store.closed:
-        return  # the store was closed with views alive: their pins stay (a leak, never a
-        # free too early)
     store._pins[block] -= 1
+    if not store._pins[block]:
+        del store._pins[block]
     release_pin(store, block)
+    if store.closed and not store._pins:
+        store._detach()  # closed while views were alive: the last one has gone
 
 
 def release_pin(store, block: int) -> None:
-    r = KV.vector_unpin(store.mem, store._token, block)
+    """Release one of this process's pins on data block ``block`` (the store may be closed)."""
+    mem = store._pin_mem
+    r = KV.vector_unpin(mem, store._token, block)
     while r == S.ERR_BUSY_ALLOC:
         store._recover(r, "view release")
-        r = KV.vector_unpin(store.mem, store._token, block)
+        r = KV.vector_unpin(mem, store._token, block)
 
 
 _CLASSES[L.KIND_VECTOR] = VectorRef

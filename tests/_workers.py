@@ -251,3 +251,13 @@ def churn_until(name, stop_id):
         for s in strings:
             s.drop()
         return n
+
+
+def view_then_die(name, vid, ready_id, kill):
+    """Take two views (one block pinned twice), then leave without any cleanup."""
+    store = ss.attach(name)
+    views = [store.ref(vid).view(), store.ref(vid).view()]
+    store.ref(ready_id).set(len(views))
+    if kill:
+        os.kill(os.getpid(), signal.SIGKILL)
+    os._exit(0)

@@ -281,3 +281,44 @@ def test_forked_child_does_not_release_parent_pin(store):
     for _ in range(300):
         store.string("q" * 64)
     assert holder[0].tolist() == list(range(8))  # still pinned by the parent: not reused
+
+
+@pytest.mark.parametrize("how", ["os._exit", "SIGKILL"])
+def test_pins_of_a_process_that_dies_with_views_are_released(store, how):
+    """A worker that leaves by os._exit (as multiprocessing workers do) or is killed while it
+    holds views: reaping its process-table entry releases its pins, so the old blocks are freed."""
+    v = store.vector("int64", capacity=8)
+    v.extend(np.arange(8))
+    ready = store.integer(0)
+    p = mp.get_context("fork").Process(target=W.view_then_die, args=(store.name, v.id, ready.id,
+                                                                     how == "SIGKILL"))
+    p.start()
+    p.join(60)
+    assert ready.get() == 2
+    v.extend(np.arange(1000))  # grows: the worker's view pinned the old block
+    r = store.check()
+    assert r.clean and r.stats["pinned_blocks"] == 0, str(r)  # reaped: pins released, freed
+    assert store.stats()["workers"] == 1
+
+
+def test_close_with_views_keeps_them_valid(name):
+    s = ss.create(name)
+    try:
+        v = s.vector("int64", capacity=8)
+        v.extend(np.arange(8))
+        view = v.view()
+        other = ss.attach(name)
+        s.close()
+        assert other.stats()["workers"] == 2  # still registered: the view pins its block
+        ov = other.ref(v.id)
+        ov.extend(np.arange(1000))
+        for _ in range(300):
+            other.string("q" * 64)
+        assert view.tolist() == list(range(8))
+        del view
+        gc.collect()
+        assert other.stats()["workers"] == 1  # the last view went: the process detached
+        assert other.check().clean
+        other.close()
+    finally:
+        ss.unlink(name)

@@ -54,6 +54,9 @@ P_STRUCT = 17           # a: handle, b: schema handle
 P_LEAK = 18             # a: offset, b: bytes, c: tag
 P_KIND = 19             # a: handle, b: kind
 P_MAP_USED = 20         # a: handle, b: recorded, c: counted
+P_PIN_LIST = 21         # a: process-table index, b: pin-list offset
+P_PINS_EXCESS = 22      # a: data block, b: pins in its state, c: pins processes record
+P_PIN_RECORD = 23       # a: data block (or record target), b: pins in its state, c: recorded
 
 # P_VECTOR's what
 V_DATA = 1
@@ -349,6 +352,78 @@ def _repair(mem, marks, slots, ht_count, counts, stats):
     return fixed
 
 
+@helper
+def _check_pins(mem, marks, top, probs, nrec, np_, repair):
+    """Claim every pin list; compare each vector data block's pins with the pins that attached
+    processes record for it.  A block pinned more often than recorded holds the pin of a process
+    killed between the two steps of pinning (debris: repair releases it)."""
+    total = 0
+    for i in range(L.PROC_MAX):
+        pl = mem[L.PIN_LISTS // 8 + i]
+        if pl == 0:
+            continue
+        cap = _data_len(mem, marks, top, pl)
+        if _own(mem, marks, top, pl, L.TAG_PINS, cap * 16) != OWN_OK:
+            np_ = _add(probs, nrec, np_, P_PIN_LIST, i, pl, 0)
+            if repair:
+                mem[L.PIN_LISTS // 8 + i] = 0
+            continue
+        total += cap
+    rd = np.zeros(total, np.int64)
+    rc = np.zeros(total, np.int64)
+    k = 0
+    for i in range(L.PROC_MAX):
+        pl = mem[L.PIN_LISTS // 8 + i]
+        m = _mark_of(pl, top)
+        if pl == 0 or m < 0 or marks[m] & M_REF == 0:
+            continue
+        alive = mem[L.PROC_TABLE // 8 + i * L.PROC_WORDS + L.P_PID] != 0
+        for j in range(mem[pl // 8] >> 16):
+            w = pl // 8 + 1 + 2 * j
+            d = mem[w]
+            c = mem[w + 1]
+            if c == 0:
+                continue
+            dm = _mark_of(d, top)
+            if (c < 0 or dm < 0 or marks[dm] & (M_BLOCK | M_FREE) != M_BLOCK
+                    or (mem[d // 8] >> 8) & 0xFF != L.TAG_VDATA):
+                np_ = _add(probs, nrec, np_, P_PIN_RECORD, d, -1, c)
+                if repair:
+                    mem[w + 1] = 0
+                continue
+            if not alive:  # a process gone from the table records nothing any more
+                if repair:
+                    mem[w + 1] = 0
+                continue
+            rd[k] = d
+            rc[k] = c
+            k += 1
+    order = np.argsort(rd[:k])
+    rd = rd[:k][order]
+    rc = rc[:k][order]
+    for m in range(len(marks)):
+        if marks[m] & (M_BLOCK | M_FREE) != M_BLOCK:
+            continue
+        o = L.HEAP_START + m * 8
+        if (mem[o // 8] >> 8) & 0xFF != L.TAG_VDATA:
+            continue
+        state = mem[o // 8 + 1]
+        pins = state >> 1
+        lo = np.searchsorted(rd, o)
+        hi = lo
+        rec = 0
+        while hi < k and rd[hi] == o:
+            rec += rc[hi]
+            hi += 1
+        if pins > rec:
+            np_ = _add(probs, nrec, np_, P_PINS_EXCESS, o, pins, rec)
+        elif pins < rec:
+            np_ = _add(probs, nrec, np_, P_PIN_RECORD, o, pins, rec)
+        if repair and pins != rec:
+            mem[o // 8 + 1] = (state & 1) | (2 * rec)  # unpinned and retired: a leak, freed below
+    return np_
+
+
 @kernel(T.int64(MEM, T.uint8[::1], T.uint8[::1], WORDS, WORDS, T.int64))
 def heap_check(mem, marks, slots, probs, stats, repair):
     """Check the store (the caller holds the allocator lock); with ``repair``, fix what can be.
@@ -380,7 +455,7 @@ def heap_check(mem, marks, slots, probs, stats, repair):
             ok = tag == L.TAG_HCHUNK and ulen > 0 and ulen % 8 == 0
         else:
             size = class_size(c)
-            ok = L.TAG_FREE <= tag <= L.TAG_VFREE and tag != L.TAG_HCHUNK
+            ok = L.TAG_FREE <= tag <= L.TAG_MAX and tag != L.TAG_HCHUNK
         if not ok or size > top - off:
             np_ = _add(probs, nrec, np_, P_BLOCK, off, hdr, 0)
             walked = 0
@@ -493,7 +568,10 @@ def heap_check(mem, marks, slots, probs, stats, repair):
         if _live_kind(mem, mem[w], ht_count) != L.KIND_MAP:
             np_ = _add(probs, nrec, np_, P_HEADER, w, mem[w], 0)
 
-    # 5. allocated blocks nothing references: leaks, or retired vector data still pinned
+    # 5. pins: each data block's pin count against what live processes record
+    np_ = _check_pins(mem, marks, top, probs, nrec, np_, repair)
+
+    # 6. allocated blocks nothing references: leaks, or retired vector data still pinned
     if walked:
         for m in range(len(marks)):
             mk = marks[m]

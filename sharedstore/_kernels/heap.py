@@ -274,13 +274,6 @@ def proc_unregister(mem, token, pid):
     return 1 if atomic_cas(mem, w + L.P_PID, pid, 0) == pid else 0
 
 
-@kernel("int64(int64[::1], int64, int64)")
-def proc_reap(mem, index, pid):
-    """Free entry ``index`` if it still holds the (dead) ``pid``; 1 if freed."""
-    w = L.PROC_TABLE // 8 + index * L.PROC_WORDS
-    return 1 if atomic_cas(mem, w + L.P_PID, pid, 0) == pid else 0
-
-
 def bytes_put(buf, at, data):
     """Copy the bytes of ``data`` (bytes, a uint8 array, or a tuple of uint8) to ``buf[at:]``."""
     raise NotImplementedError("bytes_put is for jitted code")

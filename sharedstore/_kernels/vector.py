@@ -7,8 +7,9 @@ Views and growth.  A process that hands out a zero-copy view of the data block *
 first: the block's state word is ``2 * pins + retired``.  Growth copies the records into a bigger
 block, publishes it, and *retires* the old one instead of freeing it.  Whoever brings the state
 to exactly 1 (retired, no pins) frees the block, so it is freed once, and only when no process
-can still reach it through a view.  A pin on a retired block is refused, so a reader that loses
-the race reads the vector header again and pins the new block.
+can still reach it through a view.  Pins are taken and released under the allocator lock, and
+each is recorded in the pinning process's pin list (``_layout``: PIN_LISTS), so ``proc_reap``
+releases the pins of a process that died holding views.
 """
 
 import numpy as np
@@ -346,28 +347,66 @@ def vector_read(mem, out, h, start, count):
     return S.ERR_RETRY
 
 
-@kernel(T.UniTuple(T.int64, 3)(MEM, T.int64))
-def vector_pin(mem, h):
-    """Pin the current data block for a view: (block offset or a status, length, records offset)."""
-    for _ in range(READ_RETRIES):
-        e = handle_resolve(mem, h, L.KIND_VECTOR)
-        if e < 0:
-            return e, 0, 0
-        vw = _vec_words(mem, e)
-        if vw < 0:
-            return S.ERR_CORRUPT, 0, 0
-        d = load_acquire(mem, vw + L.VH_DATA)
-        if not _data_ok(mem, d, 0, 0):
-            return S.ERR_CORRUPT, 0, 0
-        sw = d // 8 + 1 + L.D_STATE // 8
-        st = load_acquire(mem, sw)
-        # the CAS fails if the block was retired after ``st`` was read: then read the header
-        # again.  Once it succeeds the block cannot be freed until this pin is released, even
-        # if the vector grows right after (the view then shows the vector as it was).
-        if st & 1 == 0 and atomic_cas(mem, sw, st, st + 2) == st:
+@helper
+def _pin_record_locked(mem, token, d):
+    """Word index of the record for data block ``d`` in this process's pin list: the one that
+    counts ``d`` already, or a free one (grown if needed).  A status if the list cannot grow."""
+    i = (token & 0xFFFF) - 1
+    if i < 0 or i >= L.PROC_MAX:
+        return S.ERR_INVALID
+    pw = L.PIN_LISTS // 8 + i
+    pl = mem[pw]
+    cap = 0 if pl == 0 else mem[pl // 8] >> 16
+    free = -1
+    for j in range(cap):
+        w = pl // 8 + 1 + 2 * j
+        if mem[w + 1] > 0 and mem[w] == d:
+            return w
+        if free < 0 and mem[w + 1] == 0:
+            free = w
+    if free >= 0:
+        return free
+    ncap = max(8, 2 * cap)
+    npl = alloc_locked(mem, ncap * 16, L.TAG_PINS, ncap)
+    if npl < 0:
+        return npl
+    mem[npl // 8 + 1:npl // 8 + 1 + 2 * ncap] = 0
+    if cap:
+        mem[npl // 8 + 1:npl // 8 + 1 + 2 * cap] = mem[pl // 8 + 1:pl // 8 + 1 + 2 * cap]
+    store_release(mem, pw, npl)
+    if pl != 0:
+        free_locked(mem, pl)
+    return npl // 8 + 1 + 2 * cap
+
+
+@kernel(T.UniTuple(T.int64, 3)(MEM, T.int64, T.int64))
+def vector_pin(mem, h, token):
+    """Pin the current data block for a view of this process (``token``): (block offset or a
+    status, length, records offset).  The pin is recorded in the process's pin list, so it is
+    released if the process dies holding it."""
+    e = handle_resolve(mem, h, L.KIND_VECTOR)
+    if e < 0:
+        return e, 0, 0
+    vw = _vec_words(mem, e)
+    if vw < 0:
+        return S.ERR_CORRUPT, 0, 0
+    if not lock_try(mem, L.W_ALLOC_LOCK, token):
+        return S.ERR_BUSY_ALLOC, 0, 0
+    # under the allocator lock no block is retired or freed: the current block stays current
+    d = load_acquire(mem, vw + L.VH_DATA)
+    r = S.ERR_CORRUPT
+    n = 0
+    if _data_ok(mem, d, 0, 0):
+        w = _pin_record_locked(mem, token, d)
+        r = w
+        if w >= 0:
+            atomic_add(mem, d // 8 + 1 + L.D_STATE // 8, 2)  # the pin, then its record
+            mem[w] = d
+            mem[w + 1] += 1
             n = min(load_acquire(mem, vw + L.VH_LEN), mem[d // 8] >> 16)  # block's own capacity
-            return d, n, _records_at(d)
-    return S.ERR_RETRY, 0, 0
+            r = d
+    lock_release(mem, L.W_ALLOC_LOCK)
+    return r, n, _records_at(d)
 
 
 @helper
@@ -376,21 +415,64 @@ def _unpin(mem, d):
     return atomic_add(mem, d // 8 + 1 + L.D_STATE // 8, -2) - 2 == 1
 
 
+@helper
+def _release_locked(mem, w):
+    """Release one pin recorded at record word ``w``: the record first, then the block's state
+    (a kill in between leaves one pin too many, never one too few)."""
+    d = mem[w]
+    mem[w + 1] -= 1
+    if block_ok(mem, d, 8 + L.D_RECORDS) and mem[d // 8 + 1 + L.D_STATE // 8] >= 2:
+        if _unpin(mem, d):
+            free_locked(mem, d)
+            return 1
+    return 0
+
+
 @kernel(T.int64(MEM, T.int64, T.int64))
 def vector_unpin(mem, token, d):
-    """Release a view's pin on data block ``d``; frees the block if it was the last pin of a
-    retired block.  Returns 1 if it freed, 0 if not, or a status (then nothing changed).
-
-    The allocator lock is taken *before* the pin is dropped, so a busy lock never leaves a
-    block that nobody will free."""
+    """Release one of this process's pins on data block ``d``; frees the block if it was the last
+    pin of a retired block.  Returns 1 if it freed, 0 if not, or a status (then nothing changed)."""
     if not block_ok(mem, d, 8 + L.D_RECORDS):
+        return S.ERR_INVALID
+    i = (token & 0xFFFF) - 1
+    if i < 0 or i >= L.PROC_MAX:
         return S.ERR_INVALID
     if not lock_try(mem, L.W_ALLOC_LOCK, token):
         return S.ERR_BUSY_ALLOC
+    r = S.ERR_NOT_FOUND
+    pl = mem[L.PIN_LISTS // 8 + i]
+    if pl != 0 and block_ok(mem, pl, 8):
+        for j in range(mem[pl // 8] >> 16):
+            w = pl // 8 + 1 + 2 * j
+            if mem[w + 1] > 0 and mem[w] == d:
+                r = _release_locked(mem, w)
+                break
+    lock_release(mem, L.W_ALLOC_LOCK)
+    return r
+
+
+@kernel(T.int64(MEM, T.int64, T.int64, T.int64))
+def proc_reap(mem, token, index, pid):
+    """Free process-table entry ``index`` if it still holds the (dead) ``pid``, after releasing
+    every pin that process recorded.  1 if freed, 0 if not, or a status (ERR_BUSY_ALLOC)."""
+    if index < 0 or index >= L.PROC_MAX:
+        return S.ERR_INVALID
+    if not lock_try(mem, L.W_ALLOC_LOCK, token):
+        return S.ERR_BUSY_ALLOC
+    w0 = L.PROC_TABLE // 8 + index * L.PROC_WORDS
     r = 0
-    if _unpin(mem, d):
-        free_locked(mem, d)
-        r = 1
+    if load_acquire(mem, w0 + L.P_PID) == pid:
+        pw = L.PIN_LISTS // 8 + index
+        pl = mem[pw]
+        if pl != 0 and block_ok(mem, pl, 8) and (mem[pl // 8] >> 8) & 0xFF == L.TAG_PINS:
+            cap = mem[pl // 8] >> 16
+            if block_ok(mem, pl, 8 + cap * 16):
+                for j in range(cap):
+                    w = pl // 8 + 1 + 2 * j
+                    while mem[w + 1] > 0:
+                        _release_locked(mem, w)
+        if atomic_cas(mem, w0 + L.P_PID, pid, 0) == pid:
+            r = 1
     lock_release(mem, L.W_ALLOC_LOCK)
     return r
 
