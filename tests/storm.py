@@ -17,6 +17,8 @@ Operations (on objects shared by every worker):
 - ``ins``/``rem``: a record ``(w, seq, check)`` goes into a free slot of a shared table, or one
   of this worker's records is removed;
 - ``add``: the worker's integer counter gets +1;
+- ``view``: the worker takes a zero-copy view of the table and holds it (so kills find workers
+  holding views, whose pins the reaper must release);
 - ``fld``/``fstr``: the worker's struct record gets ``count = seq`` / ``name = "n<seq>"`` (an owned
   string: the old one is dropped).
 """
@@ -120,8 +122,10 @@ def worker(name: str, ids: dict, wid: int, incarnation: int, log: str) -> None:
                 op, arg = "ins", "-"
             elif r < 0.7:
                 op, arg = "rem", "-"
-            elif r < 0.8:
+            elif r < 0.75:
                 op, arg = "add", "-"
+            elif r < 0.8:
+                op, arg = "view", "-"
             elif r < 0.9:
                 op, arg = "fld", "-"
             else:
@@ -162,6 +166,9 @@ def worker(name: str, ids: dict, wid: int, incarnation: int, log: str) -> None:
                     table.remove(int(arg.split(":")[0]))
             elif op == "add":
                 counter.add(1)
+            elif op == "view":  # hold a view (its pin) until the next one, or the kill
+                held = table.view()
+                result = str(int(held["check"][-1:].sum()))
             elif op == "fld":
                 rec["count"] = seq
             else:

@@ -28,6 +28,7 @@ def test_crash_storm(store, tmp_path, request):
     debris = {p.code for p in report.problems}
     assert debris <= DEBRIS, str(report)
     leaked = report.stats["leaked_blocks"]
+    assert report.stats["pinned_blocks"] == 0  # every dead worker's views were released
     assert leaked <= 2 * res.kills, str(report)
 
     counts = storm.verify(store, ids, res)
