@@ -41,13 +41,20 @@ def encode_key(key) -> tuple[bytes, int]:
 
 
 def decode_key(tag: int, data: bytes):
-    if tag == L.V_STR:
-        return data.decode("utf-8", "surrogatepass")
+    """The Python key of stored key bytes; StoreCorruptError if they cannot be one."""
     if tag == L.V_BYTES:
         return data
-    if tag == L.V_INT:
+    if tag == L.V_INT and len(data) == 8:
         return int.from_bytes(data, "little", signed=True)
-    raise ValueError(f"unknown key tag {tag}")
+    if tag == L.V_STR:
+        try:
+            return data.decode("utf-8", "surrogatepass")
+        except UnicodeDecodeError:
+            pass
+    raise StoreCorruptError(
+        f"a stored key (tag {tag}, {len(data)} bytes) cannot be decoded; the store may be "
+        "damaged: run `python -m sharedstore check NAME`"
+    )
 
 
 def encode_value(value, ref_base) -> tuple[int, int, float, bytes]:
