@@ -149,7 +149,7 @@ def proc_start_ticks(pid: int) -> int:
 
 def pid_alive(pid: int, start: int) -> bool:
     """True if ``pid`` runs and (when ``start`` is known) is the process that started then."""
-    if pid <= 0:
+    if not 0 < pid < 1 << 22:  # PID_MAX_LIMIT: a bigger number is no pid (a damaged table)
         return False
     try:
         os.kill(pid, 0)

@@ -1,8 +1,9 @@
 """The crash storm: workers write at random, a killer SIGKILLs them at random instants and
 restarts them, and afterwards every completed write is checked against the store.
 
-Each worker logs to its own append-only file, one ``os.write`` per line: ``B seq op arg`` before
-an operation and ``D seq op arg result micros`` after it returned.  An operation with a ``B`` and
+Each worker logs to its own append-only file, one ``os.write`` per line: ``B seq op arg .`` before
+an operation and ``D seq op arg result micros .`` after it returned (a SIGKILL can cut a write
+short: a line without its final ``.`` is ignored).  An operation with a ``B`` and
 no ``D`` was in flight when its worker was killed: it may or may not have happened.  Everything
 with a ``D`` happened, and must be in the store unless a later operation of the same worker on
 the same thing undid it.  Workers own disjoint keys, slots and records, so their logs never need
@@ -141,7 +142,7 @@ def worker(name: str, ids: dict, wid: int, incarnation: int, log: str) -> None:
                     if w == wid and rseq:
                         arg = f"{k}:{rseq}"
                         break
-            os.write(fd, f"B {seq} {op} {arg}\n".encode())
+            os.write(fd, f"B {seq} {op} {arg} .\n".encode())  # "." ends a whole line
             t0 = time.perf_counter()
             result = "-"
             if op == "set":
@@ -174,7 +175,7 @@ def worker(name: str, ids: dict, wid: int, incarnation: int, log: str) -> None:
             else:
                 rec["name"] = f"n{seq}"
             micros = int((time.perf_counter() - t0) * 1e6)
-            os.write(fd, f"D {seq} {op} {arg} {result} {micros}\n".encode())
+            os.write(fd, f"D {seq} {op} {arg} {result} {micros} .\n".encode())
     except BaseException:
         os.write(fd, ("E " + traceback.format_exc().replace("\n", " | ") + "\n").encode())
         os._exit(3)
@@ -279,11 +280,13 @@ def parse(path: Path, res: StormResult) -> list[Op]:
         parts = line.split(" ")
         # a SIGKILL can cut a write short: a cut line is skipped (a cut "D" leaves its op in
         # flight, which the verification treats as "may have happened": never a false alarm)
-        if parts[0] == "B" and len(parts) == 4 and parts[1].isdigit():
+        if parts[-1] != ".":
+            continue
+        if parts[0] == "B" and len(parts) == 5 and parts[1].isdigit():
             o = Op(int(parts[1]), parts[2], parts[3])
             ops.append(o)
             by_seq[o.seq] = o
-        elif (parts[0] == "D" and len(parts) == 6 and parts[5].isdigit()
+        elif (parts[0] == "D" and len(parts) == 7 and parts[5].isdigit()
               and int(parts[1]) in by_seq):
             o = by_seq[int(parts[1])]
             o.done, o.result, o.micros = True, parts[4], int(parts[5])
