@@ -10,6 +10,8 @@ Run it as ``python -m sharedstore COMMAND`` (or ``sharedstore COMMAND`` once ins
     info NAME [--json]           a store's stats, named values and processes
     stats NAME [--json]          a store's sizes, objects by kind and processes
     dump NAME KEY [--json]       one named value, refs resolved
+    check NAME [--repair] [--json]
+                                 walk the store, report every inconsistency (exit 1 if damaged)
     rm NAME                      remove a store
     gc [--dry-run]               remove the stores no live process is attached to
 
@@ -291,6 +293,18 @@ def run_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_check(args: argparse.Namespace) -> int:
+    """``check NAME [--repair]``: walk the whole store; exit 1 if it is damaged (debris of killed
+    operations alone is not damage: it is reported, and ``--repair`` reclaims it)."""
+    with attach(args.name) as store:
+        report = store.check(repair=args.repair)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(report)
+    return 0 if report.ok else 1
+
+
 def run_dump(args: argparse.Namespace) -> int:
     """``dump NAME KEY``: print one named value (a ref's contents, resolved)."""
     with attach(args.name) as store:
@@ -465,6 +479,13 @@ def build_parser() -> argparse.ArgumentParser:
     dump.add_argument("key", metavar="KEY")
     dump.add_argument("--json", action="store_true", help="print JSON")
     dump.set_defaults(func=run_dump)
+
+    check = sub.add_parser("check", help="walk a store and report every inconsistency")
+    check.add_argument("name", metavar="NAME")
+    check.add_argument("--repair", action="store_true",
+                       help="free what killed operations leaked, rebuild lists and counts")
+    check.add_argument("--json", action="store_true", help="print JSON")
+    check.set_defaults(func=run_check)
 
     rm = sub.add_parser("rm", help="remove a store")
     rm.add_argument("name", metavar="NAME")

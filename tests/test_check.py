@@ -261,3 +261,27 @@ def test_check_while_others_write(store, name):
     assert bad == []
     assert n > 0
     assert store.check().clean
+
+
+def test_check_command(store, capsys):
+    import json
+
+    from sharedstore.cli import main
+
+    fill(store)
+    assert main(["check", store.name]) == 0
+    assert "ok" in capsys.readouterr().out
+    s = store.string("y" * 100)
+    mem = store.mem
+    e = entry(store, s.id)
+    mem[e + L.H_META] = ((int(mem[e + L.H_META]) >> 8) + 1) << 8 | L.KIND_FREE  # a leak
+    assert main(["check", store.name, "--json"]) == 0  # debris of a kill is not damage
+    out = json.loads(capsys.readouterr().out)
+    assert out["ok"] and not out["clean"] and "leak" in {p["code"] for p in out["problems"]}
+    assert main(["check", store.name, "--repair"]) == 0
+    assert "repaired  leak" in capsys.readouterr().out
+    mem[L.W_CLASS_HEADS + 3] = L.HEAP_START + 8  # damage
+    assert main(["check", store.name]) == 1
+    assert "free-list" in capsys.readouterr().out
+    assert main(["check", store.name, "--repair"]) == 0
+    assert main(["check", "no-such-store-here"]) == 1
