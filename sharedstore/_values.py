@@ -40,6 +40,14 @@ def encode_key(key) -> tuple[bytes, int]:
     raise TypeError(f"map keys must be str, bytes or int, not {t.__name__} ({key!r})")
 
 
+def corrupt_text(e: UnicodeDecodeError) -> StoreCorruptError:
+    """The error for stored text that is not UTF-8 (only a damaged store holds such)."""
+    return StoreCorruptError(
+        f"a stored string is not valid UTF-8 ({e.reason} at byte {e.start}); the store may be "
+        "damaged: run `python -m sharedstore check NAME`"
+    )
+
+
 def decode_key(tag: int, data: bytes):
     """The Python key of stored key bytes; StoreCorruptError if they cannot be one."""
     if tag == L.V_BYTES:

@@ -20,7 +20,7 @@ from ._kernels import heap as KH
 from ._kernels import objects as KO
 from ._kernels import status as S
 from ._values import _float_from_bits, as_float, decode_key, decode_value, encode_key, encode_value
-from ._values import float_bits
+from ._values import corrupt_text, float_bits
 from ._values import as_int64 as _int64
 from .errors import InvalidHandleError, SharedStoreError, raise_status
 
@@ -114,7 +114,10 @@ class StringRef(Ref):
             if n > len(out):
                 out = s._out(n)
                 n = KO.string_read(s.mem, out, self._id)
-        return str(s._tls.view[:n], "utf-8", "surrogatepass")
+        try:
+            return str(s._tls.view[:n], "utf-8", "surrogatepass")
+        except UnicodeDecodeError as e:
+            raise corrupt_text(e) from e
 
     def set(self, value: str) -> None:
         if not isinstance(value, str):
@@ -358,7 +361,10 @@ class MapRef(Ref, MutableMapping):
         if r == _V_FLOAT:
             value = floats[1]
         elif r == _V_STR:
-            value = str(view[24:24 + ints[2]], "utf-8", "surrogatepass")
+            try:
+                value = str(view[24:24 + ints[2]], "utf-8", "surrogatepass")
+            except UnicodeDecodeError as e:
+                raise corrupt_text(e) from e
         elif r <= _V_FLOAT:  # payload-only values: no bytes to copy out
             value = decode_value(s, r, ints[1], None)
         else:

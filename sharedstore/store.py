@@ -378,7 +378,15 @@ class Store:
         """``decode(text)`` of the interned string ``handle`` (cached per process)."""
         value = self._structs.get(handle)
         if value is None:
-            value = self._structs[handle] = decode(StringRef(self, handle).get())
+            text = StringRef(self, handle).get()
+            try:
+                value = decode(text)
+            except (ValueError, TypeError, KeyError) as e:  # SchemaError is a ValueError
+                raise StoreCorruptError(
+                    f"the type descriptor {text[:60]!r} stored in {self.name!r} cannot be read "
+                    f"({e}); the store may be damaged: run `python -m sharedstore check NAME`"
+                ) from e
+            self._structs[handle] = value
         return value
 
     def _schema_handle(self, struct) -> int:
