@@ -149,7 +149,8 @@ class VectorRef(Ref):
             if arr.ndim > 1:
                 raise ValueError(f"a vector of {dt} takes a 1-D sequence of values, not an "
                                  f"array of shape {arr.shape}")
-            if not np.can_cast(arr.dtype, dt, casting="same_kind"):
+            if not (np.can_cast(arr.dtype, dt, casting="same_kind")
+                    or arr.dtype.kind in "biu" and dt.kind in "biu"):  # ints of any sign/width
                 raise TypeError(f"cannot put {arr.dtype} values in a vector of {dt} without "
                                 "changing them: convert them first")
         return np.ascontiguousarray(np.asarray(values, dtype=dt).reshape(-1))
