@@ -160,7 +160,23 @@ def vector_info(mem, h):
     vw = _vec_words(mem, e)
     if vw < 0:
         return S.ERR_CORRUPT, 0, 0, 0
-    return 0, load_acquire(mem, vw + L.VH_LEN), mem[vw + L.VH_ITEMSIZE], mem[vw + L.VH_DTYPE]
+    n = _length(mem, vw)
+    if n < 0:
+        return n, 0, 0, 0
+    return 0, n, mem[vw + L.VH_ITEMSIZE], mem[vw + L.VH_DTYPE]
+
+
+@helper
+def _length(mem, vw):
+    """The vector's length if its header is plausible (0 <= length <= capacity, and the slots fit
+    in the committed heap), else ERR_CORRUPT.  The capacity is read after the length: it never
+    shrinks and grows before the length does."""
+    n = load_acquire(mem, vw + L.VH_LEN)
+    cap = load_acquire(mem, vw + L.VH_CAP)
+    isz = mem[vw + L.VH_ITEMSIZE]
+    if n < 0 or n > cap or isz <= 0 or isz > (1 << 32) or cap > mem[L.W_COMMITTED] // isz:
+        return S.ERR_CORRUPT
+    return n
 
 
 @helper
@@ -198,7 +214,7 @@ def vector_length(mem, h):
     vw = _vec_words(mem, e)
     if vw < 0:
         return S.ERR_CORRUPT
-    return load_acquire(mem, vw + L.VH_LEN)
+    return _length(mem, vw)
 
 
 @kernel(T.int64(MEM, T.int64, T.int64, RO_BYTES))
