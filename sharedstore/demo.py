@@ -63,12 +63,13 @@ def run(workers: int = DEFAULT_WORKERS, records: int = DEFAULT_RECORDS,
         try:
             expected = W.expected_word_counts_of(records, workers, chunk)  # while they start
             watch(procs, store["progress"], records, console=console, show=not as_json)
-        finally:
-            stop(procs)
-        failed = [p for p in procs if p.exitcode != 0]
+        except BaseException:  # Ctrl-C (or an error here): stop the workers now
+            stop(procs, terminate=True)
+            raise
+        stop(procs)
         elapsed = time.perf_counter() - started
         problems = [f"worker {i} (pid {p.pid}) exited with code {p.exitcode}"
-                    for i, p in enumerate(procs) if p in failed]
+                    for i, p in enumerate(procs) if p.exitcode != 0]
         problems += check(store, records, steps, expected)
         summary = summarize(store, records, steps, workers, elapsed, problems)
     finally:
@@ -81,7 +82,7 @@ def run(workers: int = DEFAULT_WORKERS, records: int = DEFAULT_RECORDS,
                 pass  # removed meanwhile (sharedstore rm)
     summary["removed"] = removed
     if as_json:
-        console.print_json(json.dumps(summary))
+        print(json.dumps(summary, indent=2))  # plain: never wrapped to a console's width
     else:
         print_summary(console, summary, keep=keep)
     return 0 if not problems else 1
@@ -118,7 +119,7 @@ def start_workers(store, workers: int, steps: int, chunk: int) -> list:
         for p in procs:
             p.start()
     except BaseException:
-        stop(procs)
+        stop(procs, terminate=True)
         raise
     return procs
 
@@ -142,11 +143,12 @@ def watch(procs: list, progress, total: int, *, console, show: bool) -> None:
         bar.update(task, completed=progress.get())
 
 
-def stop(procs: list) -> None:
-    """Wait for the workers to exit; terminate the ones still running after a failure or
-    Ctrl-C (or after :data:`JOIN_SECONDS`), kill the ones that ignore that."""
+def stop(procs: list, *, terminate: bool = False) -> None:
+    """Wait for the workers to exit; terminate the ones still running if ``terminate`` (Ctrl-C)
+    or if one of them failed (or after :data:`JOIN_SECONDS`), kill the ones that ignore that."""
+    failed = any(q.exitcode not in (None, 0) for q in procs)
     for p in procs:
-        if p.is_alive() and any(q.exitcode not in (None, 0) for q in procs):
+        if p.is_alive() and (terminate or failed):
             p.terminate()
     for p in procs:
         if p.pid is None:

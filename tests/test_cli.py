@@ -11,10 +11,12 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -144,6 +146,50 @@ def test_demo_keep_leaves_a_store_info_can_read(shm_dir, capsys):
             ss.unlink(name)
         except ss.StoreNotFoundError:
             pass
+
+
+def _spawned_workers(pid: int) -> list[int]:
+    """The children of ``pid`` that multiprocessing spawned to run a function (not its
+    resource tracker)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+    workers = []
+    for child in children:
+        try:
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"spawn_main" in cmdline:
+            workers.append(int(child))
+    return workers
+
+
+def test_demo_interrupted_stops_its_workers_and_removes_its_store():
+    proc = subprocess.Popen([sys.executable, "-m", "sharedstore", "demo", "--records",
+                             "2000000", "--steps", "500", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    path = Path(f"/dev/shm/sharedstore.demo-{proc.pid}")
+    try:
+        deadline = time.monotonic() + 120
+        workers = []
+        while len(workers) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+            workers = _spawned_workers(proc.pid) if path.exists() else []
+        assert path.exists() and len(workers) >= 2, proc.poll()
+        proc.send_signal(signal.SIGINT)  # Ctrl-C, to the parent only
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        assert "sharedstore demo: interrupted" in err and "Traceback" not in err
+        assert not path.exists()
+        time.sleep(0.5)  # init reaps them
+        assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]  # none left running
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        path.unlink(missing_ok=True)
 
 
 def test_cli_and_core_import_do_not_load_rich():
