@@ -10,7 +10,8 @@ A subset of the asv suite (``asv_bench/``), a few seconds per comparison:
 * column scan: the sum of one float64 column of a struct table, through a zero-copy view of
   the shared table against a private NumPy array.
 
-Each figure is the best of ``repeat`` timed calls; a ratio is sharedstore's time divided by
+Each figure is the best of ``repeat`` timed calls (more for calls of a few milliseconds, up to
+0.3 s of them); a ratio is sharedstore's time divided by
 the peer's (below 1: sharedstore is faster), next to the DESIGN target where there is one.
 Peers that are not installed are skipped and listed (``pip install 'sharedstore[bench]'``).
 
@@ -356,19 +357,28 @@ def available(impl: str) -> bool:
     return module is None or importlib.util.find_spec(module) is not None
 
 
-def time_one(setup, impl: str, n: int, repeat: int) -> float:
-    """Best of ``repeat`` timed calls (after one untimed warm-up call), in seconds."""
+#: cheap timed calls are repeated beyond ``repeat`` until they add up to this many seconds
+#: (at most :data:`MAX_CALLS`): a best of 3 calls of a millisecond is mostly noise
+MIN_SECONDS = 0.3
+MAX_CALLS = 100
+
+
+def time_one(setup, impl: str, n: int, repeat: int, min_seconds: float = MIN_SECONDS) -> float:
+    """Best of at least ``repeat`` timed calls (after one untimed warm-up call), more for cheap
+    calls (until ``min_seconds`` of timed calls), in seconds."""
     with Resources() as res:
         prepare, timed = setup(res, impl, n)
-        best = float("inf")
-        for i in range(repeat + 1):
+        best, spent, calls = float("inf"), 0.0, -1  # call -1: the warm-up
+        while calls < repeat or (spent < min_seconds and calls < MAX_CALLS):
             if prepare is not None:
                 prepare()
             t0 = time.perf_counter()
             timed()
             dt = time.perf_counter() - t0
-            if i:  # the first call warms caches, kernels and allocators
+            if calls >= 0:  # the first call warms caches, kernels and allocators
                 best = min(best, dt)
+                spent += dt
+            calls += 1
         return best
 
 
@@ -377,6 +387,7 @@ def run(*, quick: bool = False, repeat: int | None = None, only=None, progress=N
 
     ``progress(text)`` (optional) is called before each timing."""
     repeat = repeat or (1 if quick else 3)
+    min_seconds = 0.0 if quick else MIN_SECONDS
     results, ratios, skipped = [], [], []
     for bench, setup, impls, n_full, n_quick, unit in COMPARISONS:
         if only and bench not in only:
@@ -390,7 +401,7 @@ def run(*, quick: bool = False, repeat: int | None = None, only=None, progress=N
                 continue
             if progress is not None:
                 progress(f"{bench}: {impl} ({n:,} {unit})")
-            times[impl] = t = time_one(setup, impl, n, repeat)
+            times[impl] = t = time_one(setup, impl, n, repeat, min_seconds)
             results.append({"benchmark": bench, "impl": impl, "n": n, "unit": unit,
                             "seconds": t, "ns_per_op": t / n * 1e9})
         ours = times.get(impls[0])
@@ -435,7 +446,7 @@ def print_report(report: dict, console) -> None:
 
     m = report["machine"]
     title = (f"sharedstore bench{' --quick' if report['quick'] else ''}: best of "
-             f"{report['repeat']}, {m['cpus']} CPUs, Python {m['python']}, numba {m['numba']}, "
+             f"{report['repeat']}+ calls, {m['cpus']} CPUs, Python {m['python']}, numba {m['numba']}, "
              f"{m['date']}")
     table = Table(title=title, title_justify="left")
     for col, justify in (("benchmark", "left"), ("n", "right"), ("sharedstore", "right"),

@@ -452,7 +452,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true",
                        help="small sizes, one timed call each (a smoke test, not figures)")
     bench.add_argument("--repeat", type=positive_int, metavar="N",
-                       help="timed calls per figure, the best is kept (default: 3, quick: 1)")
+                       help="timed calls per figure at least, the best is kept (default: 3, "
+                            "more for calls of a few ms; quick: 1)")
     bench.add_argument("--only", action="append", metavar="BENCHMARK",
                        choices=["map get", "map set", "counter add", "vector extend",
                                 "column scan"],
