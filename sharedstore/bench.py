@@ -446,8 +446,8 @@ def print_report(report: dict, console) -> None:
 
     m = report["machine"]
     title = (f"sharedstore bench{' --quick' if report['quick'] else ''}: best of "
-             f"{report['repeat']}+ calls, {m['cpus']} CPUs, Python {m['python']}, numba {m['numba']}, "
-             f"{m['date']}")
+             f"{report['repeat']}+ calls, {m['cpus']} CPUs, Python {m['python']}, "
+             f"numba {m['numba']}, {m['date']}")
     table = Table(title=title, title_justify="left")
     for col, justify in (("benchmark", "left"), ("n", "right"), ("sharedstore", "right"),
                          ("peer", "left"), ("peer time", "right"), ("ratio", "right"),

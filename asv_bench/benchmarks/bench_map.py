@@ -1,7 +1,7 @@
 """The store's root map (``store[k] = v``, ``store[k]``) against dict-like peers.
 
-``n`` (1k, 100k, 1M) distinct str keys of 8 to 16 characters with float values; sets go in one random order,
-gets in another.  A timed call does all ``n`` keys: divide by ``n`` for one operation.
+``n`` (1k, 100k, 1M) distinct str keys of 8 to 16 characters with float values; sets go in one
+random order, gets in another.  A timed call does all ``n`` keys: divide by ``n`` for one operation.
 
 Peers, each used the way its documentation suggests:
 

@@ -3,10 +3,11 @@
 The helpers themselves live in :mod:`sharedstore.bench` (``python -m sharedstore bench`` runs a
 short subset of this suite with them).  Every benchmark class derives from :class:`Bench`.  Its
 ``setup`` opens resources inside ``with self.resources() as res:`` and registers how to release
-each one (``res.defer``); its ``teardown`` releases them all, newest first.  If ``setup`` fails half way, what it opened so far
-is released before the error propagates (asv does not call ``teardown`` after a failed
-``setup``).  As a last resort, an ``atexit`` hook removes any store file this process created
-and did not remove, so ``/dev/shm`` is left clean even when a benchmark fails.
+each one (``res.defer``); its ``teardown`` releases them all, newest first.  If ``setup`` fails
+half way, what it opened so far is released before the error propagates (asv does not call
+``teardown`` after a failed ``setup``).  As a last resort, an ``atexit`` hook removes any store
+file this process created and did not remove, so ``/dev/shm`` is left clean even when a benchmark
+fails.
 
 asv may call ``setup``/``teardown`` around every timed call, so names carry a counter as well as
 the pid.
