@@ -214,7 +214,7 @@ def drop_inherited_view(holder):
     gc.collect()
 
 
-def churn_until(name, stop_id):
+def churn_until(name, stop_id, progress_id):
     """Random structural writes until told to stop: map set/delete (with resizes), vector
     append/remove (with growth), string create/drop.  Returns how many operations it did."""
     import random
@@ -226,6 +226,7 @@ def churn_until(name, stop_id):
         m = store.map()
         v = store.vector("int64")
         stop = store.ref(stop_id)
+        progress = store.ref(progress_id)
         strings = []
         n = 0
         while stop.get() == 0:
@@ -246,6 +247,7 @@ def churn_until(name, stop_id):
             elif strings:
                 strings.pop().drop()
             n += 1
+            progress.add(1)
         m.drop()
         v.drop()
         for s in strings:

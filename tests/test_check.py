@@ -1,6 +1,7 @@
 """store.check(): it finds each kind of damage, says where, and repair=True fixes what it can."""
 
 import multiprocessing as mp
+import time
 
 import numpy as np
 import pytest
@@ -236,14 +237,19 @@ def test_dead_lock_holder_is_reported_and_taken_over(store, name):
     store["after"] = 1
 
 
-def check_in_loop(name, rounds):
+def check_in_loop(name, progress_id, rounds):
+    """Check at least ``rounds`` times, and until the writer has done 2000 operations."""
     with ss.attach(name) as s:
+        progress = s.ref(progress_id)
         bad = []
-        for _ in range(rounds):
+        done = 0
+        deadline = time.monotonic() + 120
+        while (done < rounds or progress.get() < 2000) and time.monotonic() < deadline:
             r = s.check()
+            done += 1
             if not r.clean:
                 bad.append(str(r))
-        return bad
+        return bad, done, progress.get()
 
 
 def test_check_while_others_write(store, name):
@@ -251,15 +257,16 @@ def test_check_while_others_write(store, name):
     structure or a false leak."""
     fill(store)
     stop = store.integer(0)
+    progress = store.integer(0)
     ctx = mp.get_context("spawn")
     with ctx.Pool(2) as pool:
-        writer = pool.apply_async(W.churn_until, (name, stop.id))
-        checker = pool.apply_async(check_in_loop, (name, 30))
-        bad = checker.get(120)
+        writer = pool.apply_async(W.churn_until, (name, stop.id, progress.id))
+        checker = pool.apply_async(check_in_loop, (name, progress.id, 30))
+        bad, rounds, seen = checker.get(180)
         stop.set(1)
         n = writer.get(60)
     assert bad == []
-    assert n > 0
+    assert rounds >= 30 and seen >= 2000 and n >= seen
     assert store.check().clean
 
 
