@@ -364,24 +364,45 @@ def vector_read(mem, out, h, start, count):
 
 
 @helper
+def _pin_list_word(token):
+    """Word index of the pin-list pointer of the process that holds ``token``, or -1."""
+    i = (token & 0xFFFF) - 1
+    if i < 0 or i >= L.PROC_MAX:
+        return -1
+    return L.PIN_LISTS // 8 + i
+
+
+@helper
+def _find_pin(mem, pl, d):
+    """In pin list ``pl`` (0: none): (word of the record counting block ``d`` or -1, word of
+    the first free record or -1)."""
+    found = -1
+    free = -1
+    if pl != 0 and block_ok(mem, pl, 8):
+        for j in range(mem[pl // 8] >> 16):
+            w = pl // 8 + 1 + 2 * j
+            if mem[w + 1] > 0 and mem[w] == d:
+                found = w
+                break
+            if free < 0 and mem[w + 1] == 0:
+                free = w
+    return found, free
+
+
+@helper
 def _pin_record_locked(mem, token, d):
     """Word index of the record for data block ``d`` in this process's pin list: the one that
     counts ``d`` already, or a free one (grown if needed).  A status if the list cannot grow."""
-    i = (token & 0xFFFF) - 1
-    if i < 0 or i >= L.PROC_MAX:
+    pw = _pin_list_word(token)
+    if pw < 0:
         return S.ERR_INVALID
-    pw = L.PIN_LISTS // 8 + i
     pl = mem[pw]
-    cap = 0 if pl == 0 else mem[pl // 8] >> 16
-    free = -1
-    for j in range(cap):
-        w = pl // 8 + 1 + 2 * j
-        if mem[w + 1] > 0 and mem[w] == d:
-            return w
-        if free < 0 and mem[w + 1] == 0:
-            free = w
+    found, free = _find_pin(mem, pl, d)
+    if found >= 0:
+        return found
     if free >= 0:
         return free
+    cap = 0 if pl == 0 else mem[pl // 8] >> 16
     ncap = max(8, 2 * cap)
     npl = alloc_locked(mem, ncap * 16, L.TAG_PINS, ncap)
     if npl < 0:
@@ -450,19 +471,13 @@ def vector_unpin(mem, token, d):
     pin of a retired block.  Returns 1 if it freed, 0 if not, or a status (then nothing changed)."""
     if not block_ok(mem, d, 8 + L.D_RECORDS):
         return S.ERR_INVALID
-    i = (token & 0xFFFF) - 1
-    if i < 0 or i >= L.PROC_MAX:
+    pw = _pin_list_word(token)
+    if pw < 0:
         return S.ERR_INVALID
     if not lock_try(mem, L.W_ALLOC_LOCK, token):
         return S.ERR_BUSY_ALLOC
-    r = S.ERR_NOT_FOUND
-    pl = mem[L.PIN_LISTS // 8 + i]
-    if pl != 0 and block_ok(mem, pl, 8):
-        for j in range(mem[pl // 8] >> 16):
-            w = pl // 8 + 1 + 2 * j
-            if mem[w + 1] > 0 and mem[w] == d:
-                r = _release_locked(mem, w)
-                break
+    w, _ = _find_pin(mem, mem[pw], d)
+    r = S.ERR_NOT_FOUND if w < 0 else _release_locked(mem, w)
     lock_release(mem, L.W_ALLOC_LOCK)
     return r
 
