@@ -160,8 +160,36 @@ def kernel(signature):
     return wrap
 
 
+#: the C signature of an entry point: CPython's METH_FASTCALL ``(self, args, nargs)``, objects
+#: as their addresses (``PyObject *`` and ``Py_ssize_t`` are both 64-bit integers in the ABI)
+ENTRY_SIGNATURE = numba.types.intp(numba.types.intp, numba.types.intp, numba.types.intp)
+
+
+class LazyEntry(LazyKernel):
+    """An entry point (``_kernels/pyentry.py``): compiled on first use as a C function with
+    :data:`ENTRY_SIGNATURE`; ``load()`` returns its address (``sharedstore._pycall`` makes
+    builtin functions of it)."""
+
+    def load(self):
+        if self.dispatcher is None:
+            options = {k: v for k, v in FLAGS.items() if k != "nogil"}  # called with the GIL
+            self.dispatcher = numba.cfunc(self.signature, **options)(self.py_func)
+            self.entry = self.dispatcher.address
+        return self.entry
+
+    def __call__(self, *args):
+        raise TypeError(f"{self.py_func.__name__} is an entry point: call it through _pycall")
+
+
+def entry(func):
+    """Decorate an entry point; compiled with :data:`FLAGS` (less ``nogil``) on first use."""
+    k = LazyEntry(ENTRY_SIGNATURE, func)
+    _KERNELS.append(k)
+    return k
+
+
 def load_all() -> None:
-    """Compile or load from the cache every kernel defined so far."""
+    """Compile or load from the cache every kernel and entry point defined so far."""
     for k in _KERNELS:
         k.load()
 
@@ -169,6 +197,7 @@ def load_all() -> None:
 def helper(func):
     """Decorate a helper that kernels call; it is compiled into its callers and cached with them."""
     return numba.njit(nogil=True, error_model="numpy")(func)
+
 
 
 #: argument types used in kernel signatures

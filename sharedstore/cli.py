@@ -168,24 +168,38 @@ def store_summary(name: str) -> dict | None:
     }
 
 
+def _console():
+    """A rich console for tables; piped output keeps its lines whole (no 80-column wrap)."""
+    from rich.console import Console
+
+    return Console(width=None if sys.stdout.isatty() else 200, highlight=False)
+
+
+def _table(*columns: str, title: str | None = None):
+    """A borderless rich table whose first column is left-aligned and the rest right-aligned."""
+    from rich.table import Table
+
+    table = Table(*columns, title=title, title_justify="left", box=None, pad_edge=False,
+                  header_style="bold")
+    for col in table.columns[1:]:
+        col.justify = "right"
+    return table
+
+
 def print_store_table(rows: list[dict]) -> None:
-    """Print the rows of :func:`store_summary` as an aligned table."""
-    header = ("NAME", "RESERVED", "COMMITTED", "USED", "WORKERS", "VALUES")
-    table = [header]
+    """Print the rows of :func:`store_summary` as a table (rich)."""
+    table = _table("NAME", "RESERVED", "COMMITTED", "USED", "WORKERS", "VALUES")
     errors = []
     for r in rows:
         if "error" in r:
-            table.append((r["name"], "?", "?", "?", "?", "?"))
+            table.add_row(r["name"], "?", "?", "?", "?", "?")
             errors.append(f"{r['name']}: {r['error']}")
             continue
-        table.append((
+        table.add_row(
             r["name"], human_bytes(r["reserved"]), human_bytes(r["committed"]),
             human_bytes(r["used"]), str(r["workers"]), str(r["named_values"]),
-        ))
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    for row in table:
-        cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]
-        print("  ".join(cells).rstrip())
+        )
+    _console().print(table)
     for error in errors:
         print(f"cannot read {error}", file=sys.stderr)
 
@@ -261,21 +275,24 @@ def type_name(value) -> str:
 
 
 def print_store_report(report: dict) -> None:
-    """Print :func:`store_report` for people."""
+    """Print :func:`store_report` for people: its stats, then tables of the named values and
+    of the attached processes (rich)."""
+    from rich.markup import escape
+
+    console = _console()
     stats = report["stats"]
-    print(f"store {stats['name']!r} at {stats['path']}")
+    console.print(escape(f"store {stats['name']!r} at {stats['path']}"))
     for line in stats_lines(stats):
-        print("  " + line)
+        console.print("  " + escape(line))
     values = report["values"]
-    print(f"named values ({len(values)})")
-    width = max((len(_key_text(v["key"])) for v in values), default=0)
-    kind_width = max((len(v["kind"]) for v in values), default=0)
+    table = _table("key", "kind", "preview", title=f"named values ({len(values)})")
+    table.columns[1].justify = table.columns[2].justify = "left"
     for v in sorted(values, key=lambda v: _key_text(v["key"])):
-        key, kind = _key_text(v["key"]).ljust(width), v["kind"].ljust(kind_width)
-        print(f"  {key}  {kind}  {v['preview']}")
-    print(f"attached processes ({len(report['workers'])})")
+        table.add_row(escape(_key_text(v["key"])), v["kind"], escape(v["preview"]))
+    console.print(table)
+    console.print(f"attached processes ({len(report['workers'])})")
     for line in process_lines(report["workers"]):
-        print("  " + line)
+        console.print("  " + line)
 
 
 # ---------------------------------------------------------------------- stats, dump

@@ -38,7 +38,7 @@ length with :func:`vector_length`.
 """
 
 import numpy as np
-from numba import types
+from numba import carray, types
 from numba.cpython.unicode import _get_code_point  # code points without a str per char
 from numba.extending import overload
 
@@ -47,6 +47,7 @@ from ._jit import helper
 from ._kernels import status as _S
 from ._kernels.atomics import float_from_bits, float_to_bits
 from ._kernels.hashmap import _index_key, lookup, store_value
+from ._kernels.pyapi import unowned
 from ._kernels.vector import append_bytes, vector_length
 
 STATUS_COMMIT = _S.ERR_COMMIT
@@ -88,12 +89,20 @@ def _utf8(s):
     return out[:n]
 
 
+@helper
+def _str_bytes(s):
+    """The UTF-8 bytes of ``s``: an ASCII string's own data (no copy), else encoded."""
+    if s._is_ascii:
+        return carray(s._data, len(s), np.uint8)  # ASCII: one byte per character already
+    return _utf8(s)
+
+
 @overload(key_bytes)
 def _key_bytes(key):
     if isinstance(key, types.Integer):
         return lambda key: (_index_key(np.int64(key)), L.V_INT)
     if isinstance(key, types.UnicodeType):
-        return lambda key: (_utf8(key), L.V_STR)
+        return lambda key: (_str_bytes(key), L.V_STR)
     if isinstance(key, (types.Bytes, types.Array)):
         return lambda key: (key, L.V_BYTES)
     return None
@@ -103,7 +112,7 @@ def _key_bytes(key):
 def map_lookup(mem, map_id, key):
     """``(value tag or negative status, payload word)`` of ``key``; tags are ``_layout.V_*``."""
     kb, kt = key_bytes(key)
-    return lookup(mem, map_id, kb, kt)
+    return lookup(unowned(mem), map_id, kb, kt)
 
 
 @helper
@@ -130,21 +139,22 @@ def map_get_int(mem, map_id, key, default):
 def map_set_float(mem, token, map_id, key, value):
     """Store float ``value`` under ``key``: 1 (new key), 0 (replaced) or a negative status."""
     kb, kt = key_bytes(key)
-    return store_value(mem, token, map_id, kb, kt, L.V_FLOAT, float_to_bits(float(value)), _EMPTY)
+    return store_value(unowned(mem), token, map_id, kb, kt, L.V_FLOAT, float_to_bits(float(value)),
+                       _EMPTY)
 
 
 @helper
 def map_set_int(mem, token, map_id, key, value):
     """Store int ``value`` under ``key``: 1 (new key), 0 (replaced) or a negative status."""
     kb, kt = key_bytes(key)
-    return store_value(mem, token, map_id, kb, kt, L.V_INT, np.int64(value), _EMPTY)
+    return store_value(unowned(mem), token, map_id, kb, kt, L.V_INT, np.int64(value), _EMPTY)
 
 
 @helper
 def vector_append(mem, token, vector_id, values):
     """Append ``values`` (a 1-d array of the vector's dtype) to a shared vector: the new length,
     or a negative status (``STATUS_COMMIT``: call ``store.reserve`` from Python first)."""
-    return append_bytes(mem, token, vector_id, values.view(np.uint8))
+    return append_bytes(unowned(mem), token, vector_id, values.view(np.uint8))
 
 
 __all__ = [

@@ -8,7 +8,6 @@ any ref in any process, raises :class:`UseAfterFreeError`, also after its slot h
 
 from __future__ import annotations
 
-import pickle
 import struct
 from collections.abc import ItemsView, Mapping, MutableMapping, MutableSequence, ValuesView
 
@@ -21,6 +20,8 @@ from ._kernels import objects as KO
 from ._kernels import status as S
 from ._values import _float_from_bits, as_float, decode_key, decode_value, encode_key, encode_value
 from ._values import corrupt_text, float_bits
+from ._pycall import MISSING as _MISSING
+from ._pycall import SLOW as _SLOW
 from ._values import as_int64 as _int64
 from .errors import InvalidHandleError, SharedStoreError, raise_status
 
@@ -29,14 +30,12 @@ _REC3 = struct.Struct("<qqq")
 _V_INT = L.V_INT
 _V_STR = L.V_STR
 _V_FLOAT = L.V_FLOAT
-_V_PICKLE = L.V_PICKLE
-_V_ARRAY = L.V_ARRAY
 
 
 class Ref:
     """Base of every ref: an object in a store, named by ``id``."""
 
-    __slots__ = ("_store", "_id")
+    __slots__ = ("_store", "_id", "_calls")  # _calls: the store's builtins (_pycall.Calls)
     _kind = -1
 
     def __init__(self, store, id: int):
@@ -54,6 +53,7 @@ class Ref:
             )
         self._store = store
         self._id = id
+        self._calls = store._calls
 
     @classmethod
     def _trusted(cls, store, id: int):
@@ -61,6 +61,7 @@ class Ref:
         self = cls.__new__(cls)
         self._store = store
         self._id = id
+        self._calls = store._calls
         return self
 
     @property
@@ -157,13 +158,17 @@ class NumberRef(_ScalarRef):
     _kind = L.KIND_FLOAT
 
     def get(self) -> float:
-        return _float_from_bits(self._bits())
+        v = self._calls.scalar_get(self._id, L.KIND_FLOAT)
+        return _float_from_bits(self._bits()) if v is _SLOW else v
 
     def set(self, value: float) -> None:
         self._set_bits(float_bits(as_float(value)))
 
     def add(self, x: float) -> float:
         """Atomically add ``x``; return the new value."""
+        v = self._calls.float_add(self._id, x)
+        if v is not _SLOW:
+            return v
         st, new = KO.float_add(self._store.mem, self._id, as_float(x))
         if st < 0:
             self._fail(st, "add()")
@@ -182,13 +187,17 @@ class IntRef(_ScalarRef):
     _kind = L.KIND_INT
 
     def get(self) -> int:
-        return self._bits()
+        v = self._calls.scalar_get(self._id, L.KIND_INT)
+        return self._bits() if v is _SLOW else v
 
     def set(self, value: int) -> None:
         self._set_bits(_int64(value))
 
     def add(self, x: int = 1) -> int:
         """Atomically add ``x`` (wrapping at int64); return the new value."""
+        v = self._calls.int_add(self._id, x)
+        if v is not _SLOW:
+            return v
         st, new = KO.int_add(self._store.mem, self._id, _int64(x))
         if st < 0:
             self._fail(st, "add()")
@@ -224,43 +233,6 @@ def _encode_keys(keys: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return blob, offs, tags
 
 
-class _MapCache:
-    """What this process read from one map, valid while the map's version word is unchanged.
-
-    Every write to a map bumps its version (after publishing, before freeing), so a read cache
-    checked against that word on each access is never stale; the handle's meta word is checked
-    too, so a dropped map is never served from the cache.  Only immutable values are kept
-    (pickled values as their bytes, unpickled on every read); at most MAX entries."""
-
-    __slots__ = ("vw", "mw", "meta", "seen", "d", "other")
-    MAX = 1 << 20
-
-    def __init__(self, vw: int, mw: int, meta: int):
-        self.vw, self.mw, self.meta = vw, mw, meta
-        self.seen = -1
-        self.d = {}  # key -> the value itself
-        self.other = {}  # key -> _MISSING, or _Pickled bytes (unpickled on every read)
-
-
-class _Pickled:
-    __slots__ = ("data",)
-
-    def __init__(self, data: bytes):
-        self.data = data
-
-
-_UNCACHED = object()
-_MISSING = object()
-
-
-def _uncache(v, key):
-    """A cached entry that is not the value itself: a missing key or a pickled value."""
-    if v is _MISSING:
-        raise KeyError(key)
-    return pickle.loads(v.data)
-_CACHEABLE = (type(None), bool, int, float, str, bytes)
-
-
 class _ItemsView(ItemsView):
     def __iter__(self):
         return iter(self._mapping._dump(True))
@@ -279,117 +251,66 @@ class MapRef(Ref, MutableMapping):
     else pickled.  Replacing or deleting a value frees what the map stored for it; the objects
     refs point to stay (``drop(recursive=True)`` drops them too)."""
 
-    __slots__ = ("_c",)  # this process's read cache of the map, once used
+    __slots__ = ()
     _kind = L.KIND_MAP
 
-    def __init__(self, store, id: int):
-        super().__init__(store, id)
-        self._c = None
-
-    @classmethod
-    def _trusted(cls, store, id: int):
-        self = super()._trusted(store, id)
-        self._c = None
-        return self
-
     # ---------------------------------------------------------------- reads
-    def _cache(self) -> _MapCache:
-        """This process's read cache for the map (shared by every MapRef of it), made if new."""
-        s = self._store
-        c = s._caches.get(self._id)
-        if c is None:
-            vw, mw = KM.map_version_word(s.mem, self._id)
-            if vw < 0:
-                self._fail(vw, "get")
-            c = s._caches[self._id] = _MapCache(vw, mw, s._words[mw])
-        self._c = c
-        return c
-
     def __getitem__(self, key):
-        c = self._c
+        v = self._calls.map_get(self._id, key)  # the common cases, at C speed
+        if v is _SLOW:
+            return self._get(key)
+        if v is _MISSING:
+            raise KeyError(key)
+        return v
+
+    def _get(self, key):
+        """``self[key]`` through the map_get kernel: every key and value type, and the errors."""
+        kb, kt = encode_key(key)
         s = self._store
-        if c is None or s._caches.get(self._id) is not c:
-            c = self._cache()  # (a closed store raises here)
-        words = s._words
-        ver = words[c.vw]
-        tk = type(key)
-        if tk is str:
-            if ver == c.seen:
-                v = c.d.get(key, _UNCACHED)
-                if v is not _UNCACHED and words[c.mw] == c.meta:
-                    return v
-                if key in c.other and words[c.mw] == c.meta:
-                    return _uncache(c.other[key], key)
-            kb = key.encode("utf-8", "surrogatepass")
-            kt = _V_STR
-        else:
-            if tk is int or tk is bytes:
-                if ver == c.seen and words[c.mw] == c.meta:
-                    v = c.d.get(key, _UNCACHED)
-                    if v is not _UNCACHED:
-                        return v
-                    if key in c.other:
-                        return _uncache(c.other[key], key)
-            else:
-                ver = -2  # other key types (bool, str subclasses...) are never cached
-            kb, kt = encode_key(key)
-        if ver != c.seen and ver >= 0:
-            if words[c.mw] == c.meta:
-                c.d.clear()  # the map changed since this process cached it
-                c.other.clear()
-                c.seen = ver
-            else:
-                ver = -2  # dropped (or not a map any more): no caching; the kernel says why
+        mem = s.mem  # (a closed store raises here)
         try:
             out, view, ints, floats = s._tls.bufs
         except AttributeError:
             s._out()
             out, view, ints, floats = s._tls.bufs
-        r = KM.map_get(s._mem, out, self._id, kb, kt)
+        r = KM.map_get(mem, out, self._id, kb, kt)
         if r < 0:
             if r == S.ERR_SCRATCH:
                 s._out(ints[2])
-                return self[key]
+                return self._get(key)
             if r != S.ERR_NOT_FOUND:
-                r = s._slow(r, KM.map_get, (s.mem, out, self._id, kb, kt), "map get",
+                r = s._slow(r, KM.map_get, (mem, out, self._id, kb, kt), "map get",
                             self._id, passthrough=(S.ERR_NOT_FOUND, S.ERR_SCRATCH))
                 if r == S.ERR_SCRATCH:
-                    return self[key]
-            if ver == c.seen and words[c.vw] == ver and len(c.other) < c.MAX:
-                c.other[key] = _MISSING
+                    return self._get(key)
             raise KeyError(key)
-        if r == _V_FLOAT:
-            value = floats[1]
-        elif r == _V_STR:
+        if r == _V_STR:
             try:
-                value = str(view[24:24 + ints[2]], "utf-8", "surrogatepass")
+                return str(view[24:24 + ints[2]], "utf-8", "surrogatepass")
             except UnicodeDecodeError as e:
                 raise corrupt_text(e) from e
-        elif r <= _V_FLOAT:  # payload-only values: no bytes to copy out
-            value = decode_value(s, r, ints[1], None)
-        else:
-            value = decode_value(s, r, ints[1], view[24:24 + ints[2]])
-        if ver == c.seen and words[c.vw] == ver and len(c.d) < c.MAX:
-            if r == _V_PICKLE:
-                c.other[key] = _Pickled(bytes(view[24:24 + ints[2]]))
-            elif r != _V_ARRAY:
-                c.d[key] = value
-        return value
+        if r <= _V_FLOAT:  # payload-only values: no bytes to copy out
+            return decode_value(s, r, ints[1], None)
+        return decode_value(s, r, ints[1], view[24:24 + ints[2]])
 
     def __contains__(self, key) -> bool:
+        v = self._calls.map_get(self._id, key)
+        if v is not _SLOW:
+            return v is not _MISSING
         try:
-            self[key]
-        except KeyError:
-            return False
-        except TypeError:
+            self._get(key)
+        except (KeyError, TypeError):
             return False
         return True
 
     def get(self, key, default=None):
-        try:
-            return self[key]
-        except KeyError:
-            return default
+        v = self._calls.map_get(self._id, key)
+        if v is _SLOW:
+            try:
+                return self._get(key)
+            except KeyError:
+                return default
+        return default if v is _MISSING else v
 
     def get_many(self, keys, default=None) -> list:
         """The values of ``keys`` (``default`` for missing ones), looked up in one kernel call."""
@@ -480,10 +401,12 @@ class MapRef(Ref, MutableMapping):
 
     # ---------------------------------------------------------------- writes
     def __setitem__(self, key, value) -> None:
-        if type(key) is str:
-            kb, kt = key.encode("utf-8", "surrogatepass"), _V_STR
-        else:
-            kb, kt = encode_key(key)
+        if self._calls.map_set(self._id, key, value) is _SLOW:  # native keys and values
+            self._set(key, value)
+
+    def _set(self, key, value) -> None:
+        """``self[key] = value`` through the map_set kernel: every value, and the errors."""
+        kb, kt = encode_key(key)
         vt, ip, fp, data = encode_value(value, Ref)
         s = self._store
         args = (s.mem, s._token, self._id, kb, kt, vt, ip, fp, data)
@@ -607,7 +530,6 @@ class MapRef(Ref, MutableMapping):
         s = self._store
         args = (s.mem, s._token, self._id)
         r = KM.map_drop(*args)
-        s._caches.pop(self._id, None)
         if r < 0:
             s._slow(r, KM.map_drop, args, "MapRef.drop()", self._id)
 

@@ -25,6 +25,9 @@ import numpy as np
 
 from . import _layout as L
 from . import _jit
+from . import _pycall
+from ._pycall import MISSING as _MISSING
+from ._pycall import SLOW as _SLOW
 from . import _segment as seg
 from ._kernels import hashmap as KM
 from ._kernels import heap as KH
@@ -69,10 +72,9 @@ class Store:
         self._mem = np.frombuffer(mm, dtype=np.int64)
         self._pin_mem = self._mem  # kept after close() until this process's last view goes
         self._words = memoryview(mm).cast("q")  # the same words, read as Python ints (caches)
-        self._caches = {}  # map id -> refs._MapCache: what this process read, while still valid
         self._schema_ids = {}  # type descriptor JSON -> handle of its interned string
         self._structs = {}  # that handle -> the decoded type (Struct, or (dtype, Struct))
-        self._lists = {}  # list id -> the MapRef that reads it (shares the map read cache)
+        self._lists = {}  # list id -> the MapRef that reads it
         self._pins = {}  # vector data block -> views of it this process holds (vectors.py)
         self._created = created
         self._insecure = False  # attach(insecure=True) sets it; pickles pass it to workers
@@ -83,7 +85,9 @@ class Store:
         self.lock_timeout = DEFAULT_LOCK_TIMEOUT
         self.reserved = int(self._mem[L.W_RESERVED])
         self._token = self._register()
-        self._root = MapRef._trusted(self, int(self._mem[L.W_ROOT]))
+        self._calls = _pycall.Calls(self._mem, self._token)  # the hot paths' builtins
+        self._root_id = int(self._mem[L.W_ROOT])
+        self._root = MapRef._trusted(self, self._root_id)
         _live.add(self)
         with _open_lock:
             _open.setdefault(str(self.path), self)
@@ -107,6 +111,7 @@ class Store:
         self._creator_pid = -1  # the child did not create the store: it never unlinks it
         if not self._closed:
             self._token = self._register()
+            self._calls.set_token(self._token)
 
     @property
     def mem(self) -> np.ndarray:
@@ -139,12 +144,12 @@ class Store:
         if self._closed:
             return
         self._closed = True
+        self._calls.close()  # from here the builtins answer SLOW: the Python path raises
         with _open_lock:
             if _open.get(str(self.path)) is self:
                 del _open[str(self.path)]
         self._mem = None  # a kernel called with None fails with TypeError, never reads
         self._root = None
-        self._caches.clear()
         if not self._pins:
             self._detach()
 
@@ -435,16 +440,16 @@ class Store:
         return self._root
 
     def __getitem__(self, key):
-        root = self._root
-        if root is None:
-            raise StoreClosedError(f"store {self.name!r} is closed in this process")
-        return root[key]
+        v = self._calls.map_get(self._root_id, key)  # as MapRef.__getitem__, one call less
+        if v is _SLOW:
+            return self.root._get(key)
+        if v is _MISSING:
+            raise KeyError(key)
+        return v
 
     def __setitem__(self, key, value) -> None:
-        root = self._root
-        if root is None:
-            raise StoreClosedError(f"store {self.name!r} is closed in this process")
-        root[key] = value
+        if self._calls.map_set(self._root_id, key, value) is _SLOW:
+            self.root._set(key, value)
 
     def __delitem__(self, key) -> None:
         del self.root[key]

@@ -36,6 +36,8 @@ import numpy as np
 from . import _layout as L
 from ._kernels import status as S
 from ._kernels import vector as KV
+from ._kernels.pyentry import element_code
+from ._pycall import SLOW as _SLOW
 from .refs import _CLASSES, Ref, StringRef
 from .structs import Struct
 
@@ -69,19 +71,21 @@ def _from_descriptor(text: str) -> tuple[np.dtype, Struct | None, tuple | None]:
 class VectorRef(Ref):
     """A growable vector of fixed-size slots (numbers or struct records) in shared memory."""
 
-    __slots__ = ("_dtype", "_struct", "_shape")
+    __slots__ = ("_dtype", "_struct", "_shape", "_element")
     _kind = L.KIND_VECTOR
 
     def __init__(self, store, id: int):
         super().__init__(store, id)
         self._dtype = None
         self._shape = None
+        self._element = None  # vector_append_entry's element code, once the dtype is known
 
     @classmethod
     def _trusted(cls, store, id: int):
         self = super()._trusted(store, id)
         self._dtype = None
         self._shape = None
+        self._element = None
         return self
 
     @classmethod
@@ -188,7 +192,11 @@ class VectorRef(Ref):
 
     def append(self, value) -> None:
         """Append one slot."""
-        self.extend([value])
+        element = self._element
+        if element is None:
+            element = self._element = element_code(self.dtype)
+        if not element or self._calls.vector_append(self._id, value, element) is _SLOW:
+            self.extend([value])  # records, and numbers the fast path does not convert
 
     def insert(self, value) -> int:
         """Put a record in a free slot (or at the end); return its index."""

@@ -74,9 +74,8 @@ class _MapBase(Bench):
 class MapGet(_MapBase):
     """Get every key once, in random order, from a map just filled with ``n`` keys.
 
-    For sharedstore this is the first read of each key since the last write: it goes to the
-    shared table (the per-process read cache was invalidated by the writes).  ``MapGetRepeated``
-    measures reads a process has made before, with no write since.
+    For sharedstore every get reads the shared table (a process keeps no copy of what it
+    read).  ``MapGetRepeated`` measures a second pass over the same keys.
     """
 
     params = [["sharedstore", "dict", "UltraDict", "lmdb"], SIZES]
@@ -119,8 +118,7 @@ class MapGet(_MapBase):
 
 class MapGetRepeated(MapGet):
     """As MapGet, after one full pass of gets: steady-state reads with no writes in between
-    (sharedstore serves them from its validated per-process read cache; UltraDict from its
-    local dict)."""
+    (UltraDict serves them from its local dict; sharedstore reads the shared table again)."""
 
     def setup(self, impl, n):
         super().setup(impl, n)
@@ -207,8 +205,7 @@ def _read(args):
 class MapGetThroughput(Bench):
     """``READ_TOTAL`` root-map gets (a map of ``READ_KEYS`` keys) split over ``processes``
     readers that run at once: readers never lock, so 2 processes on 2 cores should approach
-    2x the throughput of 1.  No process reads a key twice, so every get goes to the shared
-    table (none is served from a per-process read cache).  A ``fork`` Pool started in
+    2x the throughput of 1.  No process reads a key twice.  A ``fork`` Pool started in
     ``setup``; process start is not timed.  Every reader's sum of values is checked.
 
     The peer, a plain dict that each worker inherits (a private copy-on-write copy), shares

@@ -167,6 +167,55 @@ def float_to_bits(typingctx, x):
 
 
 @intrinsic
+def float32_bits(typingctx, x):
+    """The bits of float64 ``x`` rounded to float32, in the low 32 bits of an int64."""
+    if x != types.float64:
+        return None
+    sig = types.int64(types.float64)
+
+    def codegen(context, builder, sig, args):
+        f = builder.fptrunc(args[0], ir.FloatType())
+        return builder.zext(builder.bitcast(f, ir.IntType(32)), ir.IntType(64))
+
+    return sig, codegen
+
+
+@intrinsic
+def mul_fold(typingctx, a, b):
+    """The 128-bit product of uint64s ``a`` and ``b`` folded to 64 bits (high ^ low): one
+    ``mul`` instruction where the machine has a 64x64->128 multiply."""
+    if a != types.uint64 or b != types.uint64:
+        return None
+    sig = types.uint64(types.uint64, types.uint64)
+
+    def codegen(context, builder, sig, args):
+        i128 = ir.IntType(128)
+        p = builder.mul(builder.zext(args[0], i128), builder.zext(args[1], i128))
+        lo = builder.trunc(p, ir.IntType(64))
+        hi = builder.trunc(builder.lshr(p, ir.Constant(i128, 64)), ir.IntType(64))
+        return builder.xor(lo, hi)
+
+    return sig, codegen
+
+
+@intrinsic
+def load_le64(typingctx, buf, at):
+    """The 8 bytes at byte ``at`` of 1-d byte buffer ``buf`` as a little-endian uint64, any
+    alignment.  The caller checks that they lie in ``buf``."""
+    if not isinstance(buf, types.Buffer):
+        return None
+    sig = types.uint64(buf, types.intp)
+
+    def codegen(context, builder, sig, args):
+        a = context.make_array(sig.args[0])(context, builder, args[0])
+        p = builder.gep(builder.bitcast(a.data, ir.IntType(8).as_pointer()), [args[1]])
+        w = builder.load(builder.bitcast(p, ir.IntType(64).as_pointer()), align=1)
+        return w  # little-endian machines only (sharedstore's stores are little-endian)
+
+    return sig, codegen
+
+
+@intrinsic
 def memcpy(typingctx, dst, dst_at, src, src_at, n):
     """Copy ``n`` bytes from byte ``src_at`` of 1-d array ``src`` to byte ``dst_at`` of 1-d
     array ``dst`` (``llvm.memmove``: any alignment, overlap allowed).  The caller checks bounds."""

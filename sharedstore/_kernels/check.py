@@ -338,7 +338,7 @@ def _repair(mem, marks, slots, ht_count, counts, stats):
             fixed += 1
     if freed:
         # a reader that began before its writer died may still hold a freed block's offset:
-        # every version moves, so it retries (and process-local read caches forget)
+        # every version moves, so it retries
         for s in range(ht_count):
             e = entry_word(mem, s)
             kind = mem[e + L.H_META] & 0xFF

@@ -27,12 +27,23 @@ key bytes and/or value bytes, each padded to 8.
 """
 
 import numpy as np
+from numba import types
 from numba import types as T
+from numba.extending import overload
 
 from .. import _layout as L
 from .._jit import BYTES, MEM, OUT, RO_BYTES, WORDS, helper, kernel
 from . import status as S
-from .atomics import atomic_add, fence_acquire, float_to_bits, load_acquire, memcpy, store_release
+from .atomics import (
+    atomic_add,
+    fence_acquire,
+    float_to_bits,
+    load_acquire,
+    load_le64,
+    memcpy,
+    mul_fold,
+    store_release,
+)
 from .heap import (
     alloc_locked,
     block_ok,
@@ -55,30 +66,11 @@ _P0 = np.uint64(0xA0761D6478BD642F)
 _P1 = np.uint64(0xE7037ED1A0B428DB)
 _P2 = np.uint64(0x8EBC6AF09C88C6E3)
 _P3 = np.uint64(0x589965CC75374CC3)
-_M32 = np.uint64(0xFFFFFFFF)
-_S32 = np.uint64(32)
 
 
 # ---------------------------------------------------------------------------- hashing
 @helper
-def _mum(a, b):
-    """Fold the 128-bit product of two uint64s to 64 bits (hi ^ lo)."""
-    alo = a & _M32
-    ahi = a >> _S32
-    blo = b & _M32
-    bhi = b >> _S32
-    ll = alo * blo
-    lh = alo * bhi
-    hl = ahi * blo
-    hh = ahi * bhi
-    mid = (ll >> _S32) + (lh & _M32) + (hl & _M32)
-    lo = (ll & _M32) | (mid << _S32)
-    hi = hh + (lh >> _S32) + (hl >> _S32) + (mid >> _S32)
-    return lo ^ hi
-
-
-@helper
-def _load8(key, i, n):
+def _load_bytes(key, i, n):
     """Little-endian uint64 from up to 8 bytes of ``key`` at ``i`` (zero-padded past ``n``)."""
     w = np.uint64(0)
     for j in range(min(8, n - i)):
@@ -86,17 +78,29 @@ def _load8(key, i, n):
     return w
 
 
+def _load8(key, i, n):
+    """``_load_bytes``, one unaligned load where 8 bytes of a buffer are there to read."""
+    raise NotImplementedError("_load8 is for jitted code")
+
+
+@overload(_load8, jit_options={"nogil": True})
+def _load8_impl(key, i, n):
+    if not isinstance(key, types.Buffer):
+        return lambda key, i, n: _load_bytes(key, i, n)  # a tuple: an int key's 8 bytes
+    return lambda key, i, n: load_le64(key, i) if i + 8 <= n else _load_bytes(key, i, n)
+
+
 @helper
 def hash_key(key, ktag, seed):
     """Keyed 64-bit hash of a key's bytes and tag (wyhash-style multiply-fold), as int64."""
     s = np.uint64(seed) ^ _P0
     n = len(key)
-    h = _mum(s ^ _P1 ^ np.uint64(ktag), np.uint64(n) ^ _P2)
+    h = mul_fold(s ^ _P1 ^ np.uint64(ktag), np.uint64(n) ^ _P2)
     i = 0
     while i < n:
-        h = _mum(h ^ _load8(key, i, n) ^ _P1, s ^ _P3)
+        h = mul_fold(h ^ _load8(key, i, n) ^ _P1, s ^ _P3)
         i += 8
-    return np.int64(_mum(h ^ _P2, s ^ _P1))
+    return np.int64(mul_fold(h ^ _P2, s ^ _P1))
 
 
 @kernel(T.int64(BYTES, T.int64, T.int64))

@@ -12,7 +12,7 @@ import numpy as np
 from .. import _layout as L
 from numba import types as T
 
-from .._jit import BYTES, MEM, kernel
+from .._jit import BYTES, MEM, helper, kernel
 from . import status as S
 from .atomics import (
     atomic_add,
@@ -135,13 +135,19 @@ def scalar_new(mem, token, kind, bits):
     return h
 
 
-@kernel("UniTuple(int64, 2)(int64[::1], int64, int64)")
-def scalar_get(mem, h, kind):
+@helper
+def scalar_bits(mem, h, kind):
     """(status, value bits) of integer or number ``h``."""
     e = handle_resolve(mem, h, kind)
     if e < 0:
         return e, 0
     return 0, load_acquire(mem, e + L.H_VALUE)
+
+
+@kernel("UniTuple(int64, 2)(int64[::1], int64, int64)")
+def scalar_get(mem, h, kind):
+    """(status, value bits) of integer or number ``h``."""
+    return scalar_bits(mem, h, kind)
 
 
 @kernel("int64(int64[::1], int64, int64, int64)")
@@ -153,13 +159,19 @@ def scalar_set(mem, h, kind, bits):
     return 0
 
 
-@kernel("UniTuple(int64, 2)(int64[::1], int64, int64)")
-def int_add(mem, h, x):
+@helper
+def int_fetch_add(mem, h, x):
     """Atomic fetch-add; (status, new value)."""
     e = handle_resolve(mem, h, L.KIND_INT)
     if e < 0:
         return e, 0
     return 0, atomic_add(mem, e + L.H_VALUE, x) + x
+
+
+@kernel("UniTuple(int64, 2)(int64[::1], int64, int64)")
+def int_add(mem, h, x):
+    """Atomic fetch-add; (status, new value)."""
+    return int_fetch_add(mem, h, x)
 
 
 @kernel("UniTuple(int64, 2)(int64[::1], int64, int64, int64)")
@@ -171,8 +183,8 @@ def int_compare_exchange(mem, h, expected, new):
     return 0, 1 if atomic_cas(mem, e + L.H_VALUE, expected, new) == expected else 0
 
 
-@kernel("Tuple((int64, float64))(int64[::1], int64, float64)")
-def float_add(mem, h, x):
+@helper
+def float_fetch_add(mem, h, x):
     """Atomic add on a float64 (compare-and-swap loop); (status, new value)."""
     e = handle_resolve(mem, h, L.KIND_FLOAT)
     if e < 0:
@@ -184,6 +196,12 @@ def float_add(mem, h, x):
         if old == cur:
             return 0, new
         cur = old
+
+
+@kernel("Tuple((int64, float64))(int64[::1], int64, float64)")
+def float_add(mem, h, x):
+    """Atomic add on a float64 (compare-and-swap loop); (status, new value)."""
+    return float_fetch_add(mem, h, x)
 
 
 @kernel(T.int64(MEM, T.int64, T.int64, T.int64))

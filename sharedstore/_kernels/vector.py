@@ -180,23 +180,55 @@ def _length(mem, vw):
 
 
 @helper
+def _append_begin(mem, token, h, nbytes, one):
+    """Lock vector ``h`` and make room for ``nbytes`` of slots at its end: (entry word or a
+    status, header words, first new slot, slots).  With ``one``, ``nbytes`` must be exactly one
+    slot (else ERR_KIND).  On success the caller writes the slots, then calls ``_append_end``."""
+    e, vw = _lock_vec(mem, h, token)
+    if e < 0:
+        return e, 0, 0, 0
+    itemsize = mem[vw + L.VH_ITEMSIZE]
+    k = nbytes // itemsize
+    n = mem[vw + L.VH_LEN]
+    r = S.ERR_KIND if one and itemsize != nbytes else _grow_locked(mem, vw, n + k)
+    if r < 0:
+        _unlock_vec(mem, e)
+        return r, 0, 0, 0
+    return e, vw, n, k
+
+
+@helper
+def _append_end(mem, e, vw, n):
+    """Publish the slots written (the length becomes ``n``), unlock; return ``n``."""
+    store_release(mem, vw + L.VH_LEN, n)  # publish the records
+    atomic_add(mem, vw + L.VH_VERSION, 2)
+    _unlock_vec(mem, e)
+    return n
+
+
+@helper
 def append_bytes(mem, token, h, data):
     """Append the records in ``data`` (uint8, a whole number of slots); the new length, or a
     status.  (Also for users' jitted code: see ``sharedstore.kernels``.)"""
-    e, vw = _lock_vec(mem, h, token)
+    e, vw, n, k = _append_begin(mem, token, h, len(data), False)
     if e < 0:
         return e
-    itemsize = mem[vw + L.VH_ITEMSIZE]
-    k = len(data) // itemsize
-    n = mem[vw + L.VH_LEN]
-    r = _grow_locked(mem, vw, n + k)
-    if r >= 0:
-        memcpy(mem.view(np.uint8), _slot_at(mem, vw, n), data, 0, k * itemsize)
-        store_release(mem, vw + L.VH_LEN, n + k)  # publish the records
-        atomic_add(mem, vw + L.VH_VERSION, 2)
-        r = n + k
-    _unlock_vec(mem, e)
-    return r
+    memcpy(mem.view(np.uint8), _slot_at(mem, vw, n), data, 0, k * mem[vw + L.VH_ITEMSIZE])
+    return _append_end(mem, e, vw, n + k)
+
+
+@helper
+def append_word(mem, token, h, bits, nbytes):
+    """Append one slot of ``nbytes`` (1 to 8, the vector's item size) holding the low bytes of
+    ``bits``, little-endian; the new length, or a status."""
+    e, vw, n, _ = _append_begin(mem, token, h, nbytes, True)
+    if e < 0:
+        return e
+    at = _slot_at(mem, vw, n)
+    buf = mem.view(np.uint8)
+    for j in range(nbytes):
+        buf[at + j] = (bits >> (8 * j)) & 0xFF
+    return _append_end(mem, e, vw, n + 1)
 
 
 @kernel(T.int64(MEM, T.int64, T.int64, RO_BYTES))
