@@ -200,6 +200,16 @@ def helper(func):
 
 
 
+def inline(func):
+    """Decorate a helper of the map's read path: numba inlines it into each caller.
+
+    LLVM inlines only the smallest helpers across numba functions, and each call it leaves
+    passes every array argument as seven words; on a lookup of ten nested steps that is most of
+    the time of a hot lookup.  Inlining costs compile time in every caller, so it is kept to the
+    few helpers a map lookup runs through."""
+    return numba.njit(nogil=True, error_model="numpy", inline="always")(func)
+
+
 #: argument types used in kernel signatures
 MEM = numba.types.int64[::1]
 OUT = numba.types.uint8[::1]

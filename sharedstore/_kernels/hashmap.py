@@ -32,7 +32,7 @@ from numba import types as T
 from numba.extending import overload
 
 from .. import _layout as L
-from .._jit import BYTES, MEM, OUT, RO_BYTES, WORDS, helper, kernel
+from .._jit import BYTES, MEM, OUT, RO_BYTES, WORDS, helper, inline, kernel
 from . import status as S
 from .atomics import (
     atomic_add,
@@ -120,7 +120,7 @@ def _pad8(n):
 
 
 # ---------------------------------------------------------------------------- structure
-@helper
+@inline
 def _resolve_map(mem, h):
     """Handle entry of map ``h`` (a map, or a list: a map keyed 0 .. len-1), or a status."""
     e = handle_resolve(mem, h, -1)
@@ -131,7 +131,7 @@ def _resolve_map(mem, h):
     return e
 
 
-@helper
+@inline
 def _table_cap(mem, t):
     """Capacity of table block ``t`` if it is well formed and in bounds, else -1."""
     if not block_ok(mem, t, 24):
@@ -142,13 +142,13 @@ def _table_cap(mem, t):
     return cap
 
 
-@helper
+@inline
 def _map_words(mem, e):
     """Word index of the map header data for handle entry ``e``, or -1 if out of bounds."""
     return object_words(mem, e, L.MAP_WORDS)
 
 
-@helper
+@inline
 def _entry_key_len(mem, eoff):
     """Key length of entry ``eoff``, or -1 if the entry is out of bounds."""
     if not block_ok(mem, eoff, _ENTRY_HDR):
@@ -159,7 +159,7 @@ def _entry_key_len(mem, eoff):
     return klen
 
 
-@helper
+@inline
 def _key_eq(mem, buf, eoff, key, ktag):
     n = len(key)
     klen = _entry_key_len(mem, eoff)
@@ -172,7 +172,7 @@ def _key_eq(mem, buf, eoff, key, ktag):
     return True
 
 
-@helper
+@inline
 def _probe(mem, buf, t, cap, hv, key, ktag):
     """Slot index holding ``key``, or -(1 + index where it would be inserted) if absent.
 
@@ -207,7 +207,7 @@ def _cap_for(n):
     return cap
 
 
-@helper
+@inline
 def _read_begin(mem, h):
     """Start an optimistic read of map ``h``: (header word index or a status, version, table
     offset, table capacity or -1 if the table read is not well formed)."""
@@ -222,7 +222,7 @@ def _read_begin(mem, h):
     return mw, v1, t, _table_cap(mem, t)
 
 
-@helper
+@inline
 def _read_ok(mem, mw, v1):
     """End an optimistic read: True if no writer changed the map since it began."""
     fence_acquire()  # the data loads above complete before the version is read again
@@ -330,7 +330,7 @@ def map_new(mem, token, kind):
 
 
 # ---------------------------------------------------------------------------- reads
-@helper
+@inline
 def _find(mem, buf, h, key, ktag):
     """One optimistic probe for ``key``: (value tag or status, entry offset, key length,
     header word index, version at the start).  Valid only if ``_read_ok`` agrees after the
@@ -439,13 +439,16 @@ def map_get_many(mem, out, h, blob, koffs, ktags):
 
 @kernel(T.int64(MEM, T.int64))
 def map_len(mem, h):
-    e = _resolve_map(mem, h)
-    if e < 0:
-        return e
-    mw = _map_words(mem, e)
-    if mw < 0:
-        return S.ERR_CORRUPT
-    return max(0, load_acquire(mem, mw + L.M_COUNT))
+    """Live entries of map ``h``: its count, checked against its table's capacity (a damaged
+    count is ERR_CORRUPT, never a length no table could hold)."""
+    for _ in range(READ_RETRIES):
+        mw, v1, t, cap = _read_begin(mem, h)
+        if mw < 0:
+            return mw
+        n = load_acquire(mem, mw + L.M_COUNT)
+        if _read_ok(mem, mw, v1):  # count and table of one moment (a clear swaps both)
+            return n if 0 <= n <= cap else S.ERR_CORRUPT
+    return S.ERR_RETRY
 
 
 @kernel(T.UniTuple(T.int64, 2)(MEM, T.int64))

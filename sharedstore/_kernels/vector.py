@@ -58,9 +58,9 @@ def _data_ok(mem, d, cap, itemsize):
 
 
 @helper
-def _lock_vec(mem, h, token):
-    """Resolve vector ``h``; take its lock and the allocator lock: (entry, header words) or a
-    status in the first place."""
+def _lock_vec_only(mem, h, token):
+    """Resolve vector ``h`` and take its lock: (entry, header words) or a status in the first
+    place."""
     e = handle_resolve(mem, h, L.KIND_VECTOR)
     if e < 0:
         return e, 0
@@ -69,7 +69,15 @@ def _lock_vec(mem, h, token):
         return S.ERR_CORRUPT, 0
     if not lock_try(mem, e + L.H_LOCK, token):
         return S.ERR_BUSY_OBJ, 0
-    if not lock_try(mem, L.W_ALLOC_LOCK, token):
+    return e, vw
+
+
+@helper
+def _lock_vec(mem, h, token):
+    """Resolve vector ``h``; take its lock and the allocator lock: (entry, header words) or a
+    status in the first place."""
+    e, vw = _lock_vec_only(mem, h, token)
+    if e >= 0 and not lock_try(mem, L.W_ALLOC_LOCK, token):
         lock_release(mem, e + L.H_LOCK)
         return S.ERR_BUSY_ALLOC, 0
     return e, vw
@@ -183,16 +191,26 @@ def _length(mem, vw):
 def _append_begin(mem, token, h, nbytes, one):
     """Lock vector ``h`` and make room for ``nbytes`` of slots at its end: (entry word or a
     status, header words, first new slot, slots).  With ``one``, ``nbytes`` must be exactly one
-    slot (else ERR_KIND).  On success the caller writes the slots, then calls ``_append_end``."""
-    e, vw = _lock_vec(mem, h, token)
+    slot (else ERR_KIND).  On success the caller writes the slots, then calls ``_append_end``.
+
+    Only growth takes the allocator lock: an append into capacity the vector has touches
+    nothing but its own slots, length and version (views and pins, which the allocator lock
+    guards, see the same data block before and after)."""
+    e, vw = _lock_vec_only(mem, h, token)
     if e < 0:
         return e, 0, 0, 0
     itemsize = mem[vw + L.VH_ITEMSIZE]
     k = nbytes // itemsize
     n = mem[vw + L.VH_LEN]
-    r = S.ERR_KIND if one and itemsize != nbytes else _grow_locked(mem, vw, n + k)
+    r = S.ERR_KIND if one and itemsize != nbytes else 0
+    if r == 0 and n + k > mem[vw + L.VH_CAP]:
+        if lock_try(mem, L.W_ALLOC_LOCK, token):
+            r = _grow_locked(mem, vw, n + k)
+            lock_release(mem, L.W_ALLOC_LOCK)
+        else:
+            r = S.ERR_BUSY_ALLOC
     if r < 0:
-        _unlock_vec(mem, e)
+        lock_release(mem, e + L.H_LOCK)
         return r, 0, 0, 0
     return e, vw, n, k
 
@@ -202,7 +220,7 @@ def _append_end(mem, e, vw, n):
     """Publish the slots written (the length becomes ``n``), unlock; return ``n``."""
     store_release(mem, vw + L.VH_LEN, n)  # publish the records
     atomic_add(mem, vw + L.VH_VERSION, 2)
-    _unlock_vec(mem, e)
+    lock_release(mem, e + L.H_LOCK)
     return n
 
 
