@@ -96,14 +96,16 @@ ENTRIES = {
 class Calls:
     """One store's context and builtin functions in this process: ``calls.map_get(h, key)``.
 
-    ``mem`` is the store's mapping (an int64 array); ``token`` this process's lock token.
-    :meth:`close` makes every later call answer SLOW (the Python path then says the store is
-    closed), so nothing reads the mapping after it is gone."""
+    ``mem`` is the store's mapping (an int64 array); ``token`` this process's lock token.  Each
+    builtin is made on its first use (loading its entry point from the cache), so attaching
+    costs nothing for the entry points a process never calls.  :meth:`close` makes every later
+    call answer SLOW (the Python path then says the store is closed), so nothing reads the
+    mapping after it is gone."""
 
     def __init__(self, mem: np.ndarray, token: int):
         self.ctx = np.zeros(PE.CTX_WORDS, dtype=np.int64)
-        usable = _TYPE_OFFSET >= 0
-        if usable:
+        self._usable = _TYPE_OFFSET >= 0
+        if self._usable:
             c = self.ctx
             c[PE.C_MEM] = mem.ctypes.data
             c[PE.C_WORDS] = len(mem)
@@ -113,13 +115,18 @@ class Calls:
                          (PE.C_FLOAT, float), (PE.C_NONE, None), (PE.C_TRUE, True),
                          (PE.C_FALSE, False), (PE.C_SLOW, SLOW), (PE.C_MISSING, MISSING)):
                 c[i] = id(o)
-        address = int(self.ctx.ctypes.data)
-        for attr, name in ENTRIES.items():
-            setattr(self, attr, _builtin(name, address) if usable else _always_slow)
+
+    def __getattr__(self, attr):
+        # only for a builtin not made yet: it then stays an attribute of this object
+        name = ENTRIES.get(attr)
+        if name is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {attr!r}")
+        fn = _builtin(name, int(self.ctx.ctypes.data)) if self._usable else _always_slow
+        setattr(self, attr, fn)
+        return fn
 
     def set_token(self, token: int) -> None:
         self.ctx[PE.C_TOKEN] = token
 
     def close(self) -> None:
         self.ctx[PE.C_MEM] = 0
-

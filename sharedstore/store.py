@@ -455,7 +455,15 @@ class Store:
         del self.root[key]
 
     def __contains__(self, key) -> bool:
-        return key in self.root
+        v = self._calls.map_get(self._root_id, key)
+        return key in self.root if v is _SLOW else v is not _MISSING
+
+    def get(self, key, default=None):
+        """``store[key]``, or ``default`` if there is no such named value."""
+        v = self._calls.map_get(self._root_id, key)
+        if v is _SLOW:
+            return self.root.get(key, default)
+        return default if v is _MISSING else v
 
     def __len__(self) -> int:
         return len(self.root)
@@ -551,7 +559,7 @@ def _delegate(name: str):
 
 
 # the store is a mapping of named values: everything else a map does, its root map does for it
-for _name in ("keys", "values", "items", "get", "set", "add", "delete", "pop", "popitem",
+for _name in ("keys", "values", "items", "set", "add", "delete", "pop", "popitem",
               "setdefault", "update", "clear", "get_many", "set_many"):
     setattr(Store, _name, _delegate(_name))
 

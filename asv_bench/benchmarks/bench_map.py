@@ -374,3 +374,28 @@ def _unlink_quietly(name):
         ss.unlink(name)
     except ss.StoreNotFoundError:
         pass
+
+
+class MapMemory(Bench):
+    """Shared memory per entry of a map of ``n`` str keys of 12 bytes holding floats, beyond
+    the key's own 12 bytes (the DESIGN target: <= 48 bytes): the store's ``used`` bytes
+    before and after the keys go in, divided by ``n``.  Entry blocks, table slots at the load
+    the table has after growing to ``n``, and allocator rounding are all counted."""
+
+    params = [[1000, 100_000, 1_000_000]]
+    param_names = ["n"]
+    timeout = 300
+
+    def setup(self, n):
+        keys = [f"k{i:011d}" for i in range(n)]  # 12 bytes each
+        with self.resources() as res:
+            self.store = res.store("mem")
+            m = self.store.map()
+            before = self.store.stats()["used"]
+            m.set_many(keys, [0.5] * n)
+            self.per_entry = (self.store.stats()["used"] - before) / n - 12
+
+    def track_bytes_per_entry_beyond_key(self, n):
+        return self.per_entry
+
+    track_bytes_per_entry_beyond_key.unit = "bytes"

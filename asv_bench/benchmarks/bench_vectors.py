@@ -1,8 +1,8 @@
 """Vectors and struct records against NumPy and Python lists.
 
 * ``ColumnScan``: sum one float64 column of a struct table of 1k to 10 M rows, through a
-  zero-copy view of the shared table and of a private NumPy array (target: >= 0.95x the private
-  scan's speed, i.e. a time ratio <= 1.05).
+  zero-copy view of the shared table, of a private NumPy array (target: >= 0.95x the private
+  scan's speed, i.e. a time ratio <= 1.05) and of an array over ``multiprocessing.shared_memory``.
 * ``Extend``: append 1k, 100k or 1 M float64 values in one call, against ``np.concatenate`` of a
   private array (target >= 0.8x its speed).
 * ``Append``: 10k single appends from Python, against ``list.append`` + a write into a NumPy
@@ -20,7 +20,11 @@ from .common import Bench
 
 
 class ColumnScan(Bench):
-    params = [["shared view", "private array"], [1000, 100_000, 1_000_000, 10_000_000]]
+    """Peers: a private array, and an array over a raw ``multiprocessing.shared_memory``
+    segment (what sharing a table costs without sharedstore)."""
+
+    params = [["shared view", "private array", "multiprocessing.shared_memory"],
+              [1000, 100_000, 1_000_000, 10_000_000]]
     param_names = ["impl", "rows"]
     timeout = 300
 
@@ -30,6 +34,16 @@ class ColumnScan(Bench):
         with self.resources() as res:
             if impl == "private array":
                 self.arr = data
+            elif impl == "multiprocessing.shared_memory":
+                from multiprocessing import shared_memory
+
+                shm = shared_memory.SharedMemory(create=True, size=data.nbytes)
+                res.shm_path(shm.name.lstrip("/"))
+                res.defer(shm.unlink)
+                res.defer(shm.close)
+                self.arr = np.ndarray(data.shape, dtype=ROW, buffer=shm.buf)
+                self.arr[:] = data
+                res.defer(self.__dict__.pop, "arr", None)  # release the buffer before close
             else:
                 store = res.store("scan")
                 t = store.vector(ROW, capacity=rows)

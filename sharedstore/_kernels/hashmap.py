@@ -364,6 +364,8 @@ def _get_into(mem, buf, h, key, ktag, out, pos):
         size = 0
         if res > 0:
             vlen = mem[eoff // 8] >> 16
+            if vlen < 0 or not block_ok(mem, eoff, _ENTRY_HDR + _pad8(klen) + vlen):
+                vlen = 0  # the block changed since _find checked it: _read_ok fails below
             size = REC_WORDS * 8 + _pad8(vlen)
             if pos + size <= len(out):
                 ow[pos // 8] = res
@@ -490,6 +492,8 @@ def map_dump(mem, out, h, with_values):
                 pos = S.ERR_CORRUPT
                 break
             vlen = mem[eoff // 8] >> 16
+            if vlen < 0 or not block_ok(mem, eoff, _ENTRY_HDR + _pad8(klen) + vlen):
+                vlen = 0  # the block changed since it was checked: _read_ok fails below
             meta = mem[eoff // 8 + 1 + L.E_META]
             vbytes = _pad8(vlen) if with_values else 0
             size = 32 + _pad8(klen) + vbytes

@@ -23,6 +23,7 @@ from .. import _layout as L
 from .._jit import entry, helper
 from . import status as S
 from .atomics import float32_bits, float_from_bits, float_to_bits
+from .heap import block_ok
 from .hashmap import _ENTRY_HDR, READ_RETRIES, _find, _index_key, _pad8, _read_ok, store_value
 from .objects import float_fetch_add, int_fetch_add, scalar_bits
 from .pyapi import (
@@ -158,11 +159,13 @@ def _get(ctx, mem, h, key, ktag):
         elif res == L.V_INT:
             obj = py_int(mem[eoff // 8 + 1 + L.E_PAYLOAD])
         elif res == L.V_STR or res == L.V_BYTES:
-            at = ctx[C_MEM] + eoff + _ENTRY_HDR + _pad8(klen)
-            vlen = mem[eoff // 8] >> 16  # in bounds: _find checked the entry's block
-            obj = py_str(at, vlen) if res == L.V_STR else py_bytes(at, vlen)
-            if obj == 0 and res == L.V_STR:
-                obj = _TAKE_SLOW  # not strict UTF-8 (lone surrogates, or damage)
+            vlen = mem[eoff // 8] >> 16
+            # read again, so checked again: a writer may have reused the block meanwhile
+            if vlen >= 0 and block_ok(mem, eoff, _ENTRY_HDR + _pad8(klen) + vlen):
+                at = ctx[C_MEM] + eoff + _ENTRY_HDR + _pad8(klen)
+                obj = py_str(at, vlen) if res == L.V_STR else py_bytes(at, vlen)
+                if obj == 0 and res == L.V_STR:
+                    obj = _TAKE_SLOW  # not strict UTF-8 (lone surrogates, or damage)
         elif res == L.V_NONE:
             obj = py_incref(ctx[C_NONE])
         elif res == L.V_TRUE:
