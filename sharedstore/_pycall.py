@@ -97,15 +97,16 @@ class Calls:
     """One store's context and builtin functions in this process: ``calls.map_get(h, key)``.
 
     ``mem`` is the store's mapping (an int64 array); ``token`` this process's lock token.  Each
-    builtin is made on its first use (loading its entry point from the cache), so attaching
-    costs nothing for the entry points a process never calls.  :meth:`close` makes every later
-    call answer SLOW (the Python path then says the store is closed), so nothing reads the
-    mapping after it is gone."""
+    builtin is made on its first call (loading its entry point from the cache): until then its
+    attribute is a stand-in that makes it, puts it in its place and forwards the call, so
+    attaching loads no entry point a process never calls.  :meth:`close` makes every later call
+    answer SLOW (the Python path then says the store is closed), so nothing reads the mapping
+    after it is gone."""
 
     def __init__(self, mem: np.ndarray, token: int):
         self.ctx = np.zeros(PE.CTX_WORDS, dtype=np.int64)
-        self._usable = _TYPE_OFFSET >= 0
-        if self._usable:
+        usable = _TYPE_OFFSET >= 0
+        if usable:
             c = self.ctx
             c[PE.C_MEM] = mem.ctypes.data
             c[PE.C_WORDS] = len(mem)
@@ -115,15 +116,18 @@ class Calls:
                          (PE.C_FLOAT, float), (PE.C_NONE, None), (PE.C_TRUE, True),
                          (PE.C_FALSE, False), (PE.C_SLOW, SLOW), (PE.C_MISSING, MISSING)):
                 c[i] = id(o)
+        for attr, name in ENTRIES.items():
+            setattr(self, attr, self._stand_in(attr, name) if usable else _always_slow)
 
-    def __getattr__(self, attr):
-        # only for a builtin not made yet: it then stays an attribute of this object
-        name = ENTRIES.get(attr)
-        if name is None:
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {attr!r}")
-        fn = _builtin(name, int(self.ctx.ctypes.data)) if self._usable else _always_slow
-        setattr(self, attr, fn)
-        return fn
+    def _stand_in(self, attr: str, name: str):
+        def first_call(*args):
+            fn = self.__dict__[attr]
+            if fn is first_call:  # (a caller may have kept the stand-in itself)
+                fn = _builtin(name, int(self.ctx.ctypes.data))
+                setattr(self, attr, fn)
+            return fn(*args)
+
+        return first_call
 
     def set_token(self, token: int) -> None:
         self.ctx[PE.C_TOKEN] = token

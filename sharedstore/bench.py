@@ -7,6 +7,7 @@ A subset of the asv suite (``asv_bench/``), a few seconds per comparison:
 * map set: ``n`` new keys into an empty map (lmdb: one write transaction per key);
 * counter add: ``IntRef.add(1)`` against ``multiprocessing.Value`` under its lock;
 * vector extend: 1 M float64 into a growing shared vector against ``np.concatenate``;
+* vector append: 100k single appends of a float against ``list.append`` + a NumPy write;
 * column scan: the sum of one float64 column of a struct table, through a zero-copy view of
   the shared table against a private NumPy array.
 
@@ -207,6 +208,7 @@ TARGETS = {
     ("map set", "lmdb"): 0.35,
     ("map set", "UltraDict"): 0.25,
     ("vector extend", "np.concatenate"): 1.25,  # >= 0.8x its speed
+    ("vector append", "list + numpy write"): 2.0,
     ("column scan", "private array"): 1.05,  # >= 0.95x its speed
 }
 
@@ -325,6 +327,30 @@ def vector_extend(res: Resources, impl: str, n: int):
     return prepare, timed
 
 
+def vector_append(res: Resources, impl: str, n: int):
+    """(prepare, timed) for ``n`` single appends of a float from Python: into a shared vector
+    (emptied before each call), against ``list.append`` plus a write into a NumPy array."""
+    if impl == "list + numpy write":
+        lst, arr = [], np.zeros(n)
+
+        def prepare():
+            lst.clear()
+
+        def timed():
+            append = lst.append
+            for i in range(n):
+                append(1.5)
+                arr[i] = 1.5
+        return prepare, timed
+    v = res.store("app").vector("float64", capacity=n)
+
+    def timed():
+        append = v.append
+        for _ in range(n):
+            append(1.5)
+    return v.clear, timed
+
+
 def column_scan(res: Resources, impl: str, n: int):
     """(prepare, timed) for the sum of the float64 column ``mass`` of ``n`` records."""
     rows = np.zeros(n, dtype=ROW)
@@ -348,6 +374,8 @@ COMPARISONS = [
     ("counter add", counter_add, ["IntRef", "multiprocessing.Value"], 200_000, 2_000, "adds"),
     ("vector extend", vector_extend, ["sharedstore", "np.concatenate"], 1_000_000, 10_000,
      "values"),
+    ("vector append", vector_append, ["sharedstore", "list + numpy write"], 100_000, 2_000,
+     "appends"),
     ("column scan", column_scan, ["shared view", "private array"], 1_000_000, 10_000, "rows"),
 ]
 

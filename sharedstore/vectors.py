@@ -433,9 +433,13 @@ def _unpin(store_ref, block: int, pid: int) -> None:
     store = store_ref()
     if pid != os.getpid() or store is None:
         return  # a view inherited through fork: the pin is the parent's, not ours to release
-    store._pins[block] -= 1
-    if not store._pins[block]:
+    n = store._pins.get(block, 0)
+    if n == 0:
+        return  # released already: at exit, before this finalizer ran (store._close_all)
+    if n == 1:
         del store._pins[block]
+    else:
+        store._pins[block] = n - 1
     release_pin(store, block)
     if store.closed and not store._pins:
         store._detach()  # closed while views were alive: the last one has gone

@@ -269,6 +269,22 @@ def test_exiting_process_releases_its_pins(store):
     assert keep.tolist() == list(range(8))
 
 
+def test_exit_with_a_view_of_a_closed_store_is_quiet(store):
+    import subprocess
+    import sys
+
+    v = store.vector("int64", capacity=8)
+    v.extend(np.arange(8))
+    control = store.vector("int64", capacity=8)
+    control.extend(np.arange(8))
+    code = ("import sharedstore as ss, sys; s = ss.attach(sys.argv[1]); "
+            "keep = s.ref(int(sys.argv[2])).view(); s.close()")
+    out = subprocess.run([sys.executable, "-c", code, store.name, str(v.id)], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0 and out.stderr == "", out.stderr  # no error from a finalizer
+    assert _growth_cost(store, v) == _growth_cost(store, control)  # and the pin was released
+
+
 def test_forked_child_does_not_release_parent_pin(store):
     v = store.vector("int64", capacity=8)
     v.extend(np.arange(8))

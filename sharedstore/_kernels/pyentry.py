@@ -20,7 +20,7 @@ error.  An entry point returns SLOW only when it has changed nothing.
 import numpy as np
 
 from .. import _layout as L
-from .._jit import entry, helper
+from .._jit import entry, inline
 from . import status as S
 from .atomics import float32_bits, float_from_bits, float_to_bits
 from .heap import block_ok
@@ -69,7 +69,7 @@ E_UINT = 4  # unsigned ints
 E_BOOL = 5
 
 
-@helper
+@inline
 def _begin(self, nargs, want):
     """(context, the store's memory, ok) of a call; not ok if it must take the Python path: the
     wrong number of arguments, or the store is closed in this process."""
@@ -78,28 +78,28 @@ def _begin(self, nargs, want):
     return ctx, address_words(ctx[C_MEM], ctx[C_WORDS] if ok else 0), ok
 
 
-@helper
+@inline
 def _slow(ctx):
     return py_incref(ctx[C_SLOW])
 
 
-@helper
+@inline
 def _arg(args, i):
     return load_word(args + 8 * i)
 
 
-@helper
+@inline
 def _type(ctx, obj):
     return load_word(obj + ctx[C_TYPE_AT])
 
 
-@helper
+@inline
 def _finish(ctx, r):
     """The object to return for a helper's result ``r``."""
     return _slow(ctx) if r == _TAKE_SLOW else r
 
 
-@helper
+@inline
 def _key_of(ctx, obj):
     """(key tag, int value or bytes address, bytes length) of a str, bytes or int key; tag 0
     for any other key (bool and subclasses too: the Python path encodes those)."""
@@ -116,7 +116,7 @@ def _key_of(ctx, obj):
     return 0, 0, 0
 
 
-@helper
+@inline
 def _value_of(ctx, obj):
     """(value tag, payload, bytes address, bytes length) of a value stored natively; tag 0 for
     any other value (the Python path pickles it, or stores a ref or an array)."""
@@ -142,7 +142,7 @@ def _value_of(ctx, obj):
 
 
 # ---------------------------------------------------------------------------- maps
-@helper
+@inline
 def _get(ctx, mem, h, key, ktag):
     """The value of ``key`` as a new object, MISSING, or _TAKE_SLOW (a value the Python path
     decodes: refs, pickles, arrays, text that is not strict UTF-8; or a status)."""
@@ -217,7 +217,7 @@ def map_set_entry(self, args, nargs):
 
 
 # ---------------------------------------------------------------------------- numbers
-@helper
+@inline
 def _number(ctx, obj):
     """(1, value) for an int or float argument, (0, 0.0) for anything else."""
     t = _type(ctx, obj)
@@ -270,7 +270,7 @@ def scalar_get_entry(self, args, nargs):
 
 
 # ---------------------------------------------------------------------------- vectors
-@helper
+@inline
 def _element_bits(ctx, obj, code, nbytes):
     """(1, bits) of a Python number as one slot of a numeric vector, (0, 0) if the Python path
     must convert it (or refuse it): only exact ints and floats that fit without change."""
