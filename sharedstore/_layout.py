@@ -213,7 +213,8 @@ VH_ITEMSIZE = 3  # bytes per slot
 VH_DTYPE = 4     # handle of the string holding the dtype's JSON descriptor
 VH_FREE = 5      # byte offset of the free-list block (int64 slot indices), 0 if none
 VH_NFREE = 6     # slots on the free list
-VH_VERSION = 7   # bumped by 2 after every change is published (optimistic readers)
+VH_VERSION = 7   # bumped by 2 after a change to published slots, the data block or the free
+                 # list is published (optimistic readers); an append past the length needs none
 VEC_WORDS = 8
 # a data block's data: [state, 0, records...]; state = 2 * (processes pinning it) + retired.
 # A block is freed exactly once: by whoever makes state 1 (retired, unpinned).

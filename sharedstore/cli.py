@@ -450,6 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    from .bench import COMPARISONS  # (no rich import either)
     from .demo import DEFAULT_RECORDS, DEFAULT_STEPS, DEFAULT_WORKERS  # (no rich import)
 
     demo = sub.add_parser("demo", help="worker processes share a table, a map and a counter")
@@ -472,8 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="timed calls per figure at least, the best is kept (default: 3, "
                             "more for calls of a few ms; quick: 1)")
     bench.add_argument("--only", action="append", metavar="BENCHMARK",
-                       choices=["map get", "map set", "counter add", "vector extend",
-                                "column scan"],
+                       choices=[c[0] for c in COMPARISONS],
                        help="run only this comparison (repeatable)")
     bench.add_argument("--json", action="store_true", help="print JSON")
     bench.set_defaults(func=run_bench)

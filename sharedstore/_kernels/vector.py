@@ -217,9 +217,11 @@ def _append_begin(mem, token, h, nbytes, one):
 
 @helper
 def _append_end(mem, e, vw, n):
-    """Publish the slots written (the length becomes ``n``), unlock; return ``n``."""
+    """Publish the slots written (the length becomes ``n``), unlock; return ``n``.
+
+    The version stays: appended slots lie past the length readers saw, so no reader can have
+    read them before they were written (readers load the length with acquire)."""
     store_release(mem, vw + L.VH_LEN, n)  # publish the records
-    atomic_add(mem, vw + L.VH_VERSION, 2)
     lock_release(mem, e + L.H_LOCK)
     return n
 
