@@ -34,7 +34,8 @@ _KERNEL_DIR = _PKG / "_kernels"
 
 
 def _source_digest() -> str:
-    h = hashlib.sha256(numba.__version__.encode())
+    # (the entry points in pyentry.py read slots at offsets past the object header)
+    h = hashlib.sha256(f"{numba.__version__} {object.__basicsize__}".encode())
     for path in sorted(_KERNEL_DIR.glob("*.py")) + [_PKG / "_layout.py"]:
         h.update(path.name.encode())
         h.update(path.read_bytes())
@@ -160,15 +161,17 @@ def kernel(signature):
     return wrap
 
 
-#: the C signature of an entry point: CPython's METH_FASTCALL ``(self, args, nargs)``, objects
-#: as their addresses (``PyObject *`` and ``Py_ssize_t`` are both 64-bit integers in the ABI)
-ENTRY_SIGNATURE = numba.types.intp(numba.types.intp, numba.types.intp, numba.types.intp)
+#: the C signature of a method entry point: CPython's METH_FASTCALL | METH_KEYWORDS
+#: ``(self, args, nargs, kwnames)``, objects as their addresses (``PyObject *`` and
+#: ``Py_ssize_t`` are both 64-bit integers in the ABI)
+METHOD_SIGNATURE = numba.types.intp(numba.types.intp, numba.types.intp, numba.types.intp,
+                                    numba.types.intp)
 
 
-class LazyEntry(LazyKernel):
-    """An entry point (``_kernels/pyentry.py``): compiled on first use as a C function with
-    :data:`ENTRY_SIGNATURE`; ``load()`` returns its address (``sharedstore._pycall`` makes
-    builtin functions of it)."""
+class LazyMethod(LazyKernel):
+    """A method entry point (``_kernels/pyentry.py``): compiled on first use as a C function
+    with :data:`METHOD_SIGNATURE`; ``load()`` returns its address (``sharedstore._pycall``
+    makes a method descriptor of it)."""
 
     def load(self):
         if self.dispatcher is None:
@@ -178,12 +181,12 @@ class LazyEntry(LazyKernel):
         return self.entry
 
     def __call__(self, *args):
-        raise TypeError(f"{self.py_func.__name__} is an entry point: call it through _pycall")
+        raise TypeError(f"{self.py_func.__name__} is a method entry point: see _pycall")
 
 
-def entry(func):
-    """Decorate an entry point; compiled with :data:`FLAGS` (less ``nogil``) on first use."""
-    k = LazyEntry(ENTRY_SIGNATURE, func)
+def method(func):
+    """Decorate a method entry point; compiled with :data:`FLAGS` (less ``nogil``) on first use."""
+    k = LazyMethod(METHOD_SIGNATURE, func)
     _KERNELS.append(k)
     return k
 

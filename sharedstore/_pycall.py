@@ -1,15 +1,18 @@
-"""Builtin functions over the entry points of ``_kernels/pyentry.py``: the hot paths' calls.
+"""The hot paths' methods as C functions: the entry points of ``_kernels/pyentry.py`` put on
+the classes as method descriptors.
 
-Each entry point is a C function with CPython's ``METH_FASTCALL`` signature.  This module
-describes it to the interpreter with a ``PyMethodDef`` and makes a builtin function of it
-(``PyCFunction_NewEx``) whose ``self`` is an int: the address of a store's *context* array.
-Calling one costs about what calling ``len`` does; there is no numba dispatcher or unboxing on
-the way.  :class:`Calls` holds one store's context and builtins.
+Each entry point is a C function with CPython's ``METH_FASTCALL | METH_KEYWORDS`` signature.
+:func:`method` stands in for one in a class body; on its first call it describes the entry
+point to the interpreter with a ``PyMethodDef``, makes a method descriptor of it
+(``PyDescr_NewMethod``, as C extension types do) and puts it in its own place, so ``m[k]`` or
+``counter.add(1)`` runs no Python code at all: the interpreter calls the C function with the
+ref and the arguments.  The entry point reads the ref's ``_cx`` slot (the address of its
+store's :class:`Context`) and ``_id`` slot; whatever it does not handle it passes to the
+class's Python method for the same operation (``_slow_getitem``...).
 
-An entry point answers :data:`SLOW` when the Python path must do the work (and has changed
-nothing), and :data:`MISSING` when a key is absent.  Where the interpreter is not CPython, or
-its object layout is not the one probed here, every call answers SLOW: the library stays
-correct, only slower.
+Where the interpreter is not CPython, or the slots are not where the entry points read them
+(``pyentry.SLOT_*``, probed here on each class), the stand-in puts that Python method in its
+place instead: the library stays correct, only slower.
 """
 
 from __future__ import annotations
@@ -21,24 +24,7 @@ import numpy as np
 
 from ._kernels import pyentry as PE
 
-
-class _Marker:
-    __slots__ = ("name",)
-
-    def __init__(self, name: str):
-        self.name = name
-
-    def __repr__(self):
-        return f"<sharedstore {self.name}>"
-
-    def __reduce__(self):
-        raise TypeError(f"{self!r} is private to this process")
-
-
-SLOW = _Marker("SLOW")  # "take the Python path"
-MISSING = _Marker("MISSING")  # "no such key"
-
-_METH_FASTCALL = 0x0080
+_METH_FASTCALL_KEYWORDS = 0x0080 | 0x0002
 
 
 class _MethodDef(ctypes.Structure):
@@ -63,71 +49,106 @@ def _supported() -> bool:
 
 
 _TYPE_OFFSET = _type_offset() if _supported() else -1
-_defs: dict[str, _MethodDef] = {}  # kept alive for as long as the builtins that point at them
+
+#: where the entry points read each slot they use (byte offsets in the instance)
+SLOT_OFFSETS = {"_cx": PE.SLOT_CX, "_id": PE.SLOT_ID, "_element": PE.SLOT_ELEMENT}
 
 
-def _builtin(name: str, self_obj):
-    """A builtin function calling entry point ``name`` of ``pyentry`` with ``self_obj``."""
-    d = _defs.get(name)
-    if d is None:
-        address = getattr(PE, name).load()
-        d = _defs[name] = _MethodDef(name.encode(), address, _METH_FASTCALL, None)
-    new = ctypes.pythonapi.PyCFunction_NewEx
+def slot_offset(cls: type, name: str) -> int:
+    """The byte offset of slot ``name`` in instances of ``cls``, found by storing an object in
+    it and looking for its address; -1 if ``name`` is not a slot or was not found."""
+    member = next((c.__dict__[name] for c in cls.__mro__ if name in c.__dict__), None)
+    if type(member).__name__ != "member_descriptor" or _TYPE_OFFSET < 0:
+        return -1
+    obj = object.__new__(cls)
+    marks = (object(), object())
+    found = []
+    for mark in marks:
+        member.__set__(obj, mark)
+        found.append({off for off in range(0, cls.__basicsize__ - 7, 8)
+                      if ctypes.c_ssize_t.from_address(id(obj) + off).value == id(mark)})
+    member.__delete__(obj)
+    both = found[0] & found[1]
+    return both.pop() if len(both) == 1 else -1
+
+
+def usable(cls: type, slots) -> bool:
+    """Whether entry points reading ``slots`` can be installed on ``cls``."""
+    return _TYPE_OFFSET >= 0 and all(slot_offset(cls, s) == SLOT_OFFSETS[s] for s in slots)
+
+
+_defs: list[_MethodDef] = []  # kept alive for as long as the descriptors that point at them
+
+
+def _descriptor(cls: type, name: str, entry: str, doc: str):
+    address = getattr(PE, entry).load()
+    d = _MethodDef(name.encode(), address, _METH_FASTCALL_KEYWORDS, doc.encode())
+    _defs.append(d)
+    new = ctypes.pythonapi.PyDescr_NewMethod
     new.restype = ctypes.py_object
-    new.argtypes = [ctypes.c_void_p, ctypes.py_object, ctypes.py_object]
-    return new(ctypes.addressof(d), self_obj, None)
+    new.argtypes = [ctypes.py_object, ctypes.c_void_p]
+    return new(cls, ctypes.addressof(d))
 
 
-def _always_slow(*args):
-    return SLOW
+class method:
+    """``name = method(entry, slow, "(key, /)")`` in a class body: the method ``name`` is entry
+    point ``entry`` of ``pyentry``, and ``slow`` the name of the Python method it hands what it
+    does not do to (called with the same arguments).  ``signature`` is the text signature
+    (after ``$self``) and ``doc`` the docstring.
+
+    Until its first call it is this stand-in, so importing the library loads no entry point:
+    the first call installs the method descriptor in its place (or the Python method, see the
+    module's doc), then every call goes straight to it."""
+
+    def __init__(self, entry: str, slow: str, signature: str, doc: str,
+                 slots=("_cx", "_id")):
+        self.entry, self.slow, self.slots = entry, slow, tuple(slots)
+        self.signature, self.__doc__ = signature, doc
+
+    def __set_name__(self, owner, name):
+        self.owner, self.name = owner, name
+
+    def install(self):
+        """Put the method in this stand-in's place; return it."""
+        owner, name = self.owner, self.name
+        current = owner.__dict__.get(name)
+        if current is not self:  # (installed already, by another thread)
+            return current
+        if usable(owner, self.slots):
+            params = self.signature[1:]
+            text = f"{name}($self{', ' if params != ')' else ''}{params}\n--\n\n{self.__doc__}"
+            fn = _descriptor(owner, name, self.entry, text)
+        else:
+            fn = getattr(owner, self.slow)
+        setattr(owner, name, fn)
+        return fn
+
+    def __get__(self, obj, objtype=None):
+        if obj is None:
+            return self  # (introspection of the class loads nothing)
+        return self.install().__get__(obj, objtype)
 
 
-#: the builtins a Store has, by attribute name: entry point in ``pyentry``
-ENTRIES = {
-    "map_get": "map_get_entry",
-    "map_set": "map_set_entry",
-    "int_add": "int_add_entry",
-    "float_add": "float_add_entry",
-    "scalar_get": "scalar_get_entry",
-    "vector_append": "vector_append_entry",
-}
+class Context:
+    """One store's context in this process: the int64 array the entry points read through a
+    ref's ``_cx`` slot (``address``).
 
-
-class Calls:
-    """One store's context and builtin functions in this process: ``calls.map_get(h, key)``.
-
-    ``mem`` is the store's mapping (an int64 array); ``token`` this process's lock token.  Each
-    builtin is made on its first call (loading its entry point from the cache): until then its
-    attribute is a stand-in that makes it, puts it in its place and forwards the call, so
-    attaching loads no entry point a process never calls.  :meth:`close` makes every later call
-    answer SLOW (the Python path then says the store is closed), so nothing reads the mapping
-    after it is gone."""
+    ``mem`` is the store's mapping (an int64 array); ``token`` this process's lock token.
+    :meth:`close` makes every later call hand over to the Python methods (which then say the
+    store is closed), so nothing reads the mapping after it is gone."""
 
     def __init__(self, mem: np.ndarray, token: int):
-        self.ctx = np.zeros(PE.CTX_WORDS, dtype=np.int64)
-        usable = _TYPE_OFFSET >= 0
-        if usable:
-            c = self.ctx
+        self.ctx = c = np.zeros(PE.CTX_WORDS, dtype=np.int64)
+        self.address = int(c.ctypes.data)
+        if _TYPE_OFFSET >= 0:
             c[PE.C_MEM] = mem.ctypes.data
             c[PE.C_WORDS] = len(mem)
             c[PE.C_TOKEN] = token
             c[PE.C_TYPE_AT] = _TYPE_OFFSET
             for i, o in ((PE.C_STR, str), (PE.C_BYTES, bytes), (PE.C_INT, int),
                          (PE.C_FLOAT, float), (PE.C_NONE, None), (PE.C_TRUE, True),
-                         (PE.C_FALSE, False), (PE.C_SLOW, SLOW), (PE.C_MISSING, MISSING)):
+                         (PE.C_FALSE, False)):
                 c[i] = id(o)
-        for attr, name in ENTRIES.items():
-            setattr(self, attr, self._stand_in(attr, name) if usable else _always_slow)
-
-    def _stand_in(self, attr: str, name: str):
-        def first_call(*args):
-            fn = self.__dict__[attr]
-            if fn is first_call:  # (a caller may have kept the stand-in itself)
-                fn = _builtin(name, int(self.ctx.ctypes.data))
-                setattr(self, attr, fn)
-            return fn(*args)
-
-        return first_call
 
     def set_token(self, token: int) -> None:
         self.ctx[PE.C_TOKEN] = token

@@ -14,14 +14,21 @@ from collections.abc import ItemsView, Mapping, MutableMapping, MutableSequence,
 import numpy as np
 
 from . import _layout as L
+from . import _pycall
 from ._kernels import hashmap as KM
 from ._kernels import heap as KH
 from ._kernels import objects as KO
 from ._kernels import status as S
-from ._values import _float_from_bits, as_float, decode_key, decode_value, encode_key, encode_value
-from ._values import corrupt_text, float_bits
-from ._pycall import MISSING as _MISSING
-from ._pycall import SLOW as _SLOW
+from ._values import (
+    _float_from_bits,
+    as_float,
+    corrupt_text,
+    decode_key,
+    decode_value,
+    encode_key,
+    encode_value,
+    float_bits,
+)
 from ._values import as_int64 as _int64
 from .errors import InvalidHandleError, SharedStoreError, raise_status
 
@@ -35,7 +42,9 @@ _V_FLOAT = L.V_FLOAT
 class Ref:
     """Base of every ref: an object in a store, named by ``id``."""
 
-    __slots__ = ("_store", "_id", "_calls")  # _calls: the store's builtins (_pycall.Calls)
+    # _cx: the address of the store's _pycall.Context, for the hot paths' entry points, which
+    # read it and _id (pyentry.SLOT_*)
+    __slots__ = ("_cx", "_id", "_store")
     _kind = -1
 
     def __init__(self, store, id: int):
@@ -53,7 +62,7 @@ class Ref:
             )
         self._store = store
         self._id = id
-        self._calls = store._calls
+        self._cx = store._cx
 
     @classmethod
     def _trusted(cls, store, id: int):
@@ -61,7 +70,7 @@ class Ref:
         self = cls.__new__(cls)
         self._store = store
         self._id = id
-        self._calls = store._calls
+        self._cx = store._cx
         return self
 
     @property
@@ -157,24 +166,24 @@ class NumberRef(_ScalarRef):
     __slots__ = ()
     _kind = L.KIND_FLOAT
 
-    def get(self) -> float:
-        v = self._calls.scalar_get(self._id, L.KIND_FLOAT)
-        return _float_from_bits(self._bits()) if v is _SLOW else v
+    get = _pycall.method("float_get", "_slow_get", "()", "The number's current value.")
+
+    def _slow_get(self) -> float:
+        return _float_from_bits(self._bits())
 
     def set(self, value: float) -> None:
         self._set_bits(float_bits(as_float(value)))
 
-    def add(self, x: float) -> float:
-        """Atomically add ``x``; return the new value."""
-        v = self._calls.float_add(self._id, x)
-        if v is not _SLOW:
-            return v
+    add = _pycall.method("float_add", "_slow_add", "(x, /)",
+                         "Atomically add ``x``; return the new value.")
+
+    def _slow_add(self, x: float) -> float:
         st, new = KO.float_add(self._store.mem, self._id, as_float(x))
         if st < 0:
             self._fail(st, "add()")
         return new
 
-    value = property(get, set, doc="The number's current value.")
+    value = property(lambda self: self.get(), set, doc="The number's current value.")
 
     def __float__(self):
         return self.get()
@@ -186,18 +195,18 @@ class IntRef(_ScalarRef):
     __slots__ = ()
     _kind = L.KIND_INT
 
-    def get(self) -> int:
-        v = self._calls.scalar_get(self._id, L.KIND_INT)
-        return self._bits() if v is _SLOW else v
+    get = _pycall.method("int_get", "_slow_get", "()", "The integer's current value.")
+
+    def _slow_get(self) -> int:
+        return self._bits()
 
     def set(self, value: int) -> None:
         self._set_bits(_int64(value))
 
-    def add(self, x: int = 1) -> int:
-        """Atomically add ``x`` (wrapping at int64); return the new value."""
-        v = self._calls.int_add(self._id, x)
-        if v is not _SLOW:
-            return v
+    add = _pycall.method("int_add", "_slow_add", "(x=1, /)",
+                         "Atomically add ``x`` (wrapping at int64); return the new value.")
+
+    def _slow_add(self, x: int = 1) -> int:
         st, new = KO.int_add(self._store.mem, self._id, _int64(x))
         if st < 0:
             self._fail(st, "add()")
@@ -210,7 +219,7 @@ class IntRef(_ScalarRef):
             self._fail(st, "compare_exchange()")
         return bool(ok)
 
-    value = property(get, set, doc="The integer's current value.")
+    value = property(lambda self: self.get(), set, doc="The integer's current value.")
 
     def __int__(self):
         return self.get()
@@ -255,13 +264,16 @@ class MapRef(Ref, MutableMapping):
     _kind = L.KIND_MAP
 
     # ---------------------------------------------------------------- reads
-    def __getitem__(self, key):
-        v = self._calls.map_get(self._id, key)  # the common cases, at C speed
-        if v is _SLOW:
-            return self._get(key)
-        if v is _MISSING:
-            raise KeyError(key)
-        return v
+    # The common cases run as C functions (_pycall.method); the _slow_* methods do the rest.
+    __getitem__ = _pycall.method("map_getitem", "_slow_getitem", "(key, /)", "``m[key]``.")
+    __contains__ = _pycall.method("map_contains", "_slow_contains", "(key, /)", "``key in m``.")
+    get = _pycall.method("map_get", "_slow_get", "(key, default=None)",
+                         "``m[key]``, or ``default`` if ``key`` is not in the map.")
+    __setitem__ = _pycall.method("map_setitem", "_slow_setitem", "(key, value, /)",
+                                 "``m[key] = value``.")
+
+    def _slow_getitem(self, key):
+        return self._get(key)
 
     def _get(self, key):
         """``self[key]`` through the map_get kernel: every key and value type, and the errors."""
@@ -293,24 +305,18 @@ class MapRef(Ref, MutableMapping):
             return decode_value(s, r, ints[1], None)
         return decode_value(s, r, ints[1], view[24:24 + ints[2]])
 
-    def __contains__(self, key) -> bool:
-        v = self._calls.map_get(self._id, key)
-        if v is not _SLOW:
-            return v is not _MISSING
+    def _slow_contains(self, key) -> bool:
         try:
             self._get(key)
         except (KeyError, TypeError):
             return False
         return True
 
-    def get(self, key, default=None):
-        v = self._calls.map_get(self._id, key)
-        if v is _SLOW:
-            try:
-                return self._get(key)
-            except KeyError:
-                return default
-        return default if v is _MISSING else v
+    def _slow_get(self, key, default=None):
+        try:
+            return self._get(key)
+        except KeyError:
+            return default
 
     def get_many(self, keys, default=None) -> list:
         """The values of ``keys`` (``default`` for missing ones), looked up in one kernel call."""
@@ -400,9 +406,8 @@ class MapRef(Ref, MutableMapping):
         return _ValuesView(self)
 
     # ---------------------------------------------------------------- writes
-    def __setitem__(self, key, value) -> None:
-        if self._calls.map_set(self._id, key, value) is _SLOW:  # native keys and values
-            self._set(key, value)
+    def _slow_setitem(self, key, value) -> None:
+        self._set(key, value)
 
     def _set(self, key, value) -> None:
         """``self[key] = value`` through the map_set kernel: every value, and the errors."""

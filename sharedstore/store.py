@@ -23,11 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from . import _jit, _pycall
 from . import _layout as L
-from . import _jit
-from . import _pycall
-from ._pycall import MISSING as _MISSING
-from ._pycall import SLOW as _SLOW
 from . import _segment as seg
 from ._kernels import hashmap as KM
 from ._kernels import heap as KH
@@ -35,6 +32,8 @@ from ._kernels import locks as KL
 from ._kernels import objects as KO
 from ._kernels import status as S
 from ._kernels import vector as KV
+from ._values import as_float, float_bits
+from ._values import as_int64 as _int64
 from .errors import (
     LockTimeoutError,
     StoreClosedError,
@@ -46,8 +45,6 @@ from .errors import (
 )
 from .refs import IntRef, MapRef, NumberRef, Ref, StringRef, ref_class
 from .structs import Struct
-from ._values import as_int64 as _int64
-from ._values import as_float, float_bits
 
 #: how long an operation waits for a lock held by a *live* process before LockTimeoutError
 DEFAULT_LOCK_TIMEOUT = 30.0
@@ -63,6 +60,9 @@ _live: weakref.WeakSet = weakref.WeakSet()
 class Store:
     """A shared store mapped into this process.  Make one with :func:`create`, :func:`attach`
     or :func:`open`; it is also a mutable mapping of named values."""
+
+    # _cx and _id, as in a ref (refs.Ref): the entry points of the hot paths read them
+    __slots__ = ("_cx", "_id", "__dict__", "__weakref__")
 
     def __init__(self, name: str, path: Path, fd: int, mm, *, created: bool):
         self.name = name
@@ -85,9 +85,10 @@ class Store:
         self.lock_timeout = DEFAULT_LOCK_TIMEOUT
         self.reserved = int(self._mem[L.W_RESERVED])
         self._token = self._register()
-        self._calls = _pycall.Calls(self._mem, self._token)  # the hot paths' builtins
-        self._root_id = int(self._mem[L.W_ROOT])
-        self._root = MapRef._trusted(self, self._root_id)
+        self._context = _pycall.Context(self._mem, self._token)  # read by the hot paths
+        self._cx = self._context.address
+        self._id = int(self._mem[L.W_ROOT])  # the root map's
+        self._root = MapRef._trusted(self, self._id)
         _live.add(self)
         with _open_lock:
             _open.setdefault(str(self.path), self)
@@ -111,7 +112,7 @@ class Store:
         self._creator_pid = -1  # the child did not create the store: it never unlinks it
         if not self._closed:
             self._token = self._register()
-            self._calls.set_token(self._token)
+            self._context.set_token(self._token)
 
     @property
     def mem(self) -> np.ndarray:
@@ -144,7 +145,7 @@ class Store:
         if self._closed:
             return
         self._closed = True
-        self._calls.close()  # from here the builtins answer SLOW: the Python path raises
+        self._context.close()  # from here the hot paths hand over: the Python path raises
         with _open_lock:
             if _open.get(str(self.path)) is self:
                 del _open[str(self.path)]
@@ -439,31 +440,31 @@ class Store:
             raise StoreClosedError(f"store {self.name!r} is closed in this process")
         return self._root
 
-    def __getitem__(self, key):
-        v = self._calls.map_get(self._root_id, key)  # as MapRef.__getitem__, one call less
-        if v is _SLOW:
-            return self.root._get(key)
-        if v is _MISSING:
-            raise KeyError(key)
-        return v
+    # The hot paths run as C functions (_pycall.method) reading the root map through _id;
+    # the _slow_* methods do what they hand over.
+    __getitem__ = _pycall.method("map_getitem", "_slow_getitem", "(key, /)",
+                                 "``store[key]``: the named value ``key``.")
+    __setitem__ = _pycall.method("map_setitem", "_slow_setitem", "(key, value, /)",
+                                 "``store[key] = value``: set a named value.")
+    __contains__ = _pycall.method("map_contains", "_slow_contains", "(key, /)",
+                                  "``key in store``.")
+    get = _pycall.method("map_get", "_slow_get", "(key, default=None)",
+                         "``store[key]``, or ``default`` if there is no such named value.")
 
-    def __setitem__(self, key, value) -> None:
-        if self._calls.map_set(self._root_id, key, value) is _SLOW:
-            self.root._set(key, value)
+    def _slow_getitem(self, key):
+        return self.root._get(key)
+
+    def _slow_setitem(self, key, value) -> None:
+        self.root._set(key, value)
+
+    def _slow_contains(self, key) -> bool:
+        return key in self.root
+
+    def _slow_get(self, key, default=None):
+        return self.root.get(key, default)
 
     def __delitem__(self, key) -> None:
         del self.root[key]
-
-    def __contains__(self, key) -> bool:
-        v = self._calls.map_get(self._root_id, key)
-        return key in self.root if v is _SLOW else v is not _MISSING
-
-    def get(self, key, default=None):
-        """``store[key]``, or ``default`` if there is no such named value."""
-        v = self._calls.map_get(self._root_id, key)
-        if v is _SLOW:
-            return self.root.get(key, default)
-        return default if v is _MISSING else v
 
     def __len__(self) -> int:
         return len(self.root)

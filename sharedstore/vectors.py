@@ -34,10 +34,10 @@ import weakref
 import numpy as np
 
 from . import _layout as L
+from . import _pycall
 from ._kernels import status as S
 from ._kernels import vector as KV
 from ._kernels.pyentry import element_code
-from ._pycall import SLOW as _SLOW
 from .refs import _CLASSES, Ref, StringRef
 from .structs import Struct
 
@@ -78,7 +78,7 @@ class VectorRef(Ref):
         super().__init__(store, id)
         self._dtype = None
         self._shape = None
-        self._element = None  # vector_append_entry's element code, once the dtype is known
+        self._element = None  # pyentry.element_code of the dtype, once known (append)
 
     @classmethod
     def _trusted(cls, store, id: int):
@@ -190,13 +190,14 @@ class VectorRef(Ref):
             self._call(KV.vector_extend, rows.view(np.uint8).reshape(-1), what="extend()",
                        hint=rows.nbytes)
 
-    def append(self, value) -> None:
-        """Append one slot."""
-        element = self._element
-        if element is None:
-            element = self._element = element_code(self.dtype)
-        if not element or self._calls.vector_append(self._id, value, element) is _SLOW:
-            self.extend([value])  # records, and numbers the fast path does not convert
+    # one number into a numeric vector runs as a C function (_pycall.method); the rest here
+    append = _pycall.method("vector_append", "_slow_append", "(value, /)", "Append one slot.",
+                            slots=("_cx", "_id", "_element"))
+
+    def _slow_append(self, value) -> None:
+        if self._element is None:
+            self._element = element_code(self.dtype)  # (the next append can take the C path)
+        self.extend([value])  # records, and numbers the C path does not convert
 
     def insert(self, value) -> int:
         """Put a record in a free slot (or at the end); return its index."""

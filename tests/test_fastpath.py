@@ -1,6 +1,8 @@
-"""The builtin fast paths (``_pycall``/``_kernels/pyentry.py``): the same results as the Python
-paths, every case they do not handle handed over (never wrong), no reference leaked."""
+"""The hot paths' C methods (``_pycall``/``_kernels/pyentry.py``): the same results as the
+Python methods, every case they do not handle handed over to those (never wrong, never a
+partial write), no reference leaked."""
 
+import inspect
 import os
 import sys
 
@@ -8,26 +10,97 @@ import numpy as np
 import pytest
 
 import sharedstore as ss
-from sharedstore import _layout as L
+from sharedstore import _pycall
 from sharedstore._kernels import pyentry as PE
-from sharedstore._pycall import MISSING, SLOW
+from sharedstore.refs import IntRef, MapRef, NumberRef
+from sharedstore.store import Store
+from sharedstore.vectors import VectorRef
 
 NATIVE_KEYS = ["k", "é€𝄞", "", b"raw\x00", b"", 0, -1, 2**63 - 1, -(2**63)]
 NATIVE_VALUES = [None, True, False, 0, -7, 2**63 - 1, -(2**63), 1.5, float("inf"), -0.0,
                  "", "text", "é€𝄞" * 50, b"", b"\x00\xff" * 300]
 
+SLOW_METHODS = [(MapRef, n) for n in ("_slow_getitem", "_slow_setitem", "_slow_contains",
+                                      "_slow_get")]
+SLOW_METHODS += [(Store, n) for n in ("_slow_getitem", "_slow_setitem", "_slow_contains",
+                                      "_slow_get")]
+SLOW_METHODS += [(IntRef, "_slow_add"), (IntRef, "_slow_get"), (NumberRef, "_slow_add"),
+                 (NumberRef, "_slow_get"), (VectorRef, "_slow_append")]
 
-def test_native_keys_and_values_take_the_fast_path(store):
+
+@pytest.fixture
+def handed(monkeypatch):
+    """``handed(cls, name)``: the argument tuples ``cls.<name>`` is called with from now on
+    (it still does its work)."""
+
+    def watch(cls, name):
+        seen = []
+        original = getattr(cls, name)
+
+        def spy(self, *args, **kwargs):
+            seen.append(args + tuple(kwargs.items()))
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, name, spy)
+        return seen
+
+    return watch
+
+
+def test_the_c_methods_are_installed_on_cpython(store):
+    """A renamed or added slot would move what the entry points read: the probe must agree
+    with pyentry.SLOT_*, or every hot path silently becomes the Python one."""
+    if sys.implementation.name != "cpython":
+        pytest.skip("CPython only")
+    v = store.vector("float64")
     m = store.map()
-    calls = store._calls
+    m["a"], store["b"] = 1.0, 2.0
+    assert m["a"] + store["b"] + m.get("a") + store.get("b") == 6.0
+    assert "a" in m and "b" in store
+    store.integer(0).add(1), store.integer(0).get(), store.number(0.0).add(1.0)
+    store.number(0.0).get(), v.append(1.0)
+    for cls, names in ((MapRef, ("__getitem__", "__setitem__", "__contains__", "get")),
+                       (Store, ("__getitem__", "__setitem__", "__contains__", "get")),
+                       (IntRef, ("add", "get")), (NumberRef, ("add", "get")),
+                       (VectorRef, ("append",))):
+        for name in names:
+            assert type(cls.__dict__[name]).__name__ == "method_descriptor", (cls, name)
+    assert _pycall.slot_offset(VectorRef, "_element") == PE.SLOT_ELEMENT
+    assert str(inspect.signature(MapRef.get)) == "(self, /, key, default=None)"
+    assert "default" in MapRef.get.__doc__
+
+
+def test_native_keys_and_values_take_the_fast_path(store, handed):
+    m = store.map()
+    i, n, vec = store.integer(1), store.number(0.5), store.vector("int64")
+    seen = [handed(cls, name) for cls, name in SLOW_METHODS]
     for k in NATIVE_KEYS:
         for v in NATIVE_VALUES:
-            assert calls.map_set(m.id, k, v) is None
-            got = calls.map_get(m.id, k)
+            m[k] = v
+            got = m[k]
             assert type(got) is type(v) and got == v
-            assert m[k] == v and type(m[k]) is type(v)
-    assert calls.map_get(m.id, "absent") is MISSING
-    assert calls.map_get(m.id, 12345) is MISSING
+            assert m.get(k) == v and k in m
+            store[k] = v
+            assert store[k] == v and store.get(k, 1) == v and k in store
+    assert "absent" not in m and m.get("absent") is None and m.get(12345, 7) == 7
+    assert "absent" not in store and store.get(12345, 7) == 7
+    assert i.add() == 2 and i.add(3) == 5 and i.get() == 5 and n.add(1) == 1.5
+    assert n.get() == 1.5
+    vec.extend([0])  # (the first append asks the Python method what the vector holds)
+    vec.append(7)
+    vec.append(8)
+    assert vec.view().tolist() == [0, 7, 8]
+    assert [s for s in seen if s] == [[(7,)]]  # only that first append was handed over
+
+
+def test_a_missing_key_raises_key_error_through_the_python_method(store, handed):
+    seen = handed(MapRef, "_slow_getitem")
+    m = store.map()
+    with pytest.raises(KeyError, match="nope"):
+        m["nope"]
+    with pytest.raises(KeyError):
+        store["nope"]
+    assert seen == [("nope",)]
 
 
 class StrKey(str):
@@ -36,9 +109,14 @@ class StrKey(str):
 
 @pytest.mark.parametrize("key", [True, StrKey("k"), 2**63, "lone \ud800 surrogate",
                                  bytearray(b"k"), 1.5, None])
-def test_other_keys_go_the_python_way(store, key):
+def test_other_keys_go_the_python_way(store, key, handed):
     m = store.map()
-    assert store._calls.map_get(m.id, key) is SLOW
+    seen = handed(MapRef, "_slow_get")
+    try:
+        assert m.get(key) is None
+    except TypeError:  # (not a key type: the Python method says so)
+        assert isinstance(key, (float, type(None))) or key == 2**63
+    assert seen == [(key,)]
     if isinstance(key, (float, type(None))):
         with pytest.raises(TypeError):
             m[key] = 1
@@ -54,40 +132,93 @@ def test_other_keys_go_the_python_way(store, key):
 
 @pytest.mark.parametrize("value", [2**64, [1, 2], {"a": 1}, np.arange(3), "bad \udcff text",
                                    StrKey("sub"), np.float64(2.5), 3 + 4j])
-def test_other_values_go_the_python_way(store, value):
+def test_other_values_go_the_python_way(store, value, monkeypatch, handed):
     m = store.map()
-    assert store._calls.map_set(m.id, "k", value) is SLOW
-    assert "k" not in m  # SLOW means nothing was written
+    skipped = []
+    monkeypatch.setattr(MapRef, "_slow_setitem", lambda self, k, v: skipped.append(k))
     m["k"] = value
+    assert skipped == ["k"] and "k" not in m  # handed over having written nothing
+    monkeypatch.undo()
+    m["k"] = value
+    seen = handed(MapRef, "_slow_getitem")
     got = m["k"]
     if isinstance(value, np.ndarray):
         assert np.array_equal(got, value)
     else:
         assert got == value
     if type(value) is str:  # stored text that is not strict UTF-8 is decoded by the Python path
-        assert store._calls.map_get(m.id, "k") is SLOW
+        assert seen == [("k",)]
 
 
-def test_refs_and_pickles_read_back_through_the_python_path(store):
+def test_refs_and_pickles_read_back_through_the_python_path(store, handed):
     m = store.map()
     s = store.string("hi")
     m["s"], m["obj"] = s, {"n": [1]}
-    assert store._calls.map_get(m.id, "s") is SLOW and m["s"] == s
-    assert m["obj"] == {"n": [1]}
+    seen = handed(MapRef, "_slow_getitem")
+    assert m["s"] == s and m["obj"] == {"n": [1]}
+    assert seen == [("s",), ("obj",)]
+
+
+def test_arguments_the_c_methods_do_not_take(store):
+    m = store.map()
+    m["k"] = 1.0
+    assert m.get("k", default=3) == 1.0 and m.get(key="zz", default=3) == 3
+    assert store.get("zz", default=4) == 4
+    with pytest.raises(TypeError):
+        m.get()
+    with pytest.raises(TypeError):
+        m.get("k", 1, 2)
+    with pytest.raises(TypeError):
+        m.__getitem__("k", "extra")
+    i = store.integer(0)
+    assert i.add(x=2) == 2
+    with pytest.raises(TypeError):
+        i.add(1, 2)
+    with pytest.raises(TypeError):
+        i.get(1)
+    with pytest.raises(TypeError):
+        MapRef.get(store.integer(0), "k")  # the descriptor checks the class of self
+
+
+def test_a_ref_without_its_slots_fails_cleanly(store):
+    bare = MapRef.__new__(MapRef)  # (no store: the C method must not read anything)
+    with pytest.raises(AttributeError):
+        bare["k"]
+    with pytest.raises(AttributeError):
+        bare["k"] = 1
+
+
+def test_a_class_whose_slots_are_elsewhere_gets_the_python_method():
+    class Moved:
+        __slots__ = ("_a", "_cx", "_id")  # _cx is not where the entry points read it
+
+        get = _pycall.method("map_get", "_slow_get", "(key, default=None)", "doc")
+
+        def _slow_get(self, key, default=None):
+            return ("python", key, default)
+
+    assert not _pycall.usable(Moved, ("_cx", "_id"))
+    assert Moved().get("k") == ("python", "k", None)
+    assert Moved.__dict__["get"] is Moved.__dict__["_slow_get"]
 
 
 def test_no_reference_leaks(store):
     m = store.map()
     m["none"], m["t"], m["f"], m["float"], m["text"] = None, True, False, 1.5, "x" * 40
     m["obj"] = [1]
-    key = "float"
-    objs = (None, True, False, SLOW, MISSING, key)
+    key, default = "float", object()
+    objs = (None, True, False, key, default)
     before = [sys.getrefcount(o) for o in objs]
     for _ in range(2000):
         m["none"], m["t"], m["f"], m[key], m["absent2"] = None, True, False, m[key], m["none"]
-        assert m.get("absent") is None and "absent" not in m
-        m["obj"]  # SLOW, then the Python path
+        assert m.get("absent") is None and "absent" not in m and m.get("x", default) is default
+        assert "float" in m and m.get(key, default) == 1.5
+        m["obj"]  # handed over
         m["obj"] = [2]
+        try:
+            m["absent"]
+        except KeyError:
+            pass
         del m["absent2"]
     # a reference leaked (or freed twice) per call would move a count by thousands; the
     # interpreter's own bookkeeping moves None's by a few
@@ -104,13 +235,13 @@ def test_closed_store_and_dropped_map(name):
         dropped["a"]
     with pytest.raises(ss.UseAfterFreeError):
         dropped["a"] = 1
-    calls = store._calls
     store.close()
-    assert calls.map_get(m.id, "a") is SLOW and calls.map_set(m.id, "a", 2.0) is SLOW
     with pytest.raises(ss.StoreClosedError):
         m["a"]
     with pytest.raises(ss.StoreClosedError):
         m["a"] = 2.0
+    with pytest.raises(ss.StoreClosedError):
+        assert "a" in m
     with pytest.raises(ss.StoreClosedError):
         store["a"]
 
@@ -179,7 +310,7 @@ def test_vector_append_grows_and_keeps_views(store):
 
 
 def _forked_child_writes(store, r):
-    ok = store._calls.ctx[PE.C_TOKEN] == store.token
+    ok = store._context.ctx[PE.C_TOKEN] == store.token
     store["child"] = 2.5  # the fast path, with the child's own lock token
     store["counter"].add(1)
     os.write(r, b"1" if ok else b"0")
@@ -210,8 +341,14 @@ def test_forked_child_uses_its_own_token(store):
 def test_kinds_are_checked(store):
     i = store.integer(1)
     s = store.string("x")
-    assert store._calls.scalar_get(s.id, L.KIND_INT) is SLOW
-    assert store._calls.int_add(s.id, 1) is SLOW
-    assert store._calls.map_get(i.id, "k") is SLOW
+    with pytest.raises(ss.InvalidHandleError):
+        IntRef(store, s.id)
     with pytest.raises(ss.InvalidHandleError):
         ss.MapRef(store, i.id)
+    fake = IntRef._trusted(store, s.id)  # a handle of the wrong kind: the kernels refuse it
+    with pytest.raises(ss.InvalidHandleError):
+        fake.add(1)
+    with pytest.raises(ss.InvalidHandleError):
+        fake.get()
+    with pytest.raises(ss.InvalidHandleError):
+        MapRef._trusted(store, i.id)["k"]

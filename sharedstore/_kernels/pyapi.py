@@ -250,3 +250,104 @@ def py_decref(typingctx, obj):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+# ---------------------------------------------------------------------------- calling Python
+@intrinsic(prefer_literal=True)
+def py_attr(typingctx, obj, name):
+    """``getattr(obj, name)`` as a new reference, 0 with the exception set; ``name`` is a
+    string constant in the caller's code."""
+    if not isinstance(name, types.StringLiteral):
+        return None
+    text = name.literal_value
+    sig = types.int64(types.int64, name)
+
+    def codegen(context, builder, sig, args):
+        cname = context.insert_const_string(builder.module, text)
+        fn = _c(builder, "PyObject_GetAttrString", _I8P, [_I8P, _I8P])
+        return _addr(builder, builder.call(fn, [_obj(builder, args[0]), cname]))
+
+    return sig, codegen
+
+
+@intrinsic
+def py_tuple_new(typingctx, n):
+    """A new tuple of ``n`` empty places (fill each with :func:`py_tuple_put`); 0 if no memory."""
+    sig = types.int64(types.int64)
+
+    def codegen(context, builder, sig, args):
+        return _addr(builder, builder.call(_c(builder, "PyTuple_New", _I8P, [_I64]), args))
+
+    return sig, codegen
+
+
+@intrinsic
+def py_tuple_put(typingctx, tup, i, obj):
+    """Put a new reference to ``obj`` in place ``i`` of a tuple just made."""
+    sig = types.void(types.int64, types.int64, types.int64)
+
+    def codegen(context, builder, sig, args):
+        o = _obj(builder, args[2])
+        builder.call(_c(builder, "Py_IncRef", ir.VoidType(), [_I8P]), [o])
+        fn = _c(builder, "PyTuple_SetItem", _I32, [_I8P, _I64, _I8P])  # (steals the reference)
+        builder.call(fn, [_obj(builder, args[0]), args[1], o])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def py_tuple_size(typingctx, tup):
+    sig = types.int64(types.int64)
+
+    def codegen(context, builder, sig, args):
+        return builder.call(_c(builder, "PyTuple_Size", _I64, [_I8P]), [_obj(builder, args[0])])
+
+    return sig, codegen
+
+
+@intrinsic
+def py_tuple_item(typingctx, tup, i):
+    """Item ``i`` of a tuple (a borrowed reference)."""
+    sig = types.int64(types.int64, types.int64)
+
+    def codegen(context, builder, sig, args):
+        fn = _c(builder, "PyTuple_GetItem", _I8P, [_I8P, _I64])
+        return _addr(builder, builder.call(fn, [_obj(builder, args[0]), args[1]]))
+
+    return sig, codegen
+
+
+@intrinsic
+def py_dict_new(typingctx):
+    sig = types.int64()
+
+    def codegen(context, builder, sig, args):
+        return _addr(builder, builder.call(_c(builder, "PyDict_New", _I8P, []), []))
+
+    return sig, codegen
+
+
+@intrinsic
+def py_dict_put(typingctx, d, key, value):
+    """``d[key] = value``; 0, or -1 with the exception set."""
+    sig = types.int64(types.int64, types.int64, types.int64)
+
+    def codegen(context, builder, sig, args):
+        fn = _c(builder, "PyDict_SetItem", _I32, [_I8P, _I8P, _I8P])
+        r = builder.call(fn, [_obj(builder, a) for a in args])
+        return builder.sext(r, _I64)
+
+    return sig, codegen
+
+
+@intrinsic
+def py_call(typingctx, fn, tup, kw):
+    """``fn(*tup, **kw)`` (``kw`` may be 0): a new reference, 0 with the exception set."""
+    sig = types.int64(types.int64, types.int64, types.int64)
+
+    def codegen(context, builder, sig, args):
+        f = _c(builder, "PyObject_Call", _I8P, [_I8P, _I8P, _I8P])
+        return _addr(builder, builder.call(f, [_obj(builder, a) for a in args]))
+
+    return sig, codegen

@@ -1,30 +1,34 @@
-"""Entry points Python calls as builtin functions: the hot paths, with no numba argument boxing.
+"""Methods of the hot paths as C functions: ``m[k]``, ``m[k] = v``, ``IntRef.add``, ``append``...
 
 A numba ``@njit`` kernel called from Python pays for its dispatcher or wrapper: every argument
 is unboxed into a numba value (an array argument costs a meminfo), about 250-400 ns a call on
-the development VM, more than a dict lookup.  The functions here are compiled as C functions
-with CPython's ``METH_FASTCALL`` signature ``(self, args, nargs)`` (``_jit.entry``) and wrapped
-as builtin functions (``sharedstore._pycall``), so a call costs what calling ``len`` costs.
-They read their arguments as objects (``pyapi``) and return a new object.
+the development VM, more than a dict lookup; a Python method around a faster call still costs
+its frame (50-150 ns).  The functions here are compiled as C functions with CPython's
+``METH_FASTCALL | METH_KEYWORDS`` signature ``(self, args, nargs, kwnames)`` (``_jit.method``)
+and put on the classes as method descriptors (``sharedstore._pycall``), so ``m[k]`` costs what
+``d[k]`` costs plus the lookup itself.  They read their arguments as objects (``pyapi``) and
+return a new object.
 
-``self`` is an int: the address of the store's *context*, an int64 array of this process
-(``C_*`` below) holding where the store is mapped, this process's lock token, and the
-addresses of the types and singletons the entry points compare with.  They handle the common
-cases (str, bytes or int keys; None, bool, int64, float, str, bytes values; numbers) and
-return the context's ``SLOW`` object for anything else, or whenever a kernel returns a status
-(a busy lock, memory to commit, a stale handle, a closed store): the caller then takes the
-Python path, which does the same operation through the ordinary kernels and raises the right
-error.  An entry point returns SLOW only when it has changed nothing.
+``self`` is the ref (or the store): the entries read its slots ``_cx`` (the address of the
+store's *context*, an int64 array of this process, ``C_*`` below: where the store is mapped,
+this process's lock token, the addresses of the types and singletons the entries compare with)
+and ``_id`` (the object's handle) at the offsets ``SLOT_*``, which ``_pycall`` checks on each
+class before it installs a method there.  The entries handle the common cases (str, bytes or
+int keys; None, bool, int64, float, str, bytes values; numbers) and for anything else, or
+whenever a kernel returns a status (a busy lock, memory to commit, a stale handle, a closed
+store), call the class's Python method for the same operation (``_slow_getitem``...), which
+does it through the ordinary kernels and raises the right error.  An entry hands a call over
+only when it has changed nothing.
 """
 
 import numpy as np
 
 from .. import _layout as L
-from .._jit import entry, inline
+from .._jit import inline, method
 from . import status as S
 from .atomics import float32_bits, float_from_bits, float_to_bits
-from .heap import block_ok
 from .hashmap import _ENTRY_HDR, READ_RETRIES, _find, _index_key, _pad8, _read_ok, store_value
+from .heap import block_ok
 from .objects import float_fetch_add, int_fetch_add, scalar_bits
 from .pyapi import (
     address_bytes,
@@ -32,13 +36,21 @@ from .pyapi import (
     load_word,
     py_as_float64,
     py_as_int64,
+    py_attr,
     py_bytes,
     py_bytes_data,
+    py_call,
     py_decref,
+    py_dict_new,
+    py_dict_put,
     py_float,
     py_incref,
     py_int,
     py_str,
+    py_tuple_item,
+    py_tuple_new,
+    py_tuple_put,
+    py_tuple_size,
     py_utf8,
 )
 from .vector import append_word
@@ -55,13 +67,22 @@ C_FLOAT = 7
 C_NONE = 8       # addresses of None, True, False
 C_TRUE = 9
 C_FALSE = 10
-C_SLOW = 11      # the object that asks the caller to take the Python path
-C_MISSING = 12   # the object that says a key is missing
 CTX_WORDS = 16
 
-_TAKE_SLOW = -1  # helpers' result: return SLOW (0 means NULL: a Python exception is set)
+# Byte offsets of the slots the entries read in ``self``.  CPython lays out ``__slots__`` in
+# sorted order after the object header (``object.__basicsize__`` bytes, part of the kernel
+# cache's digest), so Ref's slots ``_cx, _id, _store`` and Store's ``_cx, _id`` put ``_cx`` and
+# ``_id`` at the same places; VectorRef's own ``_dtype, _element, ...`` follow Ref's three.
+# ``_pycall`` probes every class before installing an entry on it.
+_HEAD = object.__basicsize__
+SLOT_CX = _HEAD
+SLOT_ID = _HEAD + 8
+SLOT_ELEMENT = _HEAD + 32
 
-# element codes of ``vector_append_entry``: which kind of number a vector's slots hold
+_TAKE_SLOW = -1  # helpers' result: hand the call to the Python method (0: an exception is set)
+_ABSENT = -2  # a lookup's result: no such key
+
+# element codes of ``vector_append``: which kind of number a vector's slots hold
 E_F64 = 1
 E_F32 = 2
 E_INT = 3  # signed ints (itemsize 1, 2, 4 or 8)
@@ -70,17 +91,58 @@ E_BOOL = 5
 
 
 @inline
-def _begin(self, nargs, want):
-    """(context, the store's memory, ok) of a call; not ok if it must take the Python path: the
-    wrong number of arguments, or the store is closed in this process."""
-    ctx = address_words(py_as_int64(self)[1], CTX_WORDS)
-    ok = nargs == want and ctx[C_MEM] != 0
-    return ctx, address_words(ctx[C_MEM], ctx[C_WORDS] if ok else 0), ok
+def _self(self, nargs, kwnames, lo, hi):
+    """(context, the store's memory, handle, ok) of a call on ``self``; not ok if the Python
+    method must take it: keyword arguments, a number of arguments outside ``lo..hi``, a ref
+    made without its slots, or a store closed in this process."""
+    ok = False
+    c = 0
+    h = 0
+    if kwnames == 0 and lo <= nargs <= hi:
+        cx = load_word(self + SLOT_CX)
+        hid = load_word(self + SLOT_ID)
+        if cx != 0 and hid != 0:
+            ok_c, c = py_as_int64(cx)
+            ok_h, h = py_as_int64(hid)
+            ok = ok_c == 1 and ok_h == 1 and c != 0
+    ctx = address_words(c, CTX_WORDS if ok else 0)
+    at = 0
+    n = 0
+    if ok:
+        at = ctx[C_MEM]
+        n = ctx[C_WORDS]
+        ok = at != 0
+    return ctx, address_words(at, n if ok else 0), h, ok
 
 
 @inline
-def _slow(ctx):
-    return py_incref(ctx[C_SLOW])
+def _forward(meth, args, nargs, kwnames):
+    """``meth(*args, **kwargs)`` for the arguments of a METH_FASTCALL | METH_KEYWORDS call:
+    the Python method that takes what the entry does not (``meth``: a new reference, or 0 with
+    the exception set)."""
+    if meth == 0:
+        return 0
+    r = 0
+    tup = py_tuple_new(nargs)
+    kw = 0
+    ok = tup != 0
+    if ok:
+        for i in range(nargs):
+            py_tuple_put(tup, i, _arg(args, i))
+        if kwnames != 0:
+            kw = py_dict_new()
+            ok = kw != 0
+            j = 0
+            n = py_tuple_size(kwnames) if ok else 0
+            while ok and j < n:
+                ok = py_dict_put(kw, py_tuple_item(kwnames, j), _arg(args, nargs + j)) == 0
+                j += 1
+    if ok:
+        r = py_call(meth, tup, kw)
+    py_decref(kw)
+    py_decref(tup)
+    py_decref(meth)
+    return r
 
 
 @inline
@@ -91,12 +153,6 @@ def _arg(args, i):
 @inline
 def _type(ctx, obj):
     return load_word(obj + ctx[C_TYPE_AT])
-
-
-@inline
-def _finish(ctx, r):
-    """The object to return for a helper's result ``r``."""
-    return _slow(ctx) if r == _TAKE_SLOW else r
 
 
 @inline
@@ -144,7 +200,7 @@ def _value_of(ctx, obj):
 # ---------------------------------------------------------------------------- maps
 @inline
 def _get(ctx, mem, h, key, ktag):
-    """The value of ``key`` as a new object, MISSING, or _TAKE_SLOW (a value the Python path
+    """The value of ``key`` as a new object, _ABSENT, or _TAKE_SLOW (a value the Python path
     decodes: refs, pickles, arrays, text that is not strict UTF-8; or a status)."""
     buf = mem.view(np.uint8)
     for _ in range(READ_RETRIES):
@@ -153,7 +209,7 @@ def _get(ctx, mem, h, key, ktag):
             return _TAKE_SLOW
         obj = _TAKE_SLOW
         if res == S.ERR_NOT_FOUND:
-            obj = py_incref(ctx[C_MISSING])
+            obj = _ABSENT
         elif res == L.V_FLOAT:
             obj = py_float(float_from_bits(mem[eoff // 8 + 1 + L.E_PAYLOAD]))
         elif res == L.V_INT:
@@ -176,44 +232,79 @@ def _get(ctx, mem, h, key, ktag):
             return 0  # out of memory making the object: MemoryError is set
         if _read_ok(mem, mw, v1):
             return obj
-        if obj != _TAKE_SLOW:
+        if obj > 0:
             py_decref(obj)  # a writer changed the map meanwhile: the value may be torn
     return _TAKE_SLOW
 
 
-@entry
-def map_get_entry(self, args, nargs):
-    """``(map id, key)`` -> the value, MISSING, or SLOW.  Takes no lock."""
-    ctx, mem, ok = _begin(self, nargs, 2)
-    if not ok:
-        return _slow(ctx)
-    h = py_as_int64(_arg(args, 0))[1]
-    ktag, k, n = _key_of(ctx, _arg(args, 1))
+@inline
+def _lookup(ctx, mem, h, key):
+    """``_get`` of a key object: the value, _ABSENT, _TAKE_SLOW (keys of other types too)."""
+    ktag, k, n = _key_of(ctx, key)
     if ktag == L.V_INT:
-        return _finish(ctx, _get(ctx, mem, h, _index_key(k), ktag))
+        return _get(ctx, mem, h, _index_key(k), ktag)
     if ktag != 0:
-        return _finish(ctx, _get(ctx, mem, h, address_bytes(k, n), ktag))
-    return _slow(ctx)
+        return _get(ctx, mem, h, address_bytes(k, n), ktag)
+    return _TAKE_SLOW
 
 
-@entry
-def map_set_entry(self, args, nargs):
-    """``(map id, key, value)`` -> None, or SLOW (nothing changed) for the Python path."""
-    ctx, mem, ok = _begin(self, nargs, 3)
-    if not ok:
-        return _slow(ctx)
-    h = py_as_int64(_arg(args, 0))[1]
-    vtag, payload, vp, vn = _value_of(ctx, _arg(args, 2))
-    ktag, k, n = _key_of(ctx, _arg(args, 1))
-    if vtag == 0 or ktag == 0:
-        return _slow(ctx)
-    vdata = address_bytes(vp, vn)
-    token = ctx[C_TOKEN]
-    if ktag == L.V_INT:
-        r = store_value(mem, token, h, _index_key(k), ktag, vtag, payload, vdata)
-    else:
-        r = store_value(mem, token, h, address_bytes(k, n), ktag, vtag, payload, vdata)
-    return py_incref(ctx[C_SLOW] if r < 0 else ctx[C_NONE])
+@method
+def map_getitem(self, args, nargs, kwnames):
+    """``m[key]``; takes no lock."""
+    ctx, mem, h, ok = _self(self, nargs, kwnames, 1, 1)
+    if ok:
+        r = _lookup(ctx, mem, h, _arg(args, 0))
+        if r >= 0:
+            return r
+    return _forward(py_attr(self, "_slow_getitem"), args, nargs, kwnames)  # (raises KeyError)
+
+
+@method
+def map_get(self, args, nargs, kwnames):
+    """``m.get(key, default=None)``; takes no lock."""
+    ctx, mem, h, ok = _self(self, nargs, kwnames, 1, 2)
+    if ok:
+        r = _lookup(ctx, mem, h, _arg(args, 0))
+        if r == _ABSENT:
+            return py_incref(_arg(args, 1) if nargs == 2 else ctx[C_NONE])
+        if r >= 0:
+            return r
+    return _forward(py_attr(self, "_slow_get"), args, nargs, kwnames)
+
+
+@method
+def map_contains(self, args, nargs, kwnames):
+    """``key in m``; takes no lock."""
+    ctx, mem, h, ok = _self(self, nargs, kwnames, 1, 1)
+    if ok:
+        r = _lookup(ctx, mem, h, _arg(args, 0))
+        if r == _ABSENT:
+            return py_incref(ctx[C_FALSE])
+        if r > 0:
+            py_decref(r)
+            return py_incref(ctx[C_TRUE])
+        if r == 0:
+            return 0
+    return _forward(py_attr(self, "_slow_contains"), args, nargs, kwnames)
+
+
+@method
+def map_setitem(self, args, nargs, kwnames):
+    """``m[key] = value`` for native keys and values."""
+    ctx, mem, h, ok = _self(self, nargs, kwnames, 2, 2)
+    if ok:
+        vtag, payload, vp, vn = _value_of(ctx, _arg(args, 1))
+        ktag, k, n = _key_of(ctx, _arg(args, 0))
+        if vtag != 0 and ktag != 0:
+            vdata = address_bytes(vp, vn)
+            token = ctx[C_TOKEN]
+            if ktag == L.V_INT:
+                r = store_value(mem, token, h, _index_key(k), ktag, vtag, payload, vdata)
+            else:
+                r = store_value(mem, token, h, address_bytes(k, n), ktag, vtag, payload, vdata)
+            if r >= 0:
+                return py_incref(ctx[C_NONE])
+    return _forward(py_attr(self, "_slow_setitem"), args, nargs, kwnames)
 
 
 # ---------------------------------------------------------------------------- numbers
@@ -230,43 +321,56 @@ def _number(ctx, obj):
     return 0, 0.0
 
 
-@entry
-def int_add_entry(self, args, nargs):
-    """``(integer id, x)`` -> the new value after an atomic add of the int ``x``, or SLOW."""
-    ctx, mem, ok = _begin(self, nargs, 2)
-    if not ok or _type(ctx, _arg(args, 1)) != ctx[C_INT]:
-        return _slow(ctx)
-    ok, x = py_as_int64(_arg(args, 1))
-    if not ok:
-        return _slow(ctx)
-    st, new = int_fetch_add(mem, py_as_int64(_arg(args, 0))[1], x)
-    return _slow(ctx) if st < 0 else py_int(new)
+@method
+def int_add(self, args, nargs, kwnames):
+    """``IntRef.add(x=1)``: the new value after an atomic add of the int ``x``."""
+    ctx, mem, h, ok = _self(self, nargs, kwnames, 0, 1)
+    if ok:
+        fits, x = 1, 1
+        if nargs == 1:
+            fits, x = 0, 0
+            if _type(ctx, _arg(args, 0)) == ctx[C_INT]:
+                fits, x = py_as_int64(_arg(args, 0))
+        if fits:
+            st, new = int_fetch_add(mem, h, x)
+            if st >= 0:
+                return py_int(new)
+    return _forward(py_attr(self, "_slow_add"), args, nargs, kwnames)
 
 
-@entry
-def float_add_entry(self, args, nargs):
-    """``(number id, x)`` -> the new value after an atomic add of ``x``, or SLOW."""
-    ctx, mem, ok = _begin(self, nargs, 2)
-    if not ok:
-        return _slow(ctx)
-    ok, x = _number(ctx, _arg(args, 1))
-    if not ok:
-        return _slow(ctx)
-    st, new = float_fetch_add(mem, py_as_int64(_arg(args, 0))[1], x)
-    return _slow(ctx) if st < 0 else py_float(new)
+@method
+def float_add(self, args, nargs, kwnames):
+    """``NumberRef.add(x)``: the new value after an atomic add of ``x``."""
+    ctx, mem, h, ok = _self(self, nargs, kwnames, 1, 1)
+    if ok:
+        fits, x = _number(ctx, _arg(args, 0))
+        if fits:
+            st, new = float_fetch_add(mem, h, x)
+            if st >= 0:
+                return py_float(new)
+    return _forward(py_attr(self, "_slow_add"), args, nargs, kwnames)
 
 
-@entry
-def scalar_get_entry(self, args, nargs):
-    """``(id, kind)`` -> the value of an integer (KIND_INT) or number (KIND_FLOAT), or SLOW."""
-    ctx, mem, ok = _begin(self, nargs, 2)
-    if not ok:
-        return _slow(ctx)
-    kind = py_as_int64(_arg(args, 1))[1]
-    st, bits = scalar_bits(mem, py_as_int64(_arg(args, 0))[1], kind)
-    if st < 0:
-        return _slow(ctx)
-    return py_float(float_from_bits(bits)) if kind == L.KIND_FLOAT else py_int(bits)
+@method
+def int_get(self, args, nargs, kwnames):
+    """``IntRef.get()``."""
+    _ctx, mem, h, ok = _self(self, nargs, kwnames, 0, 0)
+    if ok:
+        st, bits = scalar_bits(mem, h, L.KIND_INT)
+        if st >= 0:
+            return py_int(bits)
+    return _forward(py_attr(self, "_slow_get"), args, nargs, kwnames)
+
+
+@method
+def float_get(self, args, nargs, kwnames):
+    """``NumberRef.get()``."""
+    _ctx, mem, h, ok = _self(self, nargs, kwnames, 0, 0)
+    if ok:
+        st, bits = scalar_bits(mem, h, L.KIND_FLOAT)
+        if st >= 0:
+            return py_float(float_from_bits(bits))
+    return _forward(py_attr(self, "_slow_get"), args, nargs, kwnames)
 
 
 # ---------------------------------------------------------------------------- vectors
@@ -301,24 +405,27 @@ def _element_bits(ctx, obj, code, nbytes):
     return 0, 0
 
 
-@entry
-def vector_append_entry(self, args, nargs):
-    """``(vector id, value, element)`` -> None after appending one number to a numeric vector,
-    or SLOW.  ``element`` is ``code | itemsize << 4`` (``E_*`` codes)."""
-    ctx, mem, ok = _begin(self, nargs, 3)
-    if not ok:
-        return _slow(ctx)
-    element = py_as_int64(_arg(args, 2))[1]
-    nbytes = element >> 4
-    ok, bits = _element_bits(ctx, _arg(args, 1), element & 15, nbytes)
-    if not ok or not 1 <= nbytes <= 8:
-        return _slow(ctx)
-    r = append_word(mem, ctx[C_TOKEN], py_as_int64(_arg(args, 0))[1], bits, nbytes)
-    return py_incref(ctx[C_SLOW] if r < 0 else ctx[C_NONE])
+@method
+def vector_append(self, args, nargs, kwnames):
+    """``VectorRef.append(value)`` of one number to a numeric vector.  The slot ``_element``
+    says what its slots hold: ``code | itemsize << 4`` (``E_*`` codes; None until the Python
+    method has looked, 0 for vectors of other dtypes)."""
+    ctx, mem, h, ok = _self(self, nargs, kwnames, 1, 1)
+    if ok:
+        eo = load_word(self + SLOT_ELEMENT)
+        element = 0
+        if eo != 0 and _type(ctx, eo) == ctx[C_INT]:
+            element = py_as_int64(eo)[1]
+        nbytes = element >> 4
+        if 1 <= nbytes <= 8:
+            fits, bits = _element_bits(ctx, _arg(args, 0), element & 15, nbytes)
+            if fits and append_word(mem, ctx[C_TOKEN], h, bits, nbytes) >= 0:
+                return py_incref(ctx[C_NONE])
+    return _forward(py_attr(self, "_slow_append"), args, nargs, kwnames)
 
 
 def element_code(dtype) -> int:
-    """The ``element`` argument of ``vector_append_entry`` for a vector of ``dtype`` (a numpy
+    """The ``_element`` slot of a VectorRef (read by ``vector_append``) for a vector of ``dtype`` (a numpy
     dtype), or 0 if its slots are not single native numbers."""
     if dtype.names is not None or dtype.subdtype is not None or not dtype.isnative:
         return 0
