@@ -63,7 +63,7 @@ released with a store of 0, always within one kernel call.
 """
 
 MAGIC = int.from_bytes(b"SHSTORE\x01", "little")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: an array value's elements live in a data block of their own
 
 PAGE = 4096
 
@@ -195,6 +195,10 @@ MAP_MIN_CAP = 8
 # an entry block: its header's ulen is the value's byte length; its data words are
 # [key tag | value tag << 8 | key len << 16, value payload], then the key bytes (padded to 8),
 # then the value bytes.  The hash is not stored: a resize recomputes it from the key bytes.
+# An array value (V_ARRAY) keeps only its header (dtype and shape, ``_values.encode_array``) in
+# the entry; its payload is the byte offset of a data block (as a vector's, below) holding its
+# elements (the block's ulen: their byte length), so read-only views can pin them.  Replacing or
+# deleting the value retires that block instead of freeing it.
 E_META = 0
 E_PAYLOAD = 1
 E_WORDS = 2
@@ -217,7 +221,8 @@ VH_VERSION = 7   # bumped by 2 after a change to published slots, the data block
                  # list is published (optimistic readers); an append past the length needs none
 VEC_WORDS = 8
 # a data block's data: [state, 0, records...]; state = 2 * (processes pinning it) + retired.
-# A block is freed exactly once: by whoever makes state 1 (retired, unpinned).
+# A block is freed exactly once: by whoever makes state 1 (retired, unpinned).  A map's array
+# value holds its elements in such a block too (its ulen: their byte length).
 D_STATE = 0
 D_RECORDS = 16
 

@@ -144,22 +144,37 @@ def _decode(store, tag: int, payload: int, data) -> object:
 _ARRAY_ALIGN = 16
 
 
-def encode_array(a: _np.ndarray) -> bytes:
-    """An array as bytes: a small header (dtype descr and shape) then its C-order data."""
+def array_head(a: _np.ndarray) -> bytes:
+    """The header :func:`encode_array` puts before an array's elements: its length (uint32),
+    then the dtype descr and shape as a Python literal, padded to 16 bytes."""
     meta = repr((_np.lib.format.dtype_to_descr(a.dtype), a.shape)).encode()
     head = len(meta).to_bytes(4, "little") + meta
-    head += b"\0" * (-len(head) % _ARRAY_ALIGN)
-    return head + _np.ascontiguousarray(a).tobytes()
+    return head + b"\0" * (-len(head) % _ARRAY_ALIGN)
+
+
+def encode_array(a: _np.ndarray) -> bytes:
+    """An array as bytes: :func:`array_head` then its C-order elements.  A map keeps the header
+    in its entry and the elements in a data block of their own (``_layout``: V_ARRAY)."""
+    return array_head(a) + _np.ascontiguousarray(a).tobytes()
+
+
+def array_meta(data) -> tuple[_np.dtype, tuple, int]:
+    """(dtype, shape, header length) from the start of :func:`encode_array`'s bytes."""
+    mv = memoryview(data)
+    n = int.from_bytes(mv[:4], "little")
+    try:
+        descr, shape = ast.literal_eval(bytes(mv[4:4 + n]).decode())
+        dtype = _np.lib.format.descr_to_dtype(descr)
+        shape = tuple(int(x) for x in shape)
+    except (ValueError, TypeError, SyntaxError, UnicodeDecodeError) as e:
+        raise StoreCorruptError(f"a stored array's header is damaged: {e}") from None
+    return dtype, shape, 4 + n + (-(4 + n) % _ARRAY_ALIGN)
 
 
 def decode_array(data) -> _np.ndarray:
     """A fresh, writable array from :func:`encode_array`'s bytes."""
-    mv = memoryview(data)
-    n = int.from_bytes(mv[:4], "little")
-    descr, shape = ast.literal_eval(bytes(mv[4:4 + n]).decode())
-    start = 4 + n + (-(4 + n) % _ARRAY_ALIGN)
-    dtype = _np.lib.format.descr_to_dtype(descr)
-    return _np.frombuffer(mv[start:], dtype=dtype).reshape(shape).copy()
+    dtype, shape, start = array_meta(data)
+    return _np.frombuffer(memoryview(data)[start:], dtype=dtype).reshape(shape).copy()
 
 
 def _float_from_bits(bits: int) -> float:

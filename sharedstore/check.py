@@ -223,7 +223,7 @@ class CheckReport:
         ]
         if s.get("pinned_blocks"):
             lines.append(
-                f"  {s['pinned_blocks']} old vector data block(s) "
+                f"  {s['pinned_blocks']} old data block(s) "
                 f"({human_bytes(s['pinned_bytes'])}) still pinned by views: freed when the "
                 "last view goes")
         for p in self.repaired:

@@ -19,8 +19,11 @@ from ._kernels import hashmap as KM
 from ._kernels import heap as KH
 from ._kernels import objects as KO
 from ._kernels import status as S
+from ._pins import pinned_array, release_pin
 from ._values import (
     _float_from_bits,
+    array_head,
+    array_meta,
     as_float,
     corrupt_text,
     decode_key,
@@ -37,6 +40,13 @@ _REC3 = struct.Struct("<qqq")
 _V_INT = L.V_INT
 _V_STR = L.V_STR
 _V_FLOAT = L.V_FLOAT
+
+
+def _elements(a: np.ndarray) -> np.ndarray:
+    """An array's elements as read-only C-order bytes (a copy only if ``a`` is not contiguous)."""
+    flat = np.ascontiguousarray(a).reshape(-1).view(np.uint8)
+    flat.flags.writeable = False
+    return flat
 
 
 class Ref:
@@ -318,6 +328,39 @@ class MapRef(Ref, MutableMapping):
         except KeyError:
             return default
 
+    def view(self, key) -> np.ndarray:
+        """A zero-copy, read-only view of the array stored at ``key`` (``m[key]`` returns a
+        copy).  Its memory stays valid as long as the view (or any array derived from it)
+        lives, also after the value is replaced or deleted: the view keeps showing the array
+        it was taken of, and the memory is freed once the last view in every process is
+        garbage (as for vector views, ``sharedstore.vectors``).  KeyError if ``key`` is
+        missing, TypeError if its value is not an array."""
+        kb, kt = encode_key(key)
+        s = self._store
+        head = bytearray(256)
+        deadline = None
+        while True:
+            out = np.frombuffer(head, dtype=np.uint8)
+            d, at, n, hl = KM.map_pin_array(s.mem, out, self._id, kb, kt, s._token)
+            if d >= 0:
+                break
+            if d == S.ERR_NOT_FOUND:
+                raise KeyError(key)
+            if d == S.ERR_KIND:
+                raise TypeError(f"the value of {key!r} is not an array: only arrays have views")
+            if d == S.ERR_SCRATCH:
+                head = bytearray(hl)
+                continue
+            deadline = s._recover(d, "view()", self._id, deadline=deadline)
+        try:
+            dtype, shape, _ = array_meta(bytes(head[:hl]))
+            count = n // dtype.itemsize if dtype.itemsize else 0
+            arr = pinned_array(s, d, dtype, count, at, readonly=True)
+        except BaseException:
+            release_pin(s, d)
+            raise
+        return arr.reshape(shape)
+
     def get_many(self, keys, default=None) -> list:
         """The values of ``keys`` (``default`` for missing ones), looked up in one kernel call."""
         keys = list(keys)
@@ -412,8 +455,17 @@ class MapRef(Ref, MutableMapping):
     def _set(self, key, value) -> None:
         """``self[key] = value`` through the map_set kernel: every value, and the errors."""
         kb, kt = encode_key(key)
-        vt, ip, fp, data = encode_value(value, Ref)
         s = self._store
+        if type(value) is np.ndarray and not value.dtype.hasobject:
+            # the elements go straight from the array into their data block
+            head, data = array_head(value), _elements(value)
+            args = (s.mem, s._token, self._id, kb, kt, head, data)
+            r = KM.map_set_array(*args)
+            if r < 0:
+                s._slow(r, KM.map_set_array, args, "map set", self._id,
+                        hint=len(kb) + len(head) + len(data) + 64)
+            return
+        vt, ip, fp, data = encode_value(value, Ref)
         args = (s.mem, s._token, self._id, kb, kt, vt, ip, fp, data)
         r = KM.map_set(*args)
         if r < 0:

@@ -75,7 +75,7 @@ class Store:
         self._schema_ids = {}  # type descriptor JSON -> handle of its interned string
         self._structs = {}  # that handle -> the decoded type (Struct, or (dtype, Struct))
         self._lists = {}  # list id -> the MapRef that reads it
-        self._pins = {}  # vector data block -> views of it this process holds (vectors.py)
+        self._pins = {}  # data block -> views of it this process holds (_pins.py)
         self._created = created
         self._insecure = False  # attach(insecure=True) sets it; pickles pass it to workers
         self._creator_pid = os.getpid()
@@ -466,6 +466,11 @@ class Store:
     def __delitem__(self, key) -> None:
         del self.root[key]
 
+    def view(self, key):
+        """A zero-copy, read-only view of the array stored as named value ``key``
+        (:meth:`MapRef.view`)."""
+        return self.root.view(key)
+
     def __len__(self) -> int:
         return len(self.root)
 
@@ -749,7 +754,7 @@ def _after_fork_in_child() -> None:
 
 def _close_all() -> None:
     """At exit: release the pins of views still alive (no user code runs any more), detach."""
-    from .vectors import release_pin
+    from ._pins import release_pin
 
     for s in list(_live):
         try:

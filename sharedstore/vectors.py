@@ -28,13 +28,12 @@ from __future__ import annotations
 
 import json
 import operator
-import os
-import weakref
 
 import numpy as np
 
 from . import _layout as L
 from . import _pycall
+from ._pins import pinned_array
 from ._kernels import status as S
 from ._kernels import vector as KV
 from ._kernels.pyentry import element_code
@@ -298,10 +297,7 @@ class VectorRef(Ref):
             if d >= 0:
                 break
             s._recover(d, "view()", self._id)
-        arr = np.frombuffer(s._mm, dtype=dt, count=n, offset=off)
-        s._pins[d] = s._pins.get(d, 0) + 1
-        weakref.finalize(arr, _unpin, weakref.ref(s), d, os.getpid())
-        return arr
+        return pinned_array(s, d, dt, n, off)
 
     def to_pandas(self):
         """A pandas DataFrame (Series for a plain vector) of the slots now; numeric columns are
@@ -427,32 +423,6 @@ def _vector_or_array(store, id: int) -> VectorRef:
         a._dtype, a._struct, a._shape = v._dtype, v._struct, v._shape
         return a
     return v
-
-
-def _unpin(store_ref, block: int, pid: int) -> None:
-    """Finalizer of a view: release its pin (the store may be closed or gone by then)."""
-    store = store_ref()
-    if pid != os.getpid() or store is None:
-        return  # a view inherited through fork: the pin is the parent's, not ours to release
-    n = store._pins.get(block, 0)
-    if n == 0:
-        return  # released already: at exit, before this finalizer ran (store._close_all)
-    if n == 1:
-        del store._pins[block]
-    else:
-        store._pins[block] = n - 1
-    release_pin(store, block)
-    if store.closed and not store._pins:
-        store._detach()  # closed while views were alive: the last one has gone
-
-
-def release_pin(store, block: int) -> None:
-    """Release one of this process's pins on data block ``block`` (the store may be closed)."""
-    mem = store._pin_mem
-    r = KV.vector_unpin(mem, store._token, block)
-    while r == S.ERR_BUSY_ALLOC:
-        store._recover(r, "view release")
-        r = KV.vector_unpin(mem, store._token, block)
 
 
 _CLASSES[L.KIND_VECTOR] = VectorRef

@@ -263,3 +263,32 @@ def view_then_die(name, vid, ready_id, kill):
     if kill:
         os.kill(os.getpid(), signal.SIGKILL)
     os._exit(0)
+
+
+def replace_arrays_and_churn(name, map_id, key, ready_id, done_id, rounds):
+    """Replace (and delete) an array value many times, allocating between: a freed data block
+    would be reused at once."""
+    import numpy as np
+
+    with ss.attach(name) as store:
+        m = store.ref(map_id)
+        while store.ref(ready_id).get() == 0:
+            time.sleep(0.005)
+        for i in range(rounds):
+            m[key] = np.full(1000, -i, dtype=np.int64)  # the same size: the same block class
+            if i % 3 == 0:
+                del m[key]
+            junk = [store.string("y" * 8000) for _ in range(3)]
+            for j in junk:
+                j.drop()
+        store.ref(done_id).set(1)
+
+
+def array_view_then_die(name, map_id, key, ready_id, kill):
+    """Take a view of a map's array value, then leave without any cleanup."""
+    store = ss.attach(name)
+    views = [store.ref(map_id).view(key), store.ref(map_id).view(key)]
+    store.ref(ready_id).set(len(views))
+    if kill:
+        os.kill(os.getpid(), signal.SIGKILL)
+    os._exit(0)

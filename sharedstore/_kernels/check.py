@@ -213,6 +213,10 @@ def _check_map(mem, buf, marks, top, h, v, probs, nrec, np_, repair):
             bad = (ktag != L.V_INT and ktag != L.V_STR and ktag != L.V_BYTES) or not (
                 L.V_NONE <= vtag <= L.V_ARRAY) or klen > L.KEY_MAX or (
                 _ENTRY_HDR + _pad8(klen) + vlen > _bsize(mem, eoff))
+            if not bad and vtag == L.V_ARRAY:  # its elements: a data block of its own, current
+                d = mem[eoff // 8 + 1 + L.E_PAYLOAD]
+                bad = (_own(mem, marks, top, d, L.TAG_VDATA, L.D_RECORDS + _data_len(
+                    mem, marks, top, d)) != OWN_OK or mem[d // 8 + 1 + L.D_STATE // 8] & 1 == 1)
             if bad and repair:  # the slot goes; the block is then a leak, freed with the others
                 marks[_mark_of(eoff, top)] &= ~M_REF
         if bad:

@@ -55,6 +55,7 @@ from .heap import (
     object_words,
 )
 from .locks import lock_release, lock_try
+from .vector import _new_data_locked, _pin_locked, _records_at, _retire_locked
 
 READ_RETRIES = 100000
 _TAG_BITS = 63 - L.SLOT_TAG_SHIFT
@@ -350,6 +351,19 @@ def _find(mem, buf, h, key, ktag):
     return mem[eoff // 8 + 1 + L.E_META] >> 8 & 0xFF, eoff, klen, mw, v1
 
 
+@inline
+def _array_data(mem, eoff):
+    """(byte offset, length) of the data of array entry ``eoff``: a data block of its own
+    (``_layout``: V_ARRAY); length -1 if the payload names no sound data block."""
+    d = mem[eoff // 8 + 1 + L.E_PAYLOAD]
+    if not block_ok(mem, d, 8 + L.D_RECORDS) or (mem[d // 8] >> 8) & 0xFF != L.TAG_VDATA:
+        return 0, -1
+    n = mem[d // 8] >> 16
+    if not block_ok(mem, d, 8 + L.D_RECORDS + n):
+        return 0, -1
+    return _records_at(d), n
+
+
 @helper
 def _get_into(mem, buf, h, key, ktag, out, pos):
     """Look ``key`` up without locking and write its record to ``out[pos:]``.
@@ -362,19 +376,23 @@ def _get_into(mem, buf, h, key, ktag, out, pos):
         if mw < 0:
             return mw, 0
         size = 0
+        dat, dlen = 0, 0
         if res > 0:
             vlen = mem[eoff // 8] >> 16
             if vlen < 0 or not block_ok(mem, eoff, _ENTRY_HDR + _pad8(klen) + vlen):
                 vlen = 0  # the block changed since _find checked it: _read_ok fails below
-            size = REC_WORDS * 8 + _pad8(vlen)
+            if res == L.V_ARRAY:
+                dat, dlen = _array_data(mem, eoff)
+            size = REC_WORDS * 8 + _pad8(vlen + max(dlen, 0))
             if pos + size <= len(out):
                 ow[pos // 8] = res
                 ow[pos // 8 + 1] = mem[eoff // 8 + 1 + L.E_PAYLOAD]
-                ow[pos // 8 + 2] = vlen
+                ow[pos // 8 + 2] = vlen + max(dlen, 0)
                 at = eoff + _ENTRY_HDR + _pad8(klen)
                 memcpy(out, pos + 24, buf, at, vlen)
+                memcpy(out, pos + 24 + vlen, buf, dat, max(dlen, 0))
         if _read_ok(mem, mw, v1):
-            return res, size
+            return (S.ERR_CORRUPT if dlen < 0 else res), size
     return S.ERR_RETRY, 0
 
 
@@ -482,6 +500,7 @@ def map_dump(mem, out, h, with_values):
         if mw < 0:
             return mw
         pos = 0 if cap > 0 else S.ERR_CORRUPT
+        bad = False  # an array entry whose data block is not sound
         for i in range(max(cap, 0)):
             s = load_acquire(mem, t // 8 + 2 + i)
             if s == L.SLOT_EMPTY or s == L.SLOT_TOMB:
@@ -495,28 +514,85 @@ def map_dump(mem, out, h, with_values):
             if vlen < 0 or not block_ok(mem, eoff, _ENTRY_HDR + _pad8(klen) + vlen):
                 vlen = 0  # the block changed since it was checked: _read_ok fails below
             meta = mem[eoff // 8 + 1 + L.E_META]
-            vbytes = _pad8(vlen) if with_values else 0
+            dat, dlen = 0, 0
+            if with_values and (meta >> 8 & 0xFF) == L.V_ARRAY:
+                dat, dlen = _array_data(mem, eoff)
+                if dlen < 0:
+                    bad = True
+                    dlen = 0
+            vbytes = _pad8(vlen + dlen) if with_values else 0
             size = 32 + _pad8(klen) + vbytes
             if pos + size <= len(out):
                 ow[pos // 8] = (meta & 0xFF) | (klen << 8)
                 ow[pos // 8 + 1] = meta >> 8 & 0xFF
                 ow[pos // 8 + 2] = mem[eoff // 8 + 1 + L.E_PAYLOAD]
-                ow[pos // 8 + 3] = vlen
+                ow[pos // 8 + 3] = vlen + dlen
                 at = eoff + _ENTRY_HDR
                 memcpy(out, pos + 32, buf, at, klen)
                 if with_values:
                     at += _pad8(klen)
                     memcpy(out, pos + 32 + _pad8(klen), buf, at, vlen)
+                    memcpy(out, pos + 32 + _pad8(klen) + vlen, buf, dat, dlen)
             pos += size
         if _read_ok(mem, mw, v1):
-            return pos
+            return S.ERR_CORRUPT if bad else pos
     return S.ERR_RETRY
 
 
 # ---------------------------------------------------------------------------- writes
 @helper
+def _array_head_len(vdata):
+    """Bytes of ``encode_array``'s header at the start of an array value's bytes, or -1."""
+    if len(vdata) < 4:
+        return -1
+    n = vdata[0] | vdata[1] << 8 | vdata[2] << 16 | vdata[3] << 24
+    n = 4 + n + (-(4 + n) % 16)
+    return n if n <= len(vdata) else -1
+
+
+@helper
+def _new_array_locked(mem, buf, data, at, n):
+    """A data block holding ``data[at:at + n]`` (an array value's elements): offset or status."""
+    d = _new_data_locked(mem, n, 1)
+    if d >= 0:
+        memcpy(buf, _records_at(d), data, at, n)
+    return d
+
+
+@helper
+def _free_entry_locked(mem, eoff):
+    """Free an unlinked entry block (locks held, version already bumped); an array value's
+    data block is retired: freed now, or by the unpin of the last view of it."""
+    if (mem[eoff // 8 + 1 + L.E_META] >> 8) & 0xFF == L.V_ARRAY:
+        d = mem[eoff // 8 + 1 + L.E_PAYLOAD]
+        if block_ok(mem, d, 8 + L.D_RECORDS) and (mem[d // 8] >> 8) & 0xFF == L.TAG_VDATA:
+            _retire_locked(mem, d)
+    free_locked(mem, eoff)
+
+
+@helper
 def _set_locked(mem, buf, mw, key, ktag, vtag, payload, vdata):
-    """Insert or replace ``key`` (map and allocator locks held); 1 if new, 0 if replaced."""
+    """Insert or replace ``key`` (map and allocator locks held); 1 if new, 0 if replaced.
+
+    An array value (V_ARRAY) comes as ``encode_array``'s bytes: its header goes in the entry,
+    its elements in a data block of their own (so views can pin them)."""
+    if vtag != L.V_ARRAY:
+        return _put_locked(mem, buf, mw, key, ktag, vtag, payload, vdata, len(vdata))
+    hl = _array_head_len(vdata)
+    if hl < 0:
+        return S.ERR_INVALID
+    d = _new_array_locked(mem, buf, vdata, hl, len(vdata) - hl)
+    if d < 0:
+        return d
+    r = _put_locked(mem, buf, mw, key, ktag, vtag, d, vdata, hl)
+    if r < 0:
+        free_locked(mem, d)
+    return r
+
+
+@helper
+def _put_locked(mem, buf, mw, key, ktag, vtag, payload, vdata, vlen):
+    """``_set_locked`` of a value whose entry bytes are ``vdata[:vlen]``."""
     cap = _table_cap(mem, mem[mw + L.M_TABLE])
     if cap < 0:
         return S.ERR_CORRUPT
@@ -528,7 +604,6 @@ def _set_locked(mem, buf, mw, key, ktag, vtag, payload, vdata):
     cap = mem[t // 8 + 1]
     hv = hash_key(key, ktag, mem[L.W_HASH_SEED])
     klen = len(key)
-    vlen = len(vdata)
     if klen > L.KEY_MAX:
         return S.ERR_FULL
     eoff = alloc_locked(mem, L.E_WORDS * 8 + _pad8(klen) + vlen, L.TAG_ENTRY, vlen)
@@ -538,7 +613,7 @@ def _set_locked(mem, buf, mw, key, ktag, vtag, payload, vdata):
     mem[ew + L.E_META] = ktag | (vtag << 8) | (klen << 16)
     mem[ew + L.E_PAYLOAD] = payload
     bytes_put(buf, eoff + _ENTRY_HDR, key)
-    bytes_put(buf, eoff + _ENTRY_HDR + _pad8(klen), vdata)
+    memcpy(buf, eoff + _ENTRY_HDR + _pad8(klen), vdata, 0, vlen)
     word = (_slot_tag(hv) << L.SLOT_TAG_SHIFT) | (eoff >> 3)
     sw = t // 8 + 2
     i = _probe(mem, buf, t, cap, hv, key, ktag)
@@ -546,7 +621,7 @@ def _set_locked(mem, buf, mw, key, ktag, vtag, payload, vdata):
         old = mem[sw + i]
         store_release(mem, sw + i, word)                # publish the replacement
         atomic_add(mem, mw + L.M_VERSION, 2)            # readers of the old entry retry ...
-        free_locked(mem, (old & L.SLOT_OFF_MASK) << 3)  # ... before it can be reused
+        _free_entry_locked(mem, (old & L.SLOT_OFF_MASK) << 3)  # ... before it can be reused
         return 0
     ins = -i - 1
     if ins >= cap:
@@ -569,6 +644,53 @@ def map_set(mem, token, h, key, ktag, vtag, ipay, fpay, vdata):
     value's bytes (str, bytes, pickles, arrays)."""
     payload = float_to_bits(fpay) if vtag == L.V_FLOAT else ipay
     return store_value(mem, token, h, key, ktag, vtag, payload, vdata)
+
+
+@kernel(T.int64(MEM, T.int64, T.int64, BYTES, T.int64, BYTES, RO_BYTES))
+def map_set_array(mem, token, h, key, ktag, head, data):
+    """Set ``key`` to an array given as ``encode_array``'s header ``head`` and its elements'
+    bytes ``data`` (no bytes object of the whole array is made); as ``map_set``."""
+    e = _lock_map(mem, h, token)
+    if e < 0:
+        return e
+    buf = mem.view(np.uint8)
+    r = _new_array_locked(mem, buf, data, 0, len(data))
+    if r >= 0:
+        d = r
+        r = _put_locked(mem, buf, _map_words(mem, e), key, ktag, L.V_ARRAY, d, head, len(head))
+        if r < 0:
+            free_locked(mem, d)
+    _unlock_map(mem, e)
+    return r
+
+
+@kernel(T.UniTuple(T.int64, 4)(MEM, OUT, T.int64, BYTES, T.int64, T.int64))
+def map_pin_array(mem, out, h, key, ktag, token):
+    """Pin the elements of array value ``key`` for a view of this process (``token``), as
+    ``vector_pin`` pins a vector's data: (data block or a status, elements' byte offset, their
+    length, header length).  ``out`` receives ``encode_array``'s header; ERR_KIND if the value
+    is not an array, ERR_SCRATCH (header length in the last place) if ``out`` is too small."""
+    if not lock_try(mem, L.W_ALLOC_LOCK, token):
+        return S.ERR_BUSY_ALLOC, 0, 0, 0
+    # under the allocator lock no writer frees or retires anything: the entry stays current
+    res, eoff, klen, mw, _ = _find(mem, mem.view(np.uint8), h, key, ktag)
+    r = res if res < 0 else S.ERR_KIND
+    at, n, hl = 0, 0, 0
+    if mw >= 0 and res == L.V_ARRAY:
+        hl = mem[eoff // 8] >> 16
+        at, n = _array_data(mem, eoff)
+        d = mem[eoff // 8 + 1 + L.E_PAYLOAD]
+        if n < 0 or hl < 0 or not block_ok(mem, eoff, _ENTRY_HDR + _pad8(klen) + hl):
+            r = S.ERR_CORRUPT
+        elif hl > len(out):
+            r = S.ERR_SCRATCH
+        else:
+            memcpy(out, 0, mem.view(np.uint8), eoff + _ENTRY_HDR + _pad8(klen), hl)
+            r = _pin_locked(mem, token, d)
+    elif mw < 0:
+        r = mw
+    lock_release(mem, L.W_ALLOC_LOCK)
+    return r, at, n, hl
 
 
 @helper
@@ -655,7 +777,7 @@ def _delete_locked(mem, buf, mw, key, ktag):
     store_release(mem, sw + i, L.SLOT_TOMB)          # unlink
     mem[mw + L.M_COUNT] -= 1
     atomic_add(mem, mw + L.M_VERSION, 2)             # readers of the entry retry ...
-    free_locked(mem, (old & L.SLOT_OFF_MASK) << 3)   # ... before it can be reused
+    _free_entry_locked(mem, (old & L.SLOT_OFF_MASK) << 3)  # ... before it can be reused
     n = mem[mw + L.M_COUNT]
     if cap > L.MAP_MIN_CAP and n * 8 < cap:
         _rebuild_locked(mem, buf, mw, _cap_for(n))  # shrink; on failure the map stays as it is
@@ -678,7 +800,7 @@ def _free_entries_locked(mem, t, cap):
     for i in range(cap):
         s = mem[t // 8 + 2 + i]
         if s != L.SLOT_EMPTY and s != L.SLOT_TOMB:
-            free_locked(mem, (s & L.SLOT_OFF_MASK) << 3)
+            _free_entry_locked(mem, (s & L.SLOT_OFF_MASK) << 3)
     free_locked(mem, t)
 
 

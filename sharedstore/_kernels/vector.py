@@ -468,6 +468,18 @@ def _pin_record_locked(mem, token, d):
     return npl // 8 + 1 + 2 * cap
 
 
+@helper
+def _pin_locked(mem, token, d):
+    """Pin data block ``d`` for this process (under the allocator lock): ``d``, or a status."""
+    w = _pin_record_locked(mem, token, d)
+    if w < 0:
+        return w
+    atomic_add(mem, d // 8 + 1 + L.D_STATE // 8, 2)  # the pin, then its record
+    mem[w] = d
+    mem[w + 1] += 1
+    return d
+
+
 @kernel(T.UniTuple(T.int64, 3)(MEM, T.int64, T.int64))
 def vector_pin(mem, h, token):
     """Pin the current data block for a view of this process (``token``): (block offset or a
@@ -486,14 +498,9 @@ def vector_pin(mem, h, token):
     r = S.ERR_CORRUPT
     n = 0
     if _data_ok(mem, d, 0, 0):
-        w = _pin_record_locked(mem, token, d)
-        r = w
-        if w >= 0:
-            atomic_add(mem, d // 8 + 1 + L.D_STATE // 8, 2)  # the pin, then its record
-            mem[w] = d
-            mem[w + 1] += 1
+        r = _pin_locked(mem, token, d)
+        if r >= 0:
             n = min(load_acquire(mem, vw + L.VH_LEN), mem[d // 8] >> 16)  # block's own capacity
-            r = d
     lock_release(mem, L.W_ALLOC_LOCK)
     return r, n, _records_at(d)
 
