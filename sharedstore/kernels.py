@@ -32,6 +32,14 @@ inside the call and return a status: 1 (new key), 0 (replaced), or a negative st
 Values are numbers: a float read of an int value converts it; a missing key, or a value that is
 not a number, gives ``default``.
 
+Many keys at once: ``map_get_float_many(mem, map_id, keys, default, out)`` fills ``out`` for a
+typed List of keys (or an int64 array) and returns how many keys had a number.  On a map too big
+for the CPU cache it is 2-3x faster per key than a loop of ``map_get_float``: it fetches the
+memory of the keys ahead while it looks up the current one.
+
+These functions compile into your function (numba inlines them); the first call of a function
+that uses them takes a few seconds more to compile.
+
 Vectors: read them through ``vector_ref.view()`` (a NumPy array your jitted code takes as is);
 append with :func:`vector_append` (records as a 1-d array of the vector's dtype) and read the
 length with :func:`vector_length`.
@@ -43,10 +51,18 @@ from numba.cpython.unicode import _get_code_point  # code points without a str p
 from numba.extending import overload
 
 from . import _layout as L
-from ._jit import helper
+from ._jit import helper, hot, inline
 from ._kernels import status as _S
-from ._kernels.atomics import float_from_bits, float_to_bits
-from ._kernels.hashmap import _index_key, lookup, store_value
+from ._kernels.atomics import float_from_bits, float_to_bits, prefetch, prefetch_address
+from ._kernels.hashmap import (
+    _index_key,
+    _read_begin,
+    _slot_tag,
+    hash_key,
+    lookup,
+    lookup_hashed,
+    store_value,
+)
 from ._kernels.pyapi import unowned
 from ._kernels.vector import append_bytes, vector_length
 
@@ -108,17 +124,60 @@ def _key_bytes(key):
     return None
 
 
+def _lookup_key(mem, h, key):
+    """``lookup`` of a key of any supported type (jitted code only)."""
+    raise NotImplementedError("_lookup_key is for use inside @numba.njit functions")
+
+
 @helper
+def _lookup_cold(mem, h, kb, kt):
+    return lookup(mem, h, kb, kt)  # one copy of the lookup for keys that are not plain ASCII
+
+
+@overload(_lookup_key, inline="always", jit_options={"nogil": True})
+def _lookup_key_impl(mem, h, key):
+    if isinstance(key, types.UnicodeType):
+        def impl(mem, h, key):
+            if key._is_ascii:  # the string's own bytes are its UTF-8: no copy
+                return lookup(mem, h, carray(key._data, len(key), np.uint8), L.V_STR)
+            return _lookup_cold(mem, h, _utf8(key), L.V_STR)
+        return impl
+    if isinstance(key, types.Integer):
+        return lambda mem, h, key: lookup(mem, h, _index_key(np.int64(key)), L.V_INT)
+    if isinstance(key, (types.Bytes, types.Array)):
+        return lambda mem, h, key: lookup(mem, h, key, L.V_BYTES)
+    return None
+
+
+def _lookup_key_hashed(mem, h, key, hv):
+    """``_lookup_key`` of a key whose hash is ``hv`` (jitted code only)."""
+    raise NotImplementedError("_lookup_key_hashed is for use inside @numba.njit functions")
+
+
+@overload(_lookup_key_hashed, inline="always", jit_options={"nogil": True})
+def _lookup_key_hashed_impl(mem, h, key, hv):
+    if isinstance(key, types.UnicodeType):
+        def impl(mem, h, key, hv):
+            if key._is_ascii:
+                return lookup_hashed(mem, h, carray(key._data, len(key), np.uint8), L.V_STR, hv)
+            return _lookup_cold(mem, h, _utf8(key), L.V_STR)
+        return impl
+    if isinstance(key, types.Integer):
+        return lambda mem, h, key, hv: lookup_hashed(mem, h, _index_key(np.int64(key)), L.V_INT,
+                                                     hv)
+    if isinstance(key, (types.Bytes, types.Array)):
+        return lambda mem, h, key, hv: lookup_hashed(mem, h, key, L.V_BYTES, hv)
+    return None
+
+
+@inline
 def map_lookup(mem, map_id, key):
     """``(value tag or negative status, payload word)`` of ``key``; tags are ``_layout.V_*``."""
-    kb, kt = key_bytes(key)
-    return lookup(unowned(mem), map_id, kb, kt)
+    return _lookup_key(unowned(mem), map_id, key)
 
 
-@helper
-def map_get_float(mem, map_id, key, default):
-    """The number stored under ``key`` as a float, or ``default``."""
-    tag, payload = map_lookup(mem, map_id, key)
+@hot
+def _number(tag, payload, default):
     if tag == L.V_FLOAT:
         return float_from_bits(payload)
     if tag == L.V_INT:
@@ -126,13 +185,122 @@ def map_get_float(mem, map_id, key, default):
     return default
 
 
-@helper
+@inline
+def map_get_float(mem, map_id, key, default):
+    """The number stored under ``key`` as a float, or ``default``."""
+    tag, payload = map_lookup(mem, map_id, key)
+    return _number(tag, payload, float(default))
+
+
+@inline
 def map_get_int(mem, map_id, key, default):
     """The integer stored under ``key``, or ``default`` (also for a float value)."""
     tag, payload = map_lookup(mem, map_id, key)
     if tag == L.V_INT:
         return payload
     return default
+
+
+def _key_hash(key, seed):
+    """The map hash of a key of any supported type (jitted code only)."""
+    raise NotImplementedError("_key_hash is for use inside @numba.njit functions")
+
+
+@overload(_key_hash, inline="always", jit_options={"nogil": True})
+def _key_hash_impl(key, seed):
+    if isinstance(key, types.UnicodeType):
+        def impl(key, seed):
+            if key._is_ascii:
+                return hash_key(carray(key._data, len(key), np.uint8), L.V_STR, seed)
+            return hash_key(_utf8(key), L.V_STR, seed)
+        return impl
+    if isinstance(key, types.Integer):
+        return lambda key, seed: hash_key(_index_key(np.int64(key)), L.V_INT, seed)
+    if isinstance(key, (types.Bytes, types.Array)):
+        return lambda key, seed: hash_key(key, L.V_BYTES, seed)
+    return None
+
+
+_CACHED_SLOTS = 4096  # a table this big (32 KiB) and its entries stay in cache
+_AHEAD = 8  # keys between fetching a slot and its entry, and between the entry and the lookup
+# (a power of two: the ring of hashes holds 2 * _AHEAD)
+
+
+def _fetch_key(key):
+    """Ask the CPU for a key's bytes (a str's; an int key has them in hand)."""
+    raise NotImplementedError("_fetch_key is for use inside @numba.njit functions")
+
+
+@overload(_fetch_key, inline="always", jit_options={"nogil": True})
+def _fetch_key_impl(key):
+    if isinstance(key, types.UnicodeType):
+        return lambda key: prefetch_address(key._data)
+    return lambda key: None
+
+
+@inline
+def _fetch_slot(m, sw, mask, seed, key, hv, j):
+    """Hash ``key``, keep the hash in ``hv[j]``, and ask the CPU for the key's first slot."""
+    x = _key_hash(key, seed)
+    hv[j] = x
+    prefetch(m, sw + (x & mask))
+
+
+@inline
+def _fetch_entry(m, sw, mask, x):
+    """Ask the CPU for the entry that the first slot of hash ``x`` points at, if its tag fits."""
+    s = m[sw + (x & mask)]
+    if (s >> L.SLOT_TAG_SHIFT) == _slot_tag(x):
+        prefetch(m, s & L.SLOT_OFF_MASK)
+
+
+@inline
+def map_get_float_many(mem, map_id, keys, default, out):
+    """``out[i] = map_get_float(mem, map_id, keys[i], default)`` for every key of ``keys`` (a
+    typed List, or an array of int keys); returns how many keys have a number, or a negative
+    status if ``map_id`` names no map.  Faster per key than one call each on a big map:
+
+    the lookups run as a pipeline.  While key ``i`` is looked up, the entry of key ``i + 8``,
+    the table slot of key ``i + 16`` and the bytes of key ``i + 24`` are being fetched, so the
+    cache misses of many keys overlap instead of following one another.  The fetches are hints:
+    each lookup checks everything as ``map_get_float`` does."""
+    m = unowned(mem)
+    n = len(keys)
+    d = float(default)
+    found = 0
+    mw, _, t, cap = _read_begin(m, map_id)
+    if mw < 0:
+        out[:n] = d
+        return mw
+    if cap <= _CACHED_SLOTS:  # the table stays in cache: nothing to fetch ahead
+        for i, key in enumerate(keys):
+            tag, payload = _lookup_key(m, map_id, key)
+            out[i] = _number(tag, payload, d)
+            found += tag == L.V_FLOAT or tag == L.V_INT
+        return found
+    seed = m[L.W_HASH_SEED]
+    sw = t // 8 + 2
+    mask = cap - 1
+    ring = 2 * _AHEAD - 1
+    hv = np.empty(2 * _AHEAD, dtype=np.int64)  # the hashes of keys i .. i + 15
+    ahead, far = iter(keys), iter(keys)
+    for j in range(min(n, 3 * _AHEAD)):
+        _fetch_key(next(far))
+    for j in range(min(n, 2 * _AHEAD)):
+        _fetch_slot(m, sw, mask, seed, next(ahead), hv, j)
+        if j >= _AHEAD:
+            _fetch_entry(m, sw, mask, hv[j - _AHEAD])
+    for i, key in enumerate(keys):
+        tag, payload = _lookup_key_hashed(m, map_id, key, hv[i & ring])
+        out[i] = _number(tag, payload, d)
+        found += tag == L.V_FLOAT or tag == L.V_INT
+        if i + 3 * _AHEAD < n:
+            _fetch_key(next(far))
+        if i + 2 * _AHEAD < n:  # key i's hash is used: its place in the ring takes key i + 16's
+            _fetch_slot(m, sw, mask, seed, next(ahead), hv, i & ring)
+        if i + _AHEAD < n:
+            _fetch_entry(m, sw, mask, hv[(i + _AHEAD) & ring])
+    return found
 
 
 @helper
@@ -158,16 +326,17 @@ def vector_append(mem, token, vector_id, values):
 
 
 __all__ = [
-    "vector_append",
-    "vector_length",
     "STATUS_BUSY_ALLOC",
     "STATUS_BUSY_LOCK",
     "STATUS_COMMIT",
     "STATUS_NOT_FOUND",
     "key_bytes",
     "map_get_float",
+    "map_get_float_many",
     "map_get_int",
     "map_lookup",
     "map_set_float",
     "map_set_int",
+    "vector_append",
+    "vector_length",
 ]

@@ -292,3 +292,14 @@ def array_view_then_die(name, map_id, key, ready_id, kill):
     if kill:
         os.kill(os.getpid(), signal.SIGKILL)
     os._exit(0)
+
+
+def renumber(name, map_id, n, rounds):
+    """Set keys "k0".."k{n-1}" to i + 1000 * r for r = 1..rounds, growing the map as it goes
+    (so its table moves while another process reads it in batches)."""
+    with ss.attach(name) as store:
+        m = store.ref(map_id)
+        keys = [f"k{i}" for i in range(n)]
+        for r in range(1, rounds + 1):
+            m.set_many(keys, [float(i + 1000 * r) for i in range(n)])
+            m.set_many([f"grow{r}-{j}" for j in range(n // 4)], [0.0] * (n // 4))

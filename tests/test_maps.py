@@ -13,7 +13,14 @@ import sharedstore as ss
 from sharedstore import _layout as L
 from sharedstore._kernels import hashmap as KM
 from sharedstore._testing import colliding_keys
-from sharedstore.kernels import map_get_float, map_get_int, map_lookup, map_set_float, map_set_int
+from sharedstore.kernels import (
+    map_get_float,
+    map_get_float_many,
+    map_get_int,
+    map_lookup,
+    map_set_float,
+    map_set_int,
+)
 
 from . import _workers as W
 from .conftest import unique_name
@@ -205,6 +212,69 @@ def test_njit_api_from_two_processes(store):
         assert p.exitcode == 0
     # each read-modify-write is not atomic as a whole, but every write landed whole
     assert all(1.0 <= m[i] <= 40.0 for i in range(50)) and m["done"] == 1.0
+
+
+@numba.njit(nogil=True)
+def _njit_many(mem, mid, keys, default):
+    out = np.empty(len(keys))
+    found = map_get_float_many(mem, mid, keys, default, out)
+    return found, out
+
+
+@numba.njit(nogil=True)
+def _njit_one_by_one(mem, mid, keys, default):
+    out = np.empty(len(keys))
+    for i, k in enumerate(keys):
+        out[i] = map_get_float(mem, mid, k, default)
+    return out
+
+
+@pytest.mark.parametrize("n", [50, 20_000])  # a table that stays in cache; one fetched ahead
+def test_njit_get_float_many_matches_single_lookups(store, n):
+    m = store.map()
+    keys = [f"key-{i}" for i in range(n)] + ["ünï-1", "ünï-2"]
+    m.set_many(keys, [float(i) for i in range(len(keys))])
+    m["an-int"], m["a-str"] = 7, "not a number"
+    probe = keys[::-1] + ["missing", "an-int", "a-str", "ünï-2", "also missing"]
+    found, out = _njit_many(store.mem, m.id, numba.typed.List(probe), -1.0)
+    numbers = [isinstance(m.get(k), (int, float)) for k in probe]
+    expect = [float(m[k]) if number else -1.0 for k, number in zip(probe, numbers)]
+    assert out.tolist() == expect and found == sum(numbers) == len(keys) + 2
+    assert np.array_equal(out, _njit_one_by_one(store.mem, m.id, numba.typed.List(probe), -1.0))
+    ints = store.map()
+    ints.set_many(list(range(0, 3 * n, 3)), [i * 0.5 for i in range(n)])
+    found, out = _njit_many(store.mem, ints.id, np.arange(3 * n, dtype=np.int64), 0.0)
+    assert found == n and out[::3].tolist() == [i * 0.5 for i in range(n)]
+    assert not out[1::3].any() and not out[2::3].any()
+
+
+def test_njit_get_float_many_of_a_dropped_map(store):
+    m = store.map({"a": 1.0})
+    mid = m.id
+    m.drop()
+    found, out = _njit_many(store.mem, mid, numba.typed.List(["a", "b"]), 5.0)
+    assert found < 0 and out.tolist() == [5.0, 5.0]
+
+
+def test_njit_get_float_many_while_another_process_writes(store):
+    n, rounds = 4000, 30
+    m = store.map()
+    keys = [f"k{i}" for i in range(n)]
+    m.set_many(keys, [float(i) for i in range(n)])
+    typed = numba.typed.List(keys)
+    base = np.arange(n, dtype=np.float64)
+    _njit_many(store.mem, m.id, typed, -1.0)  # compiled before the worker starts
+    p = mp.get_context("fork").Process(target=W.renumber, args=(store.name, m.id, n, rounds))
+    p.start()
+    reads = 0
+    while p.is_alive() or reads == 0:
+        found, out = _njit_many(store.mem, m.id, typed, -1.0)
+        r = (out - base) / 1000.0  # every value read is one the worker wrote for that key
+        assert found == n and np.all(r == np.round(r)) and r.min() >= 0 and r.max() <= rounds
+        reads += 1
+    p.join(60)
+    assert p.exitcode == 0 and len(m) == n + rounds * (n // 4)
+    assert _njit_many(store.mem, m.id, typed, -1.0)[1].tolist() == [i + 1000.0 * rounds for i in range(n)]
 
 
 class MapPairMachine(RuleBasedStateMachine):

@@ -1,8 +1,9 @@
 """Map lookups in bulk and inside ``@njit`` code, seed 2's one-key loop, and hostile keys.
 
-* ``KernelLookups``: 1k, 100k or 1M str keys looked up inside an ``@njit`` loop: sharedstore's
-  ``sharedstore.kernels.map_get_float`` against ``numba.typed.Dict.get`` (the DESIGN target:
-  >= 4x faster per key), and ``MapRef.get_many`` from Python (one kernel call for all keys).
+* ``KernelLookups``: 1k, 100k or 1M str keys looked up inside an ``@njit`` function:
+  sharedstore's ``sharedstore.kernels.map_get_float`` one key at a time and
+  ``map_get_float_many`` for all keys, against ``numba.typed.Dict.get`` in the same loop (the
+  DESIGN target: >= 4x faster per key), and ``MapRef.get_many`` from Python (one kernel call).
 * ``SingleKeyGets``: seed 2's own benchmark, 10 M gets of one key in a Python loop.
 * ``AdversarialKeys``: 100k keys whose hashes collide under one fixed seed, inserted into a
   store (with its own random seed), next to 100k random keys of the same length.
@@ -14,7 +15,7 @@ import numpy as np
 from sharedstore import _layout as L
 from sharedstore._kernels import hashmap as KM
 from sharedstore._testing import colliding_keys  # the generator the test checks
-from sharedstore.kernels import map_get_float
+from sharedstore.kernels import map_get_float, map_get_float_many
 
 from .common import Bench, random_floats, random_keys, shuffled
 
@@ -28,6 +29,12 @@ def _sum_shared(mem, map_id, keys):
 
 
 @numba.njit(nogil=True, cache=True)
+def _sum_shared_many(mem, map_id, keys, out):
+    map_get_float_many(mem, map_id, keys, 0.0, out)
+    return out.sum()
+
+
+@numba.njit(nogil=True, cache=True)
 def _sum_typed(d, keys):
     s = 0.0
     for k in keys:
@@ -36,7 +43,7 @@ def _sum_typed(d, keys):
 
 
 class KernelLookups(Bench):
-    params = [["sharedstore-njit", "typed.Dict-njit", "sharedstore-get_many"],
+    params = [["sharedstore-njit", "sharedstore-njit-many", "typed.Dict-njit", "sharedstore-get_many"],
               [1000, 100_000, 1_000_000]]
     param_names = ["impl", "n"]
     timeout = 300
@@ -60,6 +67,9 @@ class KernelLookups(Bench):
                 if impl == "sharedstore-njit":
                     self.args = (store.mem, m.id, numba.typed.List(order))
                     self.fn = _sum_shared
+                elif impl == "sharedstore-njit-many":
+                    self.args = (store.mem, m.id, numba.typed.List(order), np.empty(n))
+                    self.fn = _sum_shared_many
                 else:
                     self.args = (list(order),)
                     self.fn = lambda keys, m=m: sum(m.get_many(keys))

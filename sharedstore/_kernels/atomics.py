@@ -125,6 +125,44 @@ def fence_acquire(typingctx):
     return sig, codegen
 
 
+def _prefetch(builder, ptr):
+    i32 = ir.IntType(32)
+    ptr = builder.bitcast(ptr, ir.IntType(8).as_pointer())
+    fnty = ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32])
+    fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+    builder.call(fn, [ptr, i32(0), i32(3), i32(1)])  # read, keep in all cache levels, data
+
+
+@intrinsic
+def prefetch(typingctx, arr, idx):
+    """Hint the CPU to fetch word ``idx`` of ``arr`` into the cache (``llvm.prefetch``).  A hint
+    only: it never faults, whatever ``idx`` is, and changes no value."""
+    if not _check(arr, idx):
+        return None
+    sig = types.void(arr, idx)
+
+    def codegen(context, builder, sig, args):
+        ary = context.make_array(sig.args[0])(context, builder, args[0])
+        _prefetch(builder, builder.gep(ary.data, [args[1]]))
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def prefetch_address(typingctx, ptr):
+    """:func:`prefetch` of the memory at a raw pointer (a string's ``_data``)."""
+    if not isinstance(ptr, (types.RawPointer, types.CPointer)):
+        return None
+    sig = types.void(ptr)
+
+    def codegen(context, builder, sig, args):
+        _prefetch(builder, args[0])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
 @intrinsic
 def cpu_pause(typingctx):
     """Spin-wait hint: ``llvm.x86.sse2.pause`` on x86, nothing elsewhere."""

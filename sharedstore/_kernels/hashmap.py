@@ -32,7 +32,7 @@ from numba import types as T
 from numba.extending import overload
 
 from .. import _layout as L
-from .._jit import BYTES, MEM, OUT, RO_BYTES, WORDS, helper, inline, kernel
+from .._jit import BYTES, MEM, OUT, RO_BYTES, WORDS, helper, hot, inline, kernel
 from . import status as S
 from .atomics import (
     atomic_add,
@@ -70,7 +70,7 @@ _P3 = np.uint64(0x589965CC75374CC3)
 
 
 # ---------------------------------------------------------------------------- hashing
-@helper
+@hot
 def _load_bytes(key, i, n):
     """Little-endian uint64 from up to 8 bytes of ``key`` at ``i`` (zero-padded past ``n``)."""
     w = np.uint64(0)
@@ -91,7 +91,7 @@ def _load8_impl(key, i, n):
     return lambda key, i, n: load_le64(key, i) if i + 8 <= n else _load_bytes(key, i, n)
 
 
-@helper
+@hot
 def hash_key(key, ktag, seed):
     """Keyed 64-bit hash of a key's bytes and tag (wyhash-style multiply-fold), as int64."""
     s = np.uint64(seed) ^ _P0
@@ -110,12 +110,12 @@ def hash_bytes(key, ktag, seed):
     return hash_key(key, ktag, seed)
 
 
-@helper
+@hot
 def _slot_tag(hv):
     return (hv >> (64 - _TAG_BITS)) & _TAG_MASK
 
 
-@helper
+@hot
 def _pad8(n):
     return (n + 7) & ~7
 
@@ -166,11 +166,16 @@ def _key_eq(mem, buf, eoff, key, ktag):
     klen = _entry_key_len(mem, eoff)
     if klen != n or (mem[eoff // 8 + 1 + L.E_META] & 0xFF) != ktag:
         return False
-    at = eoff + _ENTRY_HDR
-    for i in range(n):
-        if buf[at + i] != key[i]:
+    at = eoff + _ENTRY_HDR  # the entry's key bytes are padded to 8 inside its block
+    i = 0
+    while i + 8 <= n:
+        if load_le64(buf, at + i) != _load8(key, i, n):
             return False
-    return True
+        i += 8
+    if i == n:
+        return True
+    tail = np.uint64(8 * (n - i))
+    return (load_le64(buf, at + i) & ((np.uint64(1) << tail) - np.uint64(1))) == _load8(key, i, n)
 
 
 @inline
@@ -336,12 +341,18 @@ def _find(mem, buf, h, key, ktag):
     """One optimistic probe for ``key``: (value tag or status, entry offset, key length,
     header word index, version at the start).  Valid only if ``_read_ok`` agrees after the
     caller has copied what it needs out of the entry."""
+    return _find_hashed(mem, buf, h, key, ktag, hash_key(key, ktag, mem[L.W_HASH_SEED]))
+
+
+@inline
+def _find_hashed(mem, buf, h, key, ktag, hv):
+    """``_find`` of a key whose hash ``hv`` the caller has computed."""
     mw, v1, t, cap = _read_begin(mem, h)
     if mw < 0:
         return mw, 0, 0, mw, 0
     if cap < 0:
         return S.ERR_CORRUPT, 0, 0, mw, v1
-    i = _probe(mem, buf, t, cap, hash_key(key, ktag, mem[L.W_HASH_SEED]), key, ktag)
+    i = _probe(mem, buf, t, cap, hv, key, ktag)
     if i < 0:
         return (S.ERR_NOT_FOUND if i > -(1 + cap) else S.ERR_CORRUPT), 0, 0, mw, v1
     eoff = (load_acquire(mem, t // 8 + 2 + i) & L.SLOT_OFF_MASK) << 3
@@ -396,12 +407,18 @@ def _get_into(mem, buf, h, key, ktag, out, pos):
     return S.ERR_RETRY, 0
 
 
-@helper
+@hot
 def lookup(mem, h, key, ktag):
     """(value tag or status, payload word) of ``key`` in map ``h``, read without locking."""
+    return lookup_hashed(mem, h, key, ktag, hash_key(key, ktag, mem[L.W_HASH_SEED]))
+
+
+@hot
+def lookup_hashed(mem, h, key, ktag, hv):
+    """``lookup`` of a key whose hash under the store's seed is ``hv``."""
     buf = mem.view(np.uint8)
     for _ in range(READ_RETRIES):
-        res, eoff, _, mw, v1 = _find(mem, buf, h, key, ktag)
+        res, eoff, _, mw, v1 = _find_hashed(mem, buf, h, key, ktag, hv)
         if mw < 0:
             return mw, 0
         payload = mem[eoff // 8 + 1 + L.E_PAYLOAD] if res > 0 else 0

@@ -15,7 +15,7 @@ from numba import types
 from numba.extending import overload
 
 from .. import _layout as L
-from .._jit import helper, kernel
+from .._jit import helper, hot, kernel
 from . import status as S
 from .atomics import atomic_add, atomic_cas, load_acquire, memcpy, store_release
 from .locks import lock_release, lock_try
@@ -49,12 +49,12 @@ def class_size(c):
     return (1 << p) + (j % 4 + 1) * (1 << (p - 2))
 
 
-@helper
+@hot
 def committed(mem):
     return load_acquire(mem, L.W_COMMITTED)
 
 
-@helper
+@hot
 def block_ok(mem, off, nbytes):
     """True if ``off .. off+nbytes`` lies in the committed heap and ``off`` is word aligned."""
     return off >= L.HEAP_START and off % 8 == 0 and nbytes >= 0 and off + nbytes <= committed(mem)
@@ -113,7 +113,7 @@ def free_locked(mem, off):
     mem[L.W_USED] -= class_size(c)
 
 
-@helper
+@hot
 def object_words(mem, e, nwords):
     """Word index of the ``nwords``-word header block that handle entry ``e`` points at, or -1
     if it lies outside the committed heap (maps and vectors keep their headers this way)."""
@@ -123,7 +123,7 @@ def object_words(mem, e, nwords):
     return off // 8 + 1
 
 
-@helper
+@hot
 def entry_word(mem, slot):
     """Word index of handle slot ``slot``'s entry, or -1 if its chunk does not exist."""
     d = mem[L.HT_DIR // 8 + (slot >> L.HT_CHUNK_SHIFT)]
@@ -132,7 +132,7 @@ def entry_word(mem, slot):
     return d // 8 + (slot & (L.HT_CHUNK - 1)) * L.HT_WORDS
 
 
-@helper
+@hot
 def handle_resolve(mem, h, kind):
     """Word index of the entry handle ``h`` names, if it is live and of ``kind`` (-1: any)."""
     if h <= 0:
