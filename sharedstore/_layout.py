@@ -63,7 +63,8 @@ released with a store of 0, always within one kernel call.
 """
 
 MAGIC = int.from_bytes(b"SHSTORE\x01", "little")
-FORMAT_VERSION = 2  # 2: an array value's elements live in a data block of their own
+FORMAT_VERSION = 3  # 2: an array value's elements live in a data block of their own
+                    # 3: a vector's header records the append copying outside its lock
 
 PAGE = 4096
 
@@ -219,7 +220,9 @@ VH_FREE = 5      # byte offset of the free-list block (int64 slot indices), 0 if
 VH_NFREE = 6     # slots on the free list
 VH_VERSION = 7   # bumped by 2 after a change to published slots, the data block or the free
                  # list is published (optimistic readers); an append past the length needs none
-VEC_WORDS = 8
+VH_APPENDER = 8  # token of the process copying an append outside the lock, 0 if none
+VH_APPEND_END = 9  # the end of the slots it copies (they start at the length)
+VEC_WORDS = 10
 # a data block's data: [state, 0, records...]; state = 2 * (processes pinning it) + retired.
 # A block is freed exactly once: by whoever makes state 1 (retired, unpinned).  A map's array
 # value holds its elements in such a block too (its ulen: their byte length).

@@ -25,8 +25,10 @@ inside the call and return a status: 1 (new key), 0 (replaced), or a negative st
 
 - ``STATUS_COMMIT``: the store needs more committed memory; call ``store.reserve(nbytes)`` from
   Python, then repeat the write.
-- ``STATUS_BUSY``: a lock stayed busy past the spin budget; repeat (or go back to Python, where
-  ``store`` takes locks over from dead owners).
+- ``STATUS_BUSY_LOCK`` / ``STATUS_BUSY_ALLOC``: a lock stayed busy past the spin budget;
+  ``STATUS_BUSY_APPEND``: another process's append to the vector is still copying.  Repeat (or
+  go back to Python, where ``store`` takes locks over from dead owners and finishes the appends
+  of dead processes).
 - other negative values: the id is stale or invalid (see ``sharedstore._kernels.status``).
 
 Values are numbers: a float read of an int value converts it; a missing key, or a value that is
@@ -69,6 +71,7 @@ from ._kernels.vector import append_bytes, vector_length
 STATUS_COMMIT = _S.ERR_COMMIT
 STATUS_BUSY_LOCK = _S.ERR_BUSY_OBJ
 STATUS_BUSY_ALLOC = _S.ERR_BUSY_ALLOC
+STATUS_BUSY_APPEND = _S.ERR_BUSY_APPEND
 STATUS_NOT_FOUND = _S.ERR_NOT_FOUND
 _EMPTY = np.zeros(0, dtype=np.uint8)
 
@@ -327,6 +330,7 @@ def vector_append(mem, token, vector_id, values):
 
 __all__ = [
     "STATUS_BUSY_ALLOC",
+    "STATUS_BUSY_APPEND",
     "STATUS_BUSY_LOCK",
     "STATUS_COMMIT",
     "STATUS_NOT_FOUND",

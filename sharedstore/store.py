@@ -246,7 +246,7 @@ class Store:
         if r == S.ERR_COMMIT:
             self._grow(hint)
             return deadline
-        if r not in (S.ERR_BUSY_ALLOC, S.ERR_BUSY_OBJ, S.ERR_RETRY):
+        if r not in (S.ERR_BUSY_ALLOC, S.ERR_BUSY_OBJ, S.ERR_BUSY_APPEND, S.ERR_RETRY):
             raise_status(r, what, store=self)
         if deadline is None:
             deadline = time.monotonic() + self.lock_timeout
@@ -254,6 +254,8 @@ class Store:
             self._unblock(L.W_ALLOC_LOCK, 0, deadline, what)
         elif r == S.ERR_BUSY_OBJ:
             self._unblock(self._lock_word(h), h, deadline, what)
+        elif r == S.ERR_BUSY_APPEND:
+            self._unblock_append(h, deadline, what)
         elif time.monotonic() > deadline:
             raise_status(r, what, store=self)
         return deadline
@@ -282,6 +284,27 @@ class Store:
             raise LockTimeoutError(
                 f"{what}: a lock in store {self.name!r} has been held by process {pid} for over "
                 f"{self.lock_timeout:g} s; that process is alive: find out why it is stuck"
+            )
+        time.sleep(0.0002)
+
+    def _unblock_append(self, h: int, deadline: float, what: str) -> None:
+        """An append to vector ``h`` copying outside its lock stayed unfinished: finish it for
+        its process if that died (its records are lost, their slots freed), else wait."""
+        owner = KV.vector_appender(self._mem, h)
+        if owner <= 0:
+            return  # done meanwhile (or a status the next call reports)
+        if owner != self._token and not self._token_alive(owner):
+            args = (self._mem, self._token, h, owner)
+            r = KV.vector_reclaim(*args)
+            if r < 0:
+                self._slow(r, KV.vector_reclaim, args, what, h)
+            self.reap()
+            return
+        if time.monotonic() > deadline:
+            raise LockTimeoutError(
+                f"{what}: process {self._token_pid(owner)} has been appending to a vector in "
+                f"store {self.name!r} for over {self.lock_timeout:g} s; that process is alive: "
+                "find out why it is stuck"
             )
         time.sleep(0.0002)
 

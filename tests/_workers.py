@@ -158,7 +158,8 @@ def rename_many(store, rid, n, label):
 
 
 def append_records(store, vid, start, n, batch):
-    """Append records (i, -i, i * 0.5) for i in start..start+n, ``batch`` at a time."""
+    """Append records (i, -i, i * 0.5) for i in start..start+n, ``batch`` at a time (one by one
+    with ``append`` for a batch of 1)."""
     import numpy as np
 
     v = store.ref(vid)
@@ -166,7 +167,10 @@ def append_records(store, vid, start, n, batch):
         i = np.arange(lo, min(lo + batch, start + n))
         rows = np.zeros(len(i), dtype=v.dtype)
         rows["a"], rows["b"], rows["c"] = i, -i, i * 0.5
-        v.extend(rows)
+        if batch == 1:
+            v.append(rows[0])
+        else:
+            v.extend(rows)
 
 
 def grow_and_churn(name, vid, ready_id, done_id):
@@ -303,3 +307,10 @@ def renumber(name, map_id, n, rounds):
         for r in range(1, rounds + 1):
             m.set_many(keys, [float(i + 1000 * r) for i in range(n)])
             m.set_many([f"grow{r}-{j}" for j in range(n // 4)], [0.0] * (n // 4))
+
+
+def attach_and_vanish(name, conn):
+    """Attach, send this process's lock token, and exit without detaching (as a crash)."""
+    store = ss.attach(name)
+    conn.send(store.token)
+    os._exit(0)

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 import sharedstore as ss
+from sharedstore import _layout as L
+from sharedstore._kernels import heap as KH
 from sharedstore.kernels import vector_append, vector_length
 
 from . import _workers as W
@@ -146,16 +148,19 @@ def test_dropped_vector_keeps_viewed_memory(store):
         len(v)
 
 
-@pytest.mark.parametrize("batch", [1, 500])
+@pytest.mark.parametrize("batch", [1, 500, 0])  # 0: batches of 1, 500 and 170 at once
 def test_concurrent_appends_lose_nothing(store, batch):
+    # batches of 500 records (12 KB) copy outside the vector's lock; single ones under it
     dt = np.dtype([("a", "<i8"), ("b", "<i8"), ("c", "<f8")])
     v = store.vector(dt)
-    n = 4000 if batch > 1 else 1500
+    n = 1500 if batch == 1 else 4000
+    batches = [batch] * 3 if batch else [1, 500, 170]
     ctx = mp.get_context("fork")
-    procs = [ctx.Process(target=W.append_records, args=(store, v.id, k * n, n, batch)) for k in range(2)]
+    procs = [ctx.Process(target=W.append_records, args=(store, v.id, k * n, n, batches[k]))
+             for k in range(2)]
     for p in procs:
         p.start()
-    W.append_records(store, v.id, 2 * n, n, batch)
+    W.append_records(store, v.id, 2 * n, n, batches[2])
     for p in procs:
         p.join(60)
         assert p.exitcode == 0
@@ -338,3 +343,56 @@ def test_close_with_views_keeps_them_valid(name):
         other.close()
     finally:
         ss.unlink(name)
+
+
+def _header(store, v):
+    """The word index of vector ``v``'s header in ``store.mem``."""
+    e = KH.handle_resolve(store.mem, v.id, L.KIND_VECTOR)
+    return int(store.mem[e + L.H_VALUE]) // 8 + 1
+
+
+def test_append_of_a_process_that_died_copying_is_reclaimed(store):
+    """A process killed while it copied an append outside the lock: the next writer finds its
+    slots, zeroes them, frees them (insert reuses them) and goes on."""
+    dt = np.dtype([("a", "<i8"), ("b", "<f8")])
+    v = store.vector(dt, capacity=64)
+    v.extend(np.ones(10, dtype=dt))
+    ours, theirs = mp.Pipe()
+    p = mp.get_context("fork").Process(target=W.attach_and_vanish, args=(store.name, theirs))
+    p.start()
+    assert ours.poll(60)
+    dead = ours.recv()
+    p.join(60)
+    vw = _header(store, v)
+    records = store.mem.view(np.uint8)
+    at = int(store.mem[vw + L.VH_DATA]) + 8 + L.D_RECORDS + 10 * dt.itemsize
+    records[at:at + 5 * dt.itemsize] = 0xAB  # half-copied records of the dead appender
+    store.mem[vw + L.VH_APPEND_END] = 15
+    store.mem[vw + L.VH_APPENDER] = dead
+    v.append((7, 7.0))  # waits for the dead appender, reclaims, appends
+    assert len(v) == 16 and int(store.mem[vw + L.VH_APPENDER]) == 0
+    arr = v.to_numpy()
+    assert (arr[10:15]["a"] == 0).all() and (arr[10:15]["b"] == 0).all() and arr[15]["a"] == 7
+    assert sorted(v.free_slots()) == [10, 11, 12, 13, 14]
+    assert v.insert((3, 3.0)) in range(10, 15) and store.check().clean
+    v.extend(np.ones(100, dtype=dt))  # growth after a reclaim
+    assert len(v) == 116 and store.check().clean
+
+
+def test_append_waits_for_a_live_appender_then_times_out(store):
+    v = store.vector("int64")
+    v.extend(np.arange(4))
+    vw = _header(store, v)
+    store.mem[vw + L.VH_APPEND_END] = 6
+    store.mem[vw + L.VH_APPENDER] = store.token  # a copy of this very (live) process
+    store.lock_timeout = 0.3
+    try:
+        with pytest.raises(ss.LockTimeoutError, match="appending"):
+            v.append(5)
+        with pytest.raises(ss.LockTimeoutError, match="appending"):
+            v[0] = 1  # everything that changes the vector waits too
+        assert len(v) == 4 and v.to_numpy().tolist() == [0, 1, 2, 3]
+    finally:
+        store.mem[vw + L.VH_APPENDER] = 0
+    v.append(4)
+    assert v.to_numpy().tolist() == [0, 1, 2, 3, 4] and store.check().clean

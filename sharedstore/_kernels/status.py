@@ -12,3 +12,4 @@ ERR_CORRUPT = -8      # a structure read from shared memory is inconsistent
 ERR_NOT_FOUND = -9    # key missing
 ERR_RETRY = -10       # optimistic read kept racing with writers; call again
 ERR_SCRATCH = -11     # the output buffer is too small; the size needed is in the record
+ERR_BUSY_APPEND = -12  # a vector append copying outside the lock did not finish within the spin budget

@@ -10,6 +10,17 @@ to exactly 1 (retired, no pins) frees the block, so it is freed once, and only w
 can still reach it through a view.  Pins are taken and released under the allocator lock, and
 each is recorded in the pinning process's pin list (``_layout``: PIN_LISTS), so ``proc_reap``
 releases the pins of a process that died holding views.
+
+Appends outside the lock.  An append of ``OUT_OF_LOCK`` bytes or more, when no other is doing
+so, takes the slots after the length under the lock, records itself (``VH_APPENDER`` = its
+token, ``VH_APPEND_END``), releases the lock and copies; then it publishes the length and clears
+``VH_APPENDER``.  Meanwhile other appends take the lock as usual, put their records after
+``VH_APPEND_END`` and publish once the length reaches it, so the copies of two processes run at
+once and the length only ever covers records written whole.  Everything else that changes the
+vector (growth, which moves the data, included) first waits for ``VH_APPENDER`` to clear.  A
+wait that outlasts the spin budget returns ``ERR_BUSY_APPEND`` having published nothing; if the
+appender died, ``vector_reclaim`` zeroes the slots it had taken, puts them on the free list
+(like removed records) and publishes them.
 """
 
 import numpy as np
@@ -18,7 +29,16 @@ from numba import types as T
 from .. import _layout as L
 from .._jit import MEM, RO_BYTES, WORDS, helper, kernel
 from . import status as S
-from .atomics import atomic_add, atomic_cas, fence_acquire, load_acquire, memcpy, store_release
+from .atomics import (
+    atomic_add,
+    atomic_cas,
+    cpu_pause,
+    fence_acquire,
+    load_acquire,
+    memcpy,
+    sched_yield,
+    store_release,
+)
 from .heap import (
     alloc_locked,
     block_ok,
@@ -28,10 +48,11 @@ from .heap import (
     handle_resolve,
     object_words,
 )
-from .locks import lock_release, lock_try
+from .locks import SPIN_BUDGET, lock_release, lock_try
 
 READ_RETRIES = 100000
 _MIN_CAP = 8
+OUT_OF_LOCK = 4096  # an append of this many bytes or more copies its records outside the lock
 
 
 @helper
@@ -58,9 +79,21 @@ def _data_ok(mem, d, cap, itemsize):
 
 
 @helper
-def _lock_vec_only(mem, h, token):
+def _wait_word(mem, w, value):
+    """Spin (a lock's budget) until ``mem[w] == value``; True if it got there."""
+    for i in range(SPIN_BUDGET):
+        if load_acquire(mem, w) == value:
+            return True
+        cpu_pause()
+        if i % 32 == 31:
+            sched_yield()
+    return load_acquire(mem, w) == value
+
+
+@helper
+def _lock_vec_nodrain(mem, h, token):
     """Resolve vector ``h`` and take its lock: (entry, header words) or a status in the first
-    place."""
+    place.  An append copying outside the lock may still be under way."""
     e = handle_resolve(mem, h, L.KIND_VECTOR)
     if e < 0:
         return e, 0
@@ -69,6 +102,16 @@ def _lock_vec_only(mem, h, token):
         return S.ERR_CORRUPT, 0
     if not lock_try(mem, e + L.H_LOCK, token):
         return S.ERR_BUSY_OBJ, 0
+    return e, vw
+
+
+@helper
+def _lock_vec_only(mem, h, token):
+    """``_lock_vec_nodrain``, then wait for an append copying outside the lock to finish."""
+    e, vw = _lock_vec_nodrain(mem, h, token)
+    if e >= 0 and mem[vw + L.VH_APPENDER] != 0 and not _wait_word(mem, vw + L.VH_APPENDER, 0):
+        lock_release(mem, e + L.H_LOCK)
+        return S.ERR_BUSY_APPEND, 0
     return e, vw
 
 
@@ -191,24 +234,34 @@ def _length(mem, vw):
 def _append_begin(mem, token, h, nbytes, one):
     """Lock vector ``h`` and make room for ``nbytes`` of slots at its end: (entry word or a
     status, header words, first new slot, slots).  With ``one``, ``nbytes`` must be exactly one
-    slot (else ERR_KIND).  On success the caller writes the slots, then calls ``_append_end``.
+    slot (else ERR_KIND).  On success the caller writes the slots, then calls ``_append_end``
+    (or hands the copy over: ``append_bytes``).
 
-    Only growth takes the allocator lock: an append into capacity the vector has touches
-    nothing but its own slots, length and version (views and pins, which the allocator lock
-    guards, see the same data block before and after)."""
-    e, vw = _lock_vec_only(mem, h, token)
+    The new slots follow those of an append copying outside the lock, if one is under way;
+    growth waits for that one to finish first.  Only growth takes the allocator lock: an append
+    into capacity the vector has touches nothing but its own slots, length and version (views
+    and pins, which the allocator lock guards, see the same data block before and after)."""
+    e, vw = _lock_vec_nodrain(mem, h, token)
     if e < 0:
         return e, 0, 0, 0
     itemsize = mem[vw + L.VH_ITEMSIZE]
     k = nbytes // itemsize
     n = mem[vw + L.VH_LEN]
+    if mem[vw + L.VH_APPENDER] != 0:
+        n = max(n, mem[vw + L.VH_APPEND_END])
     r = S.ERR_KIND if one and itemsize != nbytes else 0
     if r == 0 and n + k > mem[vw + L.VH_CAP]:
-        if lock_try(mem, L.W_ALLOC_LOCK, token):
-            r = _grow_locked(mem, vw, n + k)
-            lock_release(mem, L.W_ALLOC_LOCK)
-        else:
-            r = S.ERR_BUSY_ALLOC
+        if mem[vw + L.VH_APPENDER] != 0:  # growth moves the data: the copy must be done
+            if _wait_word(mem, vw + L.VH_APPENDER, 0):
+                n = mem[vw + L.VH_LEN]
+            else:
+                r = S.ERR_BUSY_APPEND
+        if r == 0:
+            if lock_try(mem, L.W_ALLOC_LOCK, token):
+                r = _grow_locked(mem, vw, n + k)
+                lock_release(mem, L.W_ALLOC_LOCK)
+            else:
+                r = S.ERR_BUSY_ALLOC
     if r < 0:
         lock_release(mem, e + L.H_LOCK)
         return r, 0, 0, 0
@@ -216,25 +269,41 @@ def _append_begin(mem, token, h, nbytes, one):
 
 
 @helper
-def _append_end(mem, e, vw, n):
-    """Publish the slots written (the length becomes ``n``), unlock; return ``n``.
+def _append_end(mem, e, vw, n, k):
+    """Publish slots ``n .. n+k`` (written) once the slots before them are, unlock; return the
+    new length, or ERR_BUSY_APPEND (nothing published: the whole append can be repeated).
 
     The version stays: appended slots lie past the length readers saw, so no reader can have
     read them before they were written (readers load the length with acquire)."""
-    store_release(mem, vw + L.VH_LEN, n)  # publish the records
+    if load_acquire(mem, vw + L.VH_LEN) != n and not _wait_word(mem, vw + L.VH_LEN, n):
+        lock_release(mem, e + L.H_LOCK)
+        return S.ERR_BUSY_APPEND
+    store_release(mem, vw + L.VH_LEN, n + k)  # publish the records
     lock_release(mem, e + L.H_LOCK)
-    return n
+    return n + k
 
 
 @helper
 def append_bytes(mem, token, h, data):
     """Append the records in ``data`` (uint8, a whole number of slots); the new length, or a
-    status.  (Also for users' jitted code: see ``sharedstore.kernels``.)"""
+    status.  A big append copies outside the lock (module docstring).  (Also for users' jitted
+    code: see ``sharedstore.kernels``.)"""
     e, vw, n, k = _append_begin(mem, token, h, len(data), False)
     if e < 0:
         return e
-    memcpy(mem.view(np.uint8), _slot_at(mem, vw, n), data, 0, k * mem[vw + L.VH_ITEMSIZE])
-    return _append_end(mem, e, vw, n + k)
+    nb = k * mem[vw + L.VH_ITEMSIZE]
+    at = _slot_at(mem, vw, n)
+    buf = mem.view(np.uint8)
+    if nb >= OUT_OF_LOCK and mem[vw + L.VH_APPENDER] == 0:
+        mem[vw + L.VH_APPEND_END] = n + k  # (n is the length: nobody else is copying)
+        store_release(mem, vw + L.VH_APPENDER, token)
+        lock_release(mem, e + L.H_LOCK)
+        memcpy(buf, at, data, 0, nb)
+        store_release(mem, vw + L.VH_LEN, n + k)  # publish the records ...
+        store_release(mem, vw + L.VH_APPENDER, 0)  # ... then let the others drain
+        return n + k
+    memcpy(buf, at, data, 0, nb)
+    return _append_end(mem, e, vw, n, k)
 
 
 @helper
@@ -248,7 +317,7 @@ def append_word(mem, token, h, bits, nbytes):
     buf = mem.view(np.uint8)
     for j in range(nbytes):
         buf[at + j] = (bits >> (8 * j)) & 0xFF
-    return _append_end(mem, e, vw, n + 1)
+    return _append_end(mem, e, vw, n, 1)
 
 
 @kernel(T.int64(MEM, T.int64, T.int64, RO_BYTES))
@@ -258,15 +327,20 @@ def vector_extend(mem, token, h, data):
 
 
 @helper
-def vector_length(mem, h):
-    """Slots in vector ``h``, or a status."""
+def _resolve_vec(mem, h):
+    """Header word index of vector ``h``, or a status."""
     e = handle_resolve(mem, h, L.KIND_VECTOR)
     if e < 0:
         return e
     vw = _vec_words(mem, e)
-    if vw < 0:
-        return S.ERR_CORRUPT
-    return _length(mem, vw)
+    return S.ERR_CORRUPT if vw < 0 else vw
+
+
+@helper
+def vector_length(mem, h):
+    """Slots in vector ``h``, or a status."""
+    vw = _resolve_vec(mem, h)
+    return vw if vw < 0 else _length(mem, vw)
 
 
 @kernel(T.int64(MEM, T.int64, T.int64, RO_BYTES))
@@ -294,6 +368,25 @@ def vector_insert(mem, token, h, data):
     return r
 
 
+@helper
+def _free_room_locked(mem, vw, more):
+    """The free-list block, grown if need be to hold ``more`` slots more; or a status."""
+    fl = mem[vw + L.VH_FREE]
+    nfree = mem[vw + L.VH_NFREE]
+    fcap = 0 if fl == 0 else mem[fl // 8] >> 16
+    if nfree + more <= fcap:
+        return fl
+    ncap = max(16, 2 * fcap, nfree + more)
+    nfl = alloc_locked(mem, 8 * ncap, L.TAG_VFREE, ncap)
+    if nfl < 0:
+        return nfl
+    mem[nfl // 8 + 1:nfl // 8 + 1 + nfree] = mem[fl // 8 + 1:fl // 8 + 1 + nfree]
+    store_release(mem, vw + L.VH_FREE, nfl)
+    if fl != 0:
+        free_locked(mem, fl)
+    return nfl
+
+
 @kernel(T.int64(MEM, T.int64, T.int64, T.int64))
 def vector_remove(mem, token, h, slot):
     """Zero slot ``slot`` and put it on the free list (``insert`` reuses it)."""
@@ -307,20 +400,12 @@ def vector_remove(mem, token, h, slot):
         r = S.ERR_NOT_FOUND
     else:
         fl = mem[vw + L.VH_FREE]
-        fcap = 0 if fl == 0 else mem[fl // 8] >> 16
         for i in range(nfree):  # a slot is removed once (the list is short next to the table)
             if mem[fl // 8 + 1 + i] == slot:
                 r = S.ERR_NOT_FOUND
-        if r == 0 and nfree >= fcap:
-            nfl = alloc_locked(mem, 8 * max(16, 2 * fcap), L.TAG_VFREE, max(16, 2 * fcap))
-            if nfl < 0:
-                r = nfl
-            else:
-                mem[nfl // 8 + 1:nfl // 8 + 1 + nfree] = mem[fl // 8 + 1:fl // 8 + 1 + nfree]
-                store_release(mem, vw + L.VH_FREE, nfl)
-                if fl != 0:
-                    free_locked(mem, fl)
-                fl = nfl
+        if r == 0:
+            fl = _free_room_locked(mem, vw, 1)
+            r = min(fl, 0)
         if r == 0:
             itemsize = mem[vw + L.VH_ITEMSIZE]
             at = _slot_at(mem, vw, slot)
@@ -329,6 +414,51 @@ def vector_remove(mem, token, h, slot):
             mem[vw + L.VH_NFREE] = nfree + 1
             atomic_add(mem, vw + L.VH_VERSION, 2)
     _unlock_vec(mem, e)
+    return r
+
+
+@kernel(T.int64(MEM, T.int64))
+def vector_appender(mem, h):
+    """The token of the process copying an append to vector ``h`` outside its lock (0 if
+    none), or a status."""
+    vw = _resolve_vec(mem, h)
+    return vw if vw < 0 else load_acquire(mem, vw + L.VH_APPENDER)
+
+
+@kernel(T.int64(MEM, T.int64, T.int64, T.int64))
+def vector_reclaim(mem, token, h, dead):
+    """Finish the append that process ``dead`` (a token; it has died) was copying outside the
+    lock: its slots are zeroed and put on the free list, as removed records are, and published.
+    1 if it did so, 0 if ``dead`` was not copying (any more), or a status."""
+    e, vw = _lock_vec_nodrain(mem, h, token)
+    if e < 0:
+        return e
+    r = 0
+    if mem[vw + L.VH_APPENDER] == dead and dead != 0:
+        if not lock_try(mem, L.W_ALLOC_LOCK, token):
+            lock_release(mem, e + L.H_LOCK)
+            return S.ERR_BUSY_ALLOC
+        n = mem[vw + L.VH_LEN]
+        end = mem[vw + L.VH_APPEND_END]
+        if n < 0 or end < n or end > mem[vw + L.VH_CAP]:
+            r = S.ERR_CORRUPT
+        else:
+            fl = _free_room_locked(mem, vw, end - n)
+            r = min(fl, 0)
+        if r == 0:
+            itemsize = mem[vw + L.VH_ITEMSIZE]
+            at = _slot_at(mem, vw, n)
+            mem.view(np.uint8)[at:at + (end - n) * itemsize] = 0
+            nfree = mem[vw + L.VH_NFREE]
+            for i in range(end - n):
+                mem[fl // 8 + 1 + nfree + i] = n + i
+            mem[vw + L.VH_NFREE] = nfree + end - n
+            store_release(mem, vw + L.VH_LEN, end)
+            atomic_add(mem, vw + L.VH_VERSION, 2)
+            store_release(mem, vw + L.VH_APPENDER, 0)
+            r = 1
+        lock_release(mem, L.W_ALLOC_LOCK)
+    lock_release(mem, e + L.H_LOCK)
     return r
 
 
