@@ -64,7 +64,8 @@ released with a store of 0, always within one kernel call.
 
 MAGIC = int.from_bytes(b"SHSTORE\x01", "little")
 FORMAT_VERSION = 3  # 2: an array value's elements live in a data block of their own
-                    # 3: a vector's header records the append copying outside its lock
+                    # 3: a vector's header records the append copying outside its lock;
+                    #    size classes above 128 bytes are 16 bytes bigger
 
 PAGE = 4096
 
@@ -167,8 +168,11 @@ TAG_NAMES = {
     TAG_PINS: "pin list",
 }
 
-# size classes: 16..128 bytes in steps of 8, then four classes per doubling
+# size classes: 16..128 bytes in steps of 8, then four classes per doubling, each CLASS_PAD
+# bytes more than 2**p * (1, 1.25, 1.5, 1.75): a block holding a power of two of bytes behind
+# a header and a word (a map's table: [capacity, slots...]) fits one exactly, not 25% over
 N_SMALL = 15
+CLASS_PAD = 16
 
 
 def class_size(c: int) -> int:
@@ -177,7 +181,7 @@ def class_size(c: int) -> int:
         return 16 + 8 * c
     j = c - N_SMALL
     p = 7 + j // 4
-    return (1 << p) + (j % 4 + 1) * (1 << (p - 2))
+    return (1 << p) + (j % 4) * (1 << (p - 2)) + CLASS_PAD
 
 
 # map layout: a map object's block holds MAP_WORDS words

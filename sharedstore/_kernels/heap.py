@@ -30,14 +30,17 @@ def size_class(n):
         return 0
     if n <= 128:
         return (n + 7) // 8 - 2
-    x = n - 1
+    m = n - L.CLASS_PAD  # the classes above 128 are 2**p * (1, 1.25, 1.5, 1.75) + CLASS_PAD
+    if m <= 128:
+        return L.N_SMALL
+    x = m - 1
     p = 0
     while x > 1:
         x >>= 1
         p += 1
     step = 1 << (p - 2)
-    k = (n - (1 << p) + step - 1) // step
-    return L.N_SMALL + (p - 7) * 4 + k - 1
+    k = (m - (1 << p) + step - 1) // step  # 1 .. 4 (4: the next power of two)
+    return L.N_SMALL + (p - 7) * 4 + k
 
 
 @helper
@@ -46,7 +49,7 @@ def class_size(c):
         return 16 + 8 * c
     j = c - L.N_SMALL
     p = 7 + j // 4
-    return (1 << p) + (j % 4 + 1) * (1 << (p - 2))
+    return (1 << p) + (j % 4) * (1 << (p - 2)) + L.CLASS_PAD
 
 
 @hot
