@@ -226,7 +226,9 @@ VH_VERSION = 7   # bumped by 2 after a change to published slots, the data block
                  # list is published (optimistic readers); an append past the length needs none
 VH_APPENDER = 8  # token of the process copying an append outside the lock, 0 if none
 VH_APPEND_END = 9  # the end of the slots it copies (they start at the length)
-VEC_WORDS = 10
+VH_WRITING = 10  # 1 + the free slot an insert is writing (lock held), 0 if none: a writer that
+                 # takes the lock over from a dead owner zeroes that slot (it stays free)
+VEC_WORDS = 11
 # a data block's data: [state, 0, records...]; state = 2 * (processes pinning it) + retired.
 # A block is freed exactly once: by whoever makes state 1 (retired, unpinned).  A map's array
 # value holds its elements in such a block too (its ulen: their byte length).

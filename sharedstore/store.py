@@ -329,8 +329,11 @@ class Store:
         """Repair what a lock guards after its owner died holding it (we hold it now)."""
         if word == L.W_ALLOC_LOCK:
             return  # allocator steps publish with single stores: at worst a leaked block
-        if KH.handle_kind(self._mem, h) in (L.KIND_MAP, L.KIND_LIST):
+        kind = KH.handle_kind(self._mem, h)
+        if kind in (L.KIND_MAP, L.KIND_LIST):
             KM.map_recount(self._mem, h)
+        elif kind == L.KIND_VECTOR:
+            KV.vector_after_dead_owner(self._mem, h)
 
     def _grow(self, hint: int = 0) -> None:
         """Commit more of the reservation (at least ``hint`` bytes more, usually 50% more)."""

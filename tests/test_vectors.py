@@ -351,18 +351,43 @@ def _header(store, v):
     return int(store.mem[e + L.H_VALUE]) // 8 + 1
 
 
+def _dead_token(store):
+    """The lock token of a process that attached to ``store`` and died."""
+    ours, theirs = mp.Pipe()
+    p = mp.get_context("fork").Process(target=W.attach_and_vanish, args=(store.name, theirs))
+    p.start()
+    assert ours.poll(60)
+    token = ours.recv()
+    p.join(60)
+    return token
+
+
+def test_insert_killed_mid_copy_leaves_its_free_slot_zeroed(store):
+    """A process killed while it copied a record into a free slot (holding the lock): the
+    writer that takes the lock over zeroes the slot again, and it stays on the free list."""
+    dt = np.dtype([("a", "<i8"), ("b", "<f8")])
+    v = store.vector(dt)
+    v.extend(np.ones(10, dtype=dt))
+    v.remove(4)
+    vw = _header(store, v)
+    at = int(store.mem[vw + L.VH_DATA]) + 8 + L.D_RECORDS + 4 * dt.itemsize
+    store.mem.view(np.uint8)[at:at + 8] = 0xAB  # half the record, then the kill
+    store.mem[vw + L.VH_WRITING] = 5
+    store.mem[store._lock_word(v.id)] = _dead_token(store)
+    v.remove(7)  # takes the lock over, repairs, removes
+    assert v.to_numpy()[4].tolist() == (0, 0.0) and sorted(v.free_slots()) == [4, 7]
+    assert int(store.mem[vw + L.VH_WRITING]) == 0 and store.check().clean
+    assert v.insert((5, 5.0)) == 7 and v.insert((6, 6.0)) == 4
+    assert v.to_numpy()["a"].tolist() == [1, 1, 1, 1, 6, 1, 1, 5, 1, 1]
+
+
 def test_append_of_a_process_that_died_copying_is_reclaimed(store):
     """A process killed while it copied an append outside the lock: the next writer finds its
     slots, zeroes them, frees them (insert reuses them) and goes on."""
     dt = np.dtype([("a", "<i8"), ("b", "<f8")])
     v = store.vector(dt, capacity=64)
     v.extend(np.ones(10, dtype=dt))
-    ours, theirs = mp.Pipe()
-    p = mp.get_context("fork").Process(target=W.attach_and_vanish, args=(store.name, theirs))
-    p.start()
-    assert ours.poll(60)
-    dead = ours.recv()
-    p.join(60)
+    dead = _dead_token(store)
     vw = _header(store, v)
     records = store.mem.view(np.uint8)
     at = int(store.mem[vw + L.VH_DATA]) + 8 + L.D_RECORDS + 10 * dt.itemsize

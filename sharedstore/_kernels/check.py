@@ -273,6 +273,8 @@ def _check_vector(mem, marks, top, h, v, probs, nrec, np_, ht_count):
     end = mem[vw + L.VH_APPEND_END]  # (the slots an append copying outside the lock took)
     if mem[vw + L.VH_APPENDER] != 0 and (end < n or end > cap):
         return _add(probs, nrec, np_, P_VECTOR, h, V_LEN, end), True
+    if mem[vw + L.VH_WRITING] < 0 or mem[vw + L.VH_WRITING] > n:
+        return _add(probs, nrec, np_, P_VECTOR, h, V_LEN, mem[vw + L.VH_WRITING]), True
     if _live_kind(mem, mem[vw + L.VH_DTYPE], ht_count) != L.KIND_STRING:
         return _add(probs, nrec, np_, P_VECTOR, h, V_DTYPE, mem[vw + L.VH_DTYPE]), True
     if not fl_ok or nfree < 0 or (fl == 0 and nfree != 0) or (

@@ -36,7 +36,6 @@ from .atomics import (
     fence_acquire,
     load_acquire,
     memcpy,
-    sched_yield,
     store_release,
 )
 from .heap import (
@@ -48,11 +47,12 @@ from .heap import (
     handle_resolve,
     object_words,
 )
-from .locks import SPIN_BUDGET, lock_release, lock_try
+from .locks import lock_release, lock_try
 
 READ_RETRIES = 100000
 _MIN_CAP = 8
 OUT_OF_LOCK = 4096  # an append of this many bytes or more copies its records outside the lock
+APPEND_SPINS = 2000  # pauses a writer waits in a kernel for such a copy (tens of microseconds)
 
 
 @helper
@@ -80,13 +80,16 @@ def _data_ok(mem, d, cap, itemsize):
 
 @helper
 def _wait_word(mem, w, value):
-    """Spin (a lock's budget) until ``mem[w] == value``; True if it got there."""
-    for i in range(SPIN_BUDGET):
+    """Spin a little (``APPEND_SPINS``) until ``mem[w] == value``; True if it got there.
+
+    Short on purpose: the copy waited for takes microseconds when its process runs, and a
+    caller that gives up releases the lock and returns ERR_BUSY_APPEND, so that Python can
+    sleep instead of spinning (the copier may be descheduled) and can find out whether the
+    copier died, which no spin can tell."""
+    for _ in range(APPEND_SPINS):
         if load_acquire(mem, w) == value:
             return True
         cpu_pause()
-        if i % 32 == 31:
-            sched_yield()
     return load_acquire(mem, w) == value
 
 
@@ -109,7 +112,8 @@ def _lock_vec_nodrain(mem, h, token):
 def _lock_vec_only(mem, h, token):
     """``_lock_vec_nodrain``, then wait for an append copying outside the lock to finish."""
     e, vw = _lock_vec_nodrain(mem, h, token)
-    if e >= 0 and mem[vw + L.VH_APPENDER] != 0 and not _wait_word(mem, vw + L.VH_APPENDER, 0):
+    # (acquire: once it reads 0, the appender's length is visible to every read after it)
+    if e >= 0 and not _wait_word(mem, vw + L.VH_APPENDER, 0):
         lock_release(mem, e + L.H_LOCK)
         return S.ERR_BUSY_APPEND, 0
     return e, vw
@@ -246,12 +250,15 @@ def _append_begin(mem, token, h, nbytes, one):
         return e, 0, 0, 0
     itemsize = mem[vw + L.VH_ITEMSIZE]
     k = nbytes // itemsize
-    n = mem[vw + L.VH_LEN]
-    if mem[vw + L.VH_APPENDER] != 0:
+    # the appender clears VH_APPENDER after it publishes the length: read it first, with
+    # acquire, so that a 0 here means the length read next includes its records
+    appender = load_acquire(mem, vw + L.VH_APPENDER)
+    n = load_acquire(mem, vw + L.VH_LEN)
+    if appender != 0:
         n = max(n, mem[vw + L.VH_APPEND_END])
     r = S.ERR_KIND if one and itemsize != nbytes else 0
     if r == 0 and n + k > mem[vw + L.VH_CAP]:
-        if mem[vw + L.VH_APPENDER] != 0:  # growth moves the data: the copy must be done
+        if appender != 0:  # growth moves the data: the copy must be done
             if _wait_word(mem, vw + L.VH_APPENDER, 0):
                 n = mem[vw + L.VH_LEN]
             else:
@@ -294,8 +301,8 @@ def append_bytes(mem, token, h, data):
     nb = k * mem[vw + L.VH_ITEMSIZE]
     at = _slot_at(mem, vw, n)
     buf = mem.view(np.uint8)
-    if nb >= OUT_OF_LOCK and mem[vw + L.VH_APPENDER] == 0:
-        mem[vw + L.VH_APPEND_END] = n + k  # (n is the length: nobody else is copying)
+    if nb >= OUT_OF_LOCK and load_acquire(mem, vw + L.VH_APPENDER) == 0:
+        mem[vw + L.VH_APPEND_END] = n + k  # (n is the length: any earlier copy is published)
         store_release(mem, vw + L.VH_APPENDER, token)
         lock_release(mem, e + L.H_LOCK)
         memcpy(buf, at, data, 0, nb)
@@ -354,7 +361,7 @@ def vector_insert(mem, token, h, data):
     r = 0
     if nfree > 0:
         slot = mem[mem[vw + L.VH_FREE] // 8 + 1 + nfree - 1]
-        mem[vw + L.VH_NFREE] = nfree - 1
+        mem[vw + L.VH_WRITING] = slot + 1  # a kill mid-copy: the slot is zeroed, stays free
     else:
         slot = mem[vw + L.VH_LEN]
         r = _grow_locked(mem, vw, slot + 1)
@@ -362,6 +369,9 @@ def vector_insert(mem, token, h, data):
         memcpy(mem.view(np.uint8), _slot_at(mem, vw, slot), data, 0, itemsize)
         if nfree == 0:
             store_release(mem, vw + L.VH_LEN, slot + 1)
+        else:  # written whole: now it leaves the free list
+            mem[vw + L.VH_WRITING] = 0
+            mem[vw + L.VH_NFREE] = nfree - 1
         atomic_add(mem, vw + L.VH_VERSION, 2)
         r = slot
     _unlock_vec(mem, e)
@@ -415,6 +425,27 @@ def vector_remove(mem, token, h, slot):
             atomic_add(mem, vw + L.VH_VERSION, 2)
     _unlock_vec(mem, e)
     return r
+
+
+@kernel(T.int64(MEM, T.int64))
+def vector_after_dead_owner(mem, h):
+    """Undo the insert a dead lock owner left half-written (the caller took the lock over):
+    the free slot it was writing is zeroed again; it never left the free list.  1 if there was
+    one, 0 if not, or a status."""
+    vw = _resolve_vec(mem, h)
+    if vw < 0:
+        return vw
+    w = mem[vw + L.VH_WRITING]
+    if w == 0:
+        return 0
+    slot = w - 1
+    itemsize = mem[vw + L.VH_ITEMSIZE]
+    if 0 <= slot < mem[vw + L.VH_LEN] and _data_ok(mem, mem[vw + L.VH_DATA], slot + 1, itemsize):
+        at = _slot_at(mem, vw, slot)
+        mem.view(np.uint8)[at:at + itemsize] = 0
+        atomic_add(mem, vw + L.VH_VERSION, 2)
+    mem[vw + L.VH_WRITING] = 0
+    return 1
 
 
 @kernel(T.int64(MEM, T.int64))
