@@ -147,7 +147,7 @@ class Context:
             c[PE.C_TYPE_AT] = _TYPE_OFFSET
             for i, o in ((PE.C_STR, str), (PE.C_BYTES, bytes), (PE.C_INT, int),
                          (PE.C_FLOAT, float), (PE.C_NONE, None), (PE.C_TRUE, True),
-                         (PE.C_FALSE, False)):
+                         (PE.C_FALSE, False), (PE.C_LIST, list)):
                 c[i] = id(o)
 
     def set_token(self, token: int) -> None:

@@ -361,8 +361,13 @@ class MapRef(Ref, MutableMapping):
             raise
         return arr.reshape(shape)
 
-    def get_many(self, keys, default=None) -> list:
-        """The values of ``keys`` (``default`` for missing ones), looked up in one kernel call."""
+    get_many = _pycall.method(
+        "map_get_many", "_slow_get_many", "(keys, default=None)",
+        "The values of ``keys`` (``default`` for missing ones), in one call: for a list of str, "
+        "bytes and int keys with native values, a loop in the entry point; else one kernel call.")
+
+    def _slow_get_many(self, keys, default=None) -> list:
+        """``get_many`` of any keys and values: the keys encoded, one kernel call for all."""
         keys = list(keys)
         if not keys:
             return []

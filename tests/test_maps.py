@@ -113,6 +113,35 @@ def test_get_many_set_many(store):
     assert m.get_many([]) == [] and m.set_many([], []) == 0
 
 
+def test_get_many_fast_and_slow_paths_agree(store):
+    """A list of native keys and values runs in the entry point; anything else (a tuple, a
+    generator, a ref, an array, a pickled value, a float key, keyword arguments) in Python:
+    the results and errors are the same."""
+    m = store.map()
+    s = store.string("ref")
+    m.update({"a": 1, "b": 2.5, "c": "text", "d": b"\x00", "e": None, "f": True, 3: -4})
+    native = ["a", "b", "c", "d", "e", "f", 3, "missing"]
+    expect = [1, 2.5, "text", b"\x00", None, True, -4, "D"]
+    assert m.get_many(native, "D") == expect
+    assert m.get_many(tuple(native), "D") == expect and m.get_many(iter(native), "D") == expect
+    assert m.get_many(native, default="D") == expect and m.get_many(native[:-1]) == expect[:-1]
+    assert store.get_many(["nothing"]) == [None]
+    m["r"], m["arr"], m["obj"] = s, np.arange(3), {"x": 1}
+    mixed = m.get_many(["a", "r", "arr", "obj", "b"])
+    assert mixed[0] == 1 and mixed[1] == s and mixed[2].tolist() == [0, 1, 2]
+    assert mixed[3] == {"x": 1} and mixed[4] == 2.5
+    with pytest.raises(TypeError):
+        m.get_many(["a", 1.5])  # not a key type
+    with pytest.raises(TypeError):
+        m.get_many()
+    big = [f"k{i}" for i in range(5000)]
+    m.set_many(big, range(5000))
+    assert m.get_many(big) == list(range(5000))
+    m.drop()
+    with pytest.raises(ss.UseAfterFreeError):
+        m.get_many(["a"])
+
+
 def test_set_many_survives_commit_midway(name):
     with ss.create(name, size=64 << 20) as store:
         m = store.map()

@@ -319,6 +319,52 @@ def py_tuple_item(typingctx, tup, i):
 
 
 @intrinsic
+def py_list_new(typingctx, n):
+    """A new list of ``n`` empty places (fill each with :func:`py_list_take`); 0 if no memory."""
+    sig = types.int64(types.int64)
+
+    def codegen(context, builder, sig, args):
+        return _addr(builder, builder.call(_c(builder, "PyList_New", _I8P, [_I64]), args))
+
+    return sig, codegen
+
+
+@intrinsic
+def py_list_take(typingctx, lst, i, obj):
+    """Put ``obj`` in place ``i`` of a list just made, taking over the caller's reference."""
+    sig = types.void(types.int64, types.int64, types.int64)
+
+    def codegen(context, builder, sig, args):
+        fn = _c(builder, "PyList_SetItem", _I32, [_I8P, _I64, _I8P])  # (steals the reference)
+        builder.call(fn, [_obj(builder, args[0]), args[1], _obj(builder, args[2])])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def py_list_size(typingctx, lst):
+    sig = types.int64(types.int64)
+
+    def codegen(context, builder, sig, args):
+        return builder.call(_c(builder, "PyList_Size", _I64, [_I8P]), [_obj(builder, args[0])])
+
+    return sig, codegen
+
+
+@intrinsic
+def py_list_item(typingctx, lst, i):
+    """Item ``i`` of a list (a borrowed reference; ``i`` in range)."""
+    sig = types.int64(types.int64, types.int64)
+
+    def codegen(context, builder, sig, args):
+        fn = _c(builder, "PyList_GetItem", _I8P, [_I8P, _I64])
+        return _addr(builder, builder.call(fn, [_obj(builder, args[0]), args[1]]))
+
+    return sig, codegen
+
+
+@intrinsic
 def py_dict_new(typingctx):
     sig = types.int64()
 

@@ -46,6 +46,10 @@ from .pyapi import (
     py_float,
     py_incref,
     py_int,
+    py_list_item,
+    py_list_new,
+    py_list_size,
+    py_list_take,
     py_str,
     py_tuple_item,
     py_tuple_new,
@@ -67,6 +71,7 @@ C_FLOAT = 7
 C_NONE = 8       # addresses of None, True, False
 C_TRUE = 9
 C_FALSE = 10
+C_LIST = 11      # address of the type list
 CTX_WORDS = 16
 
 # Byte offsets of the slots the entries read in ``self``.  CPython lays out ``__slots__`` in
@@ -270,6 +275,39 @@ def map_get(self, args, nargs, kwnames):
         if r >= 0:
             return r
     return _forward(py_attr(self, "_slow_get"), args, nargs, kwnames)
+
+
+@method
+def map_get_many(self, args, nargs, kwnames):
+    """``m.get_many(keys, default=None)`` of a list of keys; takes no lock.  Any key or value
+    the other entries hand over sends the whole call to the Python method.
+
+    (No object the loop makes is tracked by the garbage collector, so no collection, and no
+    finalizer, can run and change ``keys`` while its items are borrowed.)"""
+    ctx, mem, h, ok = _self(self, nargs, kwnames, 1, 2)
+    keys = _arg(args, 0) if ok else 0
+    if ok and _type(ctx, keys) == ctx[C_LIST]:
+        n = py_list_size(keys)
+        out = py_list_new(n)
+        if out == 0:
+            return 0
+        default = _arg(args, 1) if nargs == 2 else ctx[C_NONE]
+        i = 0
+        r = 1
+        while i < n:
+            r = _lookup(ctx, mem, h, py_list_item(keys, i))
+            if r == _ABSENT:
+                r = py_incref(default)
+            if r <= 0:
+                break
+            py_list_take(out, i, r)
+            i += 1
+        if i == n:
+            return out
+        py_decref(out)  # (its empty places are NULL: fine for the list's dealloc)
+        if r == 0:
+            return 0
+    return _forward(py_attr(self, "_slow_get_many"), args, nargs, kwnames)
 
 
 @method
