@@ -26,8 +26,19 @@ import numpy as np
 from .. import _layout as L
 from .._jit import inline, method
 from . import status as S
-from .atomics import float32_bits, float_from_bits, float_to_bits
-from .hashmap import _ENTRY_HDR, READ_RETRIES, _find, _index_key, _pad8, _read_ok, store_value
+from .atomics import float32_bits, float_from_bits, float_to_bits, prefetch
+from .hashmap import (
+    _ENTRY_HDR,
+    READ_RETRIES,
+    _find_hashed,
+    _index_key,
+    _pad8,
+    _read_begin,
+    _read_ok,
+    _slot_tag,
+    hash_key,
+    store_value,
+)
 from .heap import block_ok
 from .objects import float_fetch_add, int_fetch_add, scalar_bits
 from .pyapi import (
@@ -204,12 +215,12 @@ def _value_of(ctx, obj):
 
 # ---------------------------------------------------------------------------- maps
 @inline
-def _get(ctx, mem, h, key, ktag):
-    """The value of ``key`` as a new object, _ABSENT, or _TAKE_SLOW (a value the Python path
-    decodes: refs, pickles, arrays, text that is not strict UTF-8; or a status)."""
+def _get(ctx, mem, h, key, ktag, hv):
+    """The value of ``key`` (hash ``hv``) as a new object, _ABSENT, or _TAKE_SLOW (a value the
+    Python path decodes: refs, pickles, arrays, text that is not strict UTF-8; or a status)."""
     buf = mem.view(np.uint8)
     for _ in range(READ_RETRIES):
-        res, eoff, klen, mw, v1 = _find(mem, buf, h, key, ktag)
+        res, eoff, klen, mw, v1 = _find_hashed(mem, buf, h, key, ktag, hv)
         if mw < 0 or (res < 0 and res != S.ERR_NOT_FOUND):
             return _TAKE_SLOW
         obj = _TAKE_SLOW
@@ -246,11 +257,44 @@ def _get(ctx, mem, h, key, ktag):
 def _lookup(ctx, mem, h, key):
     """``_get`` of a key object: the value, _ABSENT, _TAKE_SLOW (keys of other types too)."""
     ktag, k, n = _key_of(ctx, key)
+    seed = mem[L.W_HASH_SEED]
     if ktag == L.V_INT:
-        return _get(ctx, mem, h, _index_key(k), ktag)
+        kb = _index_key(k)
+        return _get(ctx, mem, h, kb, ktag, hash_key(kb, ktag, seed))
     if ktag != 0:
-        return _get(ctx, mem, h, address_bytes(k, n), ktag)
+        kb = address_bytes(k, n)
+        return _get(ctx, mem, h, kb, ktag, hash_key(kb, ktag, seed))
     return _TAKE_SLOW
+
+
+@inline
+def _hash_of(ctx, key, seed):
+    """The map hash of a key object, or 0 if it is not a native key (a hint's input only)."""
+    ktag, k, n = _key_of(ctx, key)
+    if ktag == L.V_INT:
+        return hash_key(_index_key(k), ktag, seed)
+    if ktag != 0:
+        return hash_key(address_bytes(k, n), ktag, seed)
+    return 0
+
+
+_AHEAD = 8  # get_many on a big map: at key i, fetch key i+24, i+16's slot, i+8's entry
+_CACHED_SLOTS = 4096  # a table this big (32 KiB) stays in cache: nothing to fetch ahead
+
+
+@inline
+def _fetch_ahead(ctx, mem, keys, n, i, sw, mask, seed):
+    """Ask the CPU for key object ``i + 24``, the table slot of key ``i + 16`` and the entry of
+    key ``i + 8``, so the lookups find them in cache (hints only: the lookups check everything)."""
+    if i + 3 * _AHEAD < n:  # the key object itself (a str holds its characters inline)
+        prefetch(address_words(py_list_item(keys, i + 3 * _AHEAD), 8), 4)
+    if i + 2 * _AHEAD < n:
+        prefetch(mem, sw + (_hash_of(ctx, py_list_item(keys, i + 2 * _AHEAD), seed) & mask))
+    if i + _AHEAD < n:
+        x = _hash_of(ctx, py_list_item(keys, i + _AHEAD), seed)
+        slot = mem[sw + (x & mask)]
+        if (slot >> L.SLOT_TAG_SHIFT) == _slot_tag(x):
+            prefetch(mem, slot & L.SLOT_OFF_MASK)
 
 
 @method
@@ -292,9 +336,15 @@ def map_get_many(self, args, nargs, kwnames):
         if out == 0:
             return 0
         default = _arg(args, 1) if nargs == 2 else ctx[C_NONE]
+        mw, _, t, cap = _read_begin(mem, h)
+        ahead = mw >= 0 and cap > _CACHED_SLOTS and n > 2 * _AHEAD
+        seed = mem[L.W_HASH_SEED]
+        sw = t // 8 + 2
         i = 0
         r = 1
         while i < n:
+            if ahead:
+                _fetch_ahead(ctx, mem, keys, n, i, sw, cap - 1, seed)
             r = _lookup(ctx, mem, h, py_list_item(keys, i))
             if r == _ABSENT:
                 r = py_incref(default)
