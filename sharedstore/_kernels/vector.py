@@ -379,22 +379,29 @@ def vector_insert(mem, token, h, data):
 
 
 @helper
-def _free_room_locked(mem, vw, more):
-    """The free-list block, grown if need be to hold ``more`` slots more; or a status."""
+def _free_slots_locked(mem, vw, start, count):
+    """Zero slots ``start .. start+count`` and put them on the free list (grown if need be);
+    0, or a status with nothing changed."""
     fl = mem[vw + L.VH_FREE]
     nfree = mem[vw + L.VH_NFREE]
     fcap = 0 if fl == 0 else mem[fl // 8] >> 16
-    if nfree + more <= fcap:
-        return fl
-    ncap = max(16, 2 * fcap, nfree + more)
-    nfl = alloc_locked(mem, 8 * ncap, L.TAG_VFREE, ncap)
-    if nfl < 0:
-        return nfl
-    mem[nfl // 8 + 1:nfl // 8 + 1 + nfree] = mem[fl // 8 + 1:fl // 8 + 1 + nfree]
-    store_release(mem, vw + L.VH_FREE, nfl)
-    if fl != 0:
-        free_locked(mem, fl)
-    return nfl
+    if nfree + count > fcap:
+        ncap = max(16, 2 * fcap, nfree + count)
+        nfl = alloc_locked(mem, 8 * ncap, L.TAG_VFREE, ncap)
+        if nfl < 0:
+            return nfl
+        mem[nfl // 8 + 1:nfl // 8 + 1 + nfree] = mem[fl // 8 + 1:fl // 8 + 1 + nfree]
+        store_release(mem, vw + L.VH_FREE, nfl)
+        if fl != 0:
+            free_locked(mem, fl)
+        fl = nfl
+    itemsize = mem[vw + L.VH_ITEMSIZE]
+    at = _slot_at(mem, vw, start)
+    mem.view(np.uint8)[at:at + count * itemsize] = 0
+    for i in range(count):
+        mem[fl // 8 + 1 + nfree + i] = start + i
+    mem[vw + L.VH_NFREE] = nfree + count
+    return 0
 
 
 @kernel(T.int64(MEM, T.int64, T.int64, T.int64))
@@ -414,14 +421,8 @@ def vector_remove(mem, token, h, slot):
             if mem[fl // 8 + 1 + i] == slot:
                 r = S.ERR_NOT_FOUND
         if r == 0:
-            fl = _free_room_locked(mem, vw, 1)
-            r = min(fl, 0)
+            r = _free_slots_locked(mem, vw, slot, 1)
         if r == 0:
-            itemsize = mem[vw + L.VH_ITEMSIZE]
-            at = _slot_at(mem, vw, slot)
-            mem.view(np.uint8)[at:at + itemsize] = 0
-            mem[fl // 8 + 1 + nfree] = slot
-            mem[vw + L.VH_NFREE] = nfree + 1
             atomic_add(mem, vw + L.VH_VERSION, 2)
     _unlock_vec(mem, e)
     return r
@@ -474,16 +475,8 @@ def vector_reclaim(mem, token, h, dead):
         if n < 0 or end < n or end > mem[vw + L.VH_CAP]:
             r = S.ERR_CORRUPT
         else:
-            fl = _free_room_locked(mem, vw, end - n)
-            r = min(fl, 0)
+            r = _free_slots_locked(mem, vw, n, end - n)
         if r == 0:
-            itemsize = mem[vw + L.VH_ITEMSIZE]
-            at = _slot_at(mem, vw, n)
-            mem.view(np.uint8)[at:at + (end - n) * itemsize] = 0
-            nfree = mem[vw + L.VH_NFREE]
-            for i in range(end - n):
-                mem[fl // 8 + 1 + nfree + i] = n + i
-            mem[vw + L.VH_NFREE] = nfree + end - n
             store_release(mem, vw + L.VH_LEN, end)
             atomic_add(mem, vw + L.VH_VERSION, 2)
             store_release(mem, vw + L.VH_APPENDER, 0)
@@ -748,12 +741,9 @@ def vector_drop(mem, token, h):
 @kernel(T.int64(MEM, WORDS, T.int64))
 def vector_free_slots(mem, out, h):
     """Copy the free list's slot indices into ``out``; their count (not copied if it does not fit)."""
-    e = handle_resolve(mem, h, L.KIND_VECTOR)
-    if e < 0:
-        return e
-    vw = _vec_words(mem, e)
+    vw = _resolve_vec(mem, h)
     if vw < 0:
-        return S.ERR_CORRUPT
+        return vw
     for _ in range(READ_RETRIES):
         v1 = load_acquire(mem, vw + L.VH_VERSION)
         nfree = load_acquire(mem, vw + L.VH_NFREE)
