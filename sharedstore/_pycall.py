@@ -51,7 +51,8 @@ def _supported() -> bool:
 _TYPE_OFFSET = _type_offset() if _supported() else -1
 
 #: where the entry points read each slot they use (byte offsets in the instance)
-SLOT_OFFSETS = {"_cx": PE.SLOT_CX, "_id": PE.SLOT_ID, "_element": PE.SLOT_ELEMENT}
+SLOT_OFFSETS = {"_cx": PE.SLOT_CX, "_id": PE.SLOT_ID, "_dtype": PE.SLOT_DTYPE,
+                "_element": PE.SLOT_ELEMENT}
 
 
 def slot_offset(cls: type, name: str) -> int:
@@ -70,6 +71,31 @@ def slot_offset(cls: type, name: str) -> int:
     member.__delete__(obj)
     both = found[0] & found[1]
     return both.pop() if len(both) == 1 else -1
+
+
+def _word(address: int) -> int:
+    return ctypes.c_ssize_t.from_address(address).value
+
+
+def _array_layout() -> bool:
+    """Whether numpy arrays keep their data pointer, dimensions, dtype and flags where
+    ``pyentry.A_*`` says (probed on a few arrays, contiguous or not)."""
+    if _TYPE_OFFSET < 0:
+        return False
+    base = np.arange(12.0)
+    for a, contiguous in ((base, True), (base[::3], False), (np.zeros(5, dtype="u1,f4"), True),
+                          (base.reshape(3, 4)[1:], True)):
+        at = id(a)
+        if not (_word(at + PE.A_DATA) == a.ctypes.data
+                and _word(at + PE.A_ND) & 0xFFFFFFFF == a.ndim
+                and _word(_word(at + PE.A_DIMS)) == a.shape[0]
+                and _word(at + PE.A_DESCR) == id(a.dtype)
+                and bool(_word(at + PE.A_FLAGS) & PE.A_C_CONTIGUOUS) == contiguous):
+            return False
+    return True
+
+
+_ARRAYS = _array_layout()
 
 
 def usable(cls: type, slots) -> bool:
@@ -101,8 +127,9 @@ class method:
     module's doc), then every call goes straight to it."""
 
     def __init__(self, entry: str, slow: str, signature: str, doc: str,
-                 slots=("_cx", "_id")):
+                 slots=("_cx", "_id"), arrays: bool = False):
         self.entry, self.slow, self.slots = entry, slow, tuple(slots)
+        self.arrays = arrays  # the entry reads numpy arrays' fields (pyentry.A_*)
         self.signature, self.__doc__ = signature, doc
 
     def __set_name__(self, owner, name):
@@ -114,7 +141,7 @@ class method:
         current = owner.__dict__.get(name)
         if current is not self:  # (installed already, by another thread)
             return current
-        if usable(owner, self.slots):
+        if usable(owner, self.slots) and (_ARRAYS or not self.arrays):
             params = self.signature[1:]
             text = f"{name}($self{', ' if params != ')' else ''}{params}\n--\n\n{self.__doc__}"
             fn = _descriptor(owner, name, self.entry, text)
@@ -147,7 +174,7 @@ class Context:
             c[PE.C_TYPE_AT] = _TYPE_OFFSET
             for i, o in ((PE.C_STR, str), (PE.C_BYTES, bytes), (PE.C_INT, int),
                          (PE.C_FLOAT, float), (PE.C_NONE, None), (PE.C_TRUE, True),
-                         (PE.C_FALSE, False), (PE.C_LIST, list)):
+                         (PE.C_FALSE, False), (PE.C_LIST, list), (PE.C_NDARRAY, np.ndarray)):
                 c[i] = id(o)
 
     def set_token(self, token: int) -> None:

@@ -182,8 +182,12 @@ class VectorRef(Ref):
             r = s._slow(r, fn, full, what, self._id, passthrough=(S.ERR_NOT_FOUND,), hint=hint)
         return r
 
-    def extend(self, values) -> None:
-        """Append many slots in one kernel call (an array of the dtype is copied directly)."""
+    # an ndarray of the vector's dtype is copied by a C function (_pycall.method); the rest here
+    extend = _pycall.method("vector_extend", "_slow_extend", "(values, /)",
+                            "Append many slots in one call (an array of the dtype is copied "
+                            "directly).", slots=("_cx", "_id", "_dtype"), arrays=True)
+
+    def _slow_extend(self, values) -> None:
         rows = self._records(values)
         if len(rows):
             self._call(KV.vector_extend, rows.view(np.uint8).reshape(-1), what="extend()",
@@ -196,7 +200,7 @@ class VectorRef(Ref):
     def _slow_append(self, value) -> None:
         if self._element is None:
             self._element = element_code(self.dtype)  # (the next append can take the C path)
-        self.extend([value])  # records, and numbers the C path does not convert
+        self._slow_extend([value])  # records, and numbers the C path does not convert
 
     def insert(self, value) -> int:
         """Put a record in a free slot (or at the end); return its index."""

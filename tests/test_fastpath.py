@@ -25,7 +25,8 @@ SLOW_METHODS = [(MapRef, n) for n in ("_slow_getitem", "_slow_setitem", "_slow_c
 SLOW_METHODS += [(Store, n) for n in ("_slow_getitem", "_slow_setitem", "_slow_contains",
                                       "_slow_get")]
 SLOW_METHODS += [(IntRef, "_slow_add"), (IntRef, "_slow_get"), (NumberRef, "_slow_add"),
-                 (NumberRef, "_slow_get"), (VectorRef, "_slow_append")]
+                 (NumberRef, "_slow_get"), (VectorRef, "_slow_append"),
+                 (VectorRef, "_slow_extend")]
 
 
 @pytest.fixture
@@ -58,14 +59,16 @@ def test_the_c_methods_are_installed_on_cpython(store):
     assert m["a"] + store["b"] + m.get("a") + store.get("b") == 6.0
     assert "a" in m and "b" in store
     store.integer(0).add(1), store.integer(0).get(), store.number(0.0).add(1.0)
-    store.number(0.0).get(), v.append(1.0)
+    store.number(0.0).get(), v.append(1.0), v.extend(np.zeros(3))
     for cls, names in ((MapRef, ("__getitem__", "__setitem__", "__contains__", "get")),
                        (Store, ("__getitem__", "__setitem__", "__contains__", "get")),
                        (IntRef, ("add", "get")), (NumberRef, ("add", "get")),
-                       (VectorRef, ("append",))):
+                       (VectorRef, ("append", "extend"))):
         for name in names:
             assert type(cls.__dict__[name]).__name__ == "method_descriptor", (cls, name)
     assert _pycall.slot_offset(VectorRef, "_element") == PE.SLOT_ELEMENT
+    assert _pycall.slot_offset(VectorRef, "_dtype") == PE.SLOT_DTYPE
+    assert _pycall._ARRAYS  # numpy's array layout is where pyentry.A_* reads it
     assert str(inspect.signature(MapRef.get)) == "(self, /, key, default=None)"
     assert "default" in MapRef.get.__doc__
 
@@ -86,11 +89,12 @@ def test_native_keys_and_values_take_the_fast_path(store, handed):
     assert "absent" not in store and store.get(12345, 7) == 7
     assert i.add() == 2 and i.add(3) == 5 and i.get() == 5 and n.add(1) == 1.5
     assert n.get() == 1.5
-    vec.extend([0])  # (the first append asks the Python method what the vector holds)
-    vec.append(7)
+    vec.extend(np.array([0]))
+    vec.append(7)  # (the first append asks the Python method what the vector holds ...)
     vec.append(8)
     assert vec.view().tolist() == [0, 7, 8]
-    assert [s for s in seen if s] == [[(7,)]]  # only that first append was handed over
+    # ... which appends through _slow_extend: only that first append was handed over
+    assert [s for s in seen if s] == [[(7,)], [([7],)]]
 
 
 def test_a_missing_key_raises_key_error_through_the_python_method(store, handed):
@@ -307,6 +311,59 @@ def test_vector_append_grows_and_keeps_views(store):
             first = v.view()
     assert v.view().tolist() == [float(i) for i in range(5000)]
     assert first.tolist() == [float(i) for i in range(11)]  # the old block, still pinned
+
+
+def test_vector_extend_takes_arrays_of_its_dtype_in_c(store, handed):
+    """An exact ndarray, 1-d, C-contiguous, of the vector's own dtype object is copied by the C
+    method; every other argument is handed to _slow_extend, with the same result."""
+    slow = handed(VectorRef, "_slow_extend")
+    v = store.vector("float64")
+    v.extend(np.arange(3.0))
+    v.extend(np.arange(5000.0))  # (big: copied outside the vector's lock)
+    v.extend(np.zeros(0))
+    t = store.vector(np.dtype([("a", "<i4"), ("b", "<f8")]))
+    rows = np.zeros(4, dtype=t.dtype)
+    rows["a"] = [1, 2, 3, 4]
+    t.extend(rows)
+    assert slow == []
+    expected = list(range(3)) + list(range(5000))
+    handed_over = [np.arange(10.0)[::2], np.arange(6.0).reshape(2, 3)[:, 0],
+                   np.arange(4, dtype=np.float32), np.arange(4), [1.0, 2.0], (3.0,),
+                   np.ma.masked_array([7.0, 8.0]), np.arange(4.0).astype(">f8")]
+    for values in handed_over:
+        v.extend(values)
+        expected += [float(x) for x in np.asarray(values)]
+    assert len(slow) == len(handed_over)
+    assert v.view().tolist() == expected
+    with pytest.raises(ValueError):
+        v.extend(np.zeros((2, 2)))  # a 2-d array: refused by the Python method
+    same = np.zeros(2, dtype=[("a", "<i4"), ("b", "<f8")])  # equal dtype, another object
+    same["a"] = [5, 6]
+    t.extend(same)
+    assert t.view()["a"].tolist() == [1, 2, 3, 4, 5, 6]
+    with pytest.raises(TypeError):
+        v.extend(np.arange(3.0), 1)
+    n = len(v)
+    v.extend(values=np.arange(3.0))  # a keyword: handed to the Python method, which takes it
+    assert len(v) == n + 3
+
+
+def test_vector_extend_in_c_fails_cleanly(name):
+    store = ss.create(name)
+    v, dropped = store.vector("float64"), store.vector("float64")
+    v.extend(np.arange(3.0))
+    dropped.extend(np.arange(2.0))
+    dropped.drop()
+    with pytest.raises(ss.UseAfterFreeError):
+        dropped.extend(np.arange(3.0))
+    assert len(v) == 3
+    big = np.arange(200_000.0)
+    for _ in range(20):  # past what the store has committed: the Python method commits more
+        v.extend(big)
+    assert len(v) == 3 + 20 * len(big) and v.view()[-1] == big[-1]
+    store.close()
+    with pytest.raises(ss.StoreClosedError):
+        v.extend(np.arange(3.0))
 
 
 def _forked_child_writes(store, r):

@@ -60,16 +60,18 @@ class ColumnScan(Bench):
 
 class Extend(Bench):
     """Extend by ``n`` float64 values: into a new vector that must grow (its block moves to
-    fresh shared pages, each faulted in on first touch), into one created with the capacity, and
-    ``np.concatenate`` onto a 1000-element private array."""
+    fresh shared pages, each faulted in on first touch), into one created with the capacity,
+    ``np.concatenate`` onto a 1000-element private array, and a plain copy into touched pages of
+    a ``multiprocessing.shared_memory`` segment (what any copy into shared memory costs: its
+    pages are 4 KiB, where numpy asks for huge pages for big private arrays)."""
 
-    params = [["sharedstore (grows)", "sharedstore (capacity)", "np.concatenate"],
+    params = [["sharedstore (grows)", "sharedstore (capacity)", "np.concatenate",
+               "copy into multiprocessing.shared_memory"],
               [1000, 100_000, 1_000_000]]
     param_names = ["impl", "n"]
     number = 1
 
     def setup(self, impl, n):
-        self.data = np.arange(n, dtype=np.float64)
         self.base = np.arange(1000, dtype=np.float64)
         with self.resources() as res:
             if impl.startswith("sharedstore"):
@@ -80,10 +82,29 @@ class Extend(Bench):
                     self.v.extend(np.zeros(cap))
                     self.v.clear()
                 self.v.extend(self.base)
+            elif impl.startswith("copy"):
+                from multiprocessing import shared_memory
+
+                shm = shared_memory.SharedMemory(create=True, size=16 * (n + 1000))
+                res.shm_path(shm.name.lstrip("/"))
+                res.defer(shm.unlink)
+                res.defer(shm.close)
+                self.shm = np.ndarray(2 * (n + 1000), dtype=np.float64, buffer=shm.buf)
+                self.shm[:] = 0  # touched, as the "capacity" vector's pages are
+                res.defer(self.__dict__.pop, "shm", None)  # release the buffer before close
+        # made last, so that every impl copies from a source in the same (warm) cache state
+        self.data = np.arange(n, dtype=np.float64)
+        if impl == "np.concatenate":
+            # as in a loop of concatenates: malloc has memory of this size to reuse (twice, as
+            # glibc first moves its mmap threshold, then keeps the next block in its heap)
+            for _ in range(2):
+                np.concatenate([self.base, self.data])
 
     def time_extend(self, impl, n):
         if impl.startswith("sharedstore"):
             self.v.extend(self.data)
+        elif impl.startswith("copy"):
+            self.shm[1000:1000 + n] = self.data
         else:
             self.base = np.concatenate([self.base, self.data])
 

@@ -68,7 +68,7 @@ from .pyapi import (
     py_tuple_size,
     py_utf8,
 )
-from .vector import append_word
+from .vector import _resolve_vec, append_bytes, append_word
 
 # the context: words of a process-local int64 array (filled by sharedstore._pycall)
 C_MEM = 0        # address of the store's mapping in this process; 0 once closed
@@ -83,6 +83,7 @@ C_NONE = 8       # addresses of None, True, False
 C_TRUE = 9
 C_FALSE = 10
 C_LIST = 11      # address of the type list
+C_NDARRAY = 12   # address of the type numpy.ndarray
 CTX_WORDS = 16
 
 # Byte offsets of the slots the entries read in ``self``.  CPython lays out ``__slots__`` in
@@ -93,7 +94,17 @@ CTX_WORDS = 16
 _HEAD = object.__basicsize__
 SLOT_CX = _HEAD
 SLOT_ID = _HEAD + 8
+SLOT_DTYPE = _HEAD + 24
 SLOT_ELEMENT = _HEAD + 32
+
+# Byte offsets in a numpy array object (PyArrayObject_fields, the same in numpy 1 and 2; checked
+# by ``_pycall`` on a few arrays before ``vector_extend`` is installed)
+A_DATA = _HEAD        # char *data
+A_ND = _HEAD + 8      # int nd (4 bytes, then padding)
+A_DIMS = _HEAD + 16   # npy_intp *dimensions
+A_DESCR = _HEAD + 40  # PyArray_Descr *descr
+A_FLAGS = _HEAD + 48  # int flags (4 bytes, then padding)
+A_C_CONTIGUOUS = 0x1  # NPY_ARRAY_C_CONTIGUOUS
 
 _TAKE_SLOW = -1  # helpers' result: hand the call to the Python method (0: an exception is set)
 _ABSENT = -2  # a lookup's result: no such key
@@ -510,6 +521,28 @@ def vector_append(self, args, nargs, kwnames):
             if fits and append_word(mem, ctx[C_TOKEN], h, bits, nbytes) >= 0:
                 return py_incref(ctx[C_NONE])
     return _forward(py_attr(self, "_slow_append"), args, nargs, kwnames)
+
+
+@method
+def vector_extend(self, args, nargs, kwnames):
+    """``VectorRef.extend(values)`` of a 1-d C-contiguous ``numpy.ndarray`` (exactly) whose
+    dtype is the vector's own dtype object (slot ``_dtype``): its bytes are appended as they
+    are, with no Python code and no numba dispatch.  Anything else goes to ``_slow_extend``."""
+    ctx, mem, h, ok = _self(self, nargs, kwnames, 1, 1)
+    if ok:
+        a = _arg(args, 0)
+        if (_type(ctx, a) == ctx[C_NDARRAY] and load_word(a + A_DESCR) == load_word(self + SLOT_DTYPE)
+                and load_word(a + A_ND) & 0xFFFFFFFF == 1
+                and load_word(a + A_FLAGS) & A_C_CONTIGUOUS != 0):
+            n = load_word(load_word(a + A_DIMS))
+            if n == 0:
+                return py_incref(ctx[C_NONE])
+            vw = _resolve_vec(mem, h)
+            if vw >= 0:
+                data = address_bytes(load_word(a + A_DATA), n * mem[vw + L.VH_ITEMSIZE])
+                if append_bytes(mem, ctx[C_TOKEN], h, data) >= 0:
+                    return py_incref(ctx[C_NONE])
+    return _forward(py_attr(self, "_slow_extend"), args, nargs, kwnames)
 
 
 def element_code(dtype) -> int:
