@@ -63,9 +63,10 @@ released with a store of 0, always within one kernel call.
 """
 
 MAGIC = int.from_bytes(b"SHSTORE\x01", "little")
-FORMAT_VERSION = 3  # 2: an array value's elements live in a data block of their own
+FORMAT_VERSION = 4  # 2: an array value's elements live in a data block of their own
                     # 3: a vector's header records the append copying outside its lock;
                     #    size classes above 128 bytes are 16 bytes bigger
+                    # 4: a vector's header has an undo block for writes in place
 
 PAGE = 4096
 
@@ -153,7 +154,8 @@ TAG_VECTOR = 8
 TAG_VDATA = 9
 TAG_VFREE = 10
 TAG_PINS = 11
-TAG_MAX = 11
+TAG_VUNDO = 12
+TAG_MAX = 12
 TAG_NAMES = {
     TAG_FREE: "free",
     TAG_STRING: "string",
@@ -166,6 +168,7 @@ TAG_NAMES = {
     TAG_VDATA: "vector data",
     TAG_VFREE: "vector free list",
     TAG_PINS: "pin list",
+    TAG_VUNDO: "vector undo",
 }
 
 # size classes: 16..128 bytes in steps of 8, then four classes per doubling, each CLASS_PAD
@@ -223,12 +226,20 @@ VH_DTYPE = 4     # handle of the string holding the dtype's JSON descriptor
 VH_FREE = 5      # byte offset of the free-list block (int64 slot indices), 0 if none
 VH_NFREE = 6     # slots on the free list
 VH_VERSION = 7   # bumped by 2 after a change to published slots, the data block or the free
-                 # list is published (optimistic readers); an append past the length needs none
+                 # list is published (optimistic readers); an append past the length needs none;
+                 # odd while published slots change in place (readers wait)
 VH_APPENDER = 8  # token of the process copying an append outside the lock, 0 if none
 VH_APPEND_END = 9  # the end of the slots it copies (they start at the length)
-VH_WRITING = 10  # 1 + the free slot an insert is writing (lock held), 0 if none: a writer that
-                 # takes the lock over from a dead owner zeroes that slot (it stays free)
-VEC_WORDS = 11
+VH_WRITING = 10  # 1 + a slot being zeroed for the free list (remove) or written while still on
+                 # it (insert), lock held; 0 if none: a writer that takes the lock over from a
+                 # dead owner zeroes that slot and makes sure it is on the free list
+VH_UNDO = 11     # byte offset of the undo block (old records of a write in place), 0 until the
+                 # first such write; its header's high bits hold how many slots it takes
+VH_UNDO_AT = 12  # 1 + the first slot whose old records the undo block holds while they are
+                 # overwritten, 0 if none: a writer that takes the lock over puts them back
+VH_UNDO_N = 13   # how many
+VEC_WORDS = 14
+UNDO_BYTES = 4096  # a write in place is logged and copied this much at a time (whole records)
 # a data block's data: [state, 0, records...]; state = 2 * (processes pinning it) + retired.
 # A block is freed exactly once: by whoever makes state 1 (retired, unpinned).  A map's array
 # value holds its elements in such a block too (its ulen: their byte length).

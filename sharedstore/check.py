@@ -103,6 +103,7 @@ _CODES = {
             KC.V_FREE: f"its free list ({c}) is not valid",
             KC.V_FREE_SLOT: f"its free list holds slot {c}, outside the vector",
             KC.V_DTYPE: f"its dtype id {c} names no live string",
+            KC.V_UNDO: f"its undo block ({c}) or the write it records is not valid",
         }.get(b, f"problem {b} ({c})") + "; repair drops the vector")),
     KC.P_STRUCT: ("struct-schema", True, lambda a, b, c: (
         f"struct record {_h(a)} names schema {b}, which is no live string; repair drops it")),

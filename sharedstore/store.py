@@ -241,8 +241,9 @@ class Store:
         """Do what a kernel's status ``r`` asks before the call is repeated, or raise.
 
         Commits more memory (ERR_COMMIT); waits for a live lock owner or takes the lock over
-        from a dead one (ERR_BUSY_*); lets an optimistic read try again (ERR_RETRY).  Returns
-        the deadline for the lock waits of this operation (pass it back on the next call)."""
+        from a dead one (ERR_BUSY_*); lets an optimistic read try again (ERR_RETRY) once the
+        object's writer is done, or mended if it died.  Returns the deadline for the lock waits
+        of this operation (pass it back on the next call)."""
         if r == S.ERR_COMMIT:
             self._grow(hint)
             return deadline
@@ -258,6 +259,10 @@ class Store:
             self._unblock_append(h, deadline, what)
         elif time.monotonic() > deadline:
             raise_status(r, what, store=self)
+        elif h:  # a read kept meeting a write: wait on the writer (mending it if it died)
+            w = KH.handle_lock_word(self._mem, h)
+            if w >= 0:
+                self._unblock(w, h, deadline, what)
         return deadline
 
     def _lock_word(self, h: int) -> int:

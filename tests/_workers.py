@@ -4,6 +4,8 @@ import os
 import signal
 import time
 
+import numpy as np
+
 import sharedstore as ss
 from sharedstore import _layout as L
 from sharedstore._kernels import heap as KH
@@ -314,3 +316,16 @@ def attach_and_vanish(name, conn):
     store = ss.attach(name)
     conn.send(store.token)
     os._exit(0)
+
+
+def overwrite_rows(store, vid, stop_id, rows):
+    """Overwrite ``rows`` records of table ``vid`` from slot 0, each with one value in every
+    field, the value changing each round, until the int at ``stop_id`` is set."""
+    v, stop = store.ref(vid), store.ref(stop_id)
+    block = np.zeros(rows * (v.dtype.itemsize // 8), dtype=np.int64)
+    records = block.view(v.dtype)
+    k = 0
+    while stop.get() == 0:
+        k += 1
+        block.fill(k)
+        v[0:rows] = records

@@ -2,6 +2,7 @@ import multiprocessing as mp
 import os
 import time
 
+import numpy as np
 import pytest
 
 import sharedstore as ss
@@ -132,6 +133,33 @@ def test_reused_pid_is_detected(store):
     assert store.string("taken over").get() == "taken over"
     assert KL.lock_owner(store.mem, L.W_ALLOC_LOCK) == 0
     assert 1 not in [w["pid"] for w in store.workers()]
+
+
+def test_vector_reads_never_see_a_record_half_overwritten(store):
+    """One process overwrites records in place (``v[0:4] = rows``) while another reads them
+    without locks (``v[i]``, ``v[a:b]``): every record read holds one round's value throughout."""
+    dt = np.dtype([("w", "<i8", (256,))])  # 2 KiB records: a copy takes long enough to race
+    v = store.vector(dt)
+    v.extend(np.zeros(4, dtype=dt))
+    stop = store.integer(0)
+    p = mp.get_context("fork").Process(target=W.overwrite_rows, args=(store, v.id, stop.id, 4))
+    p.start()
+    try:
+        deadline = time.monotonic() + 2.0
+        reads = changed = 0
+        last = 0
+        while time.monotonic() < deadline:
+            rows = [np.asarray(v[i % 4][0]) for i in range(reads, reads + 4)] + list(v[0:4]["w"])
+            for w in rows:
+                assert (w == w[0]).all(), f"a torn record: values {sorted(set(w.tolist()))}"
+                changed += int(w[0]) != last
+                last = int(w[0])
+            reads += 4
+    finally:
+        stop.set(1)
+        p.join(30)
+    assert p.exitcode == 0
+    assert reads > 1000 and changed > 100  # (the reads did race the writes)
 
 
 def test_reader_never_sees_torn_values_during_writes(store):

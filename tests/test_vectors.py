@@ -381,6 +381,56 @@ def test_insert_killed_mid_copy_leaves_its_free_slot_zeroed(store):
     assert v.to_numpy()["a"].tolist() == [1, 1, 1, 1, 6, 1, 1, 5, 1, 1]
 
 
+def test_remove_killed_mid_zeroing_is_finished_by_the_next_reader(store):
+    """A process killed while it zeroed a removed record (holding the lock, the version odd):
+    a reader waits on the lock, takes it over and finishes the remove: the slot is zero and on
+    the free list, the version even."""
+    dt = np.dtype([("a", "<i8"), ("b", "<f8")])
+    v = store.vector(dt)
+    v.extend(np.ones(10, dtype=dt))
+    v.remove(1)  # (the free list exists, with room: a remove makes room before it zeroes)
+    vw = _header(store, v)
+    at = int(store.mem[vw + L.VH_DATA]) + 8 + L.D_RECORDS + 4 * dt.itemsize
+    store.mem.view(np.uint8)[at:at + 8] = 0  # half the record, then the kill
+    store.mem[vw + L.VH_WRITING] = 5
+    store.mem[vw + L.VH_VERSION] += 1
+    store.mem[store._lock_word(v.id)] = _dead_token(store)
+    assert v[4] == (0, 0.0) and sorted(v.free_slots()) == [1, 4]
+    assert int(store.mem[vw + L.VH_WRITING]) == 0 and int(store.mem[vw + L.VH_VERSION]) % 2 == 0
+    assert store.check().clean
+    assert v.insert((7, 7.0)) == 4
+
+
+def test_write_in_place_killed_mid_chunk_is_rolled_back(store):
+    """A process killed while it overwrote a chunk (its old records in the undo block): the
+    writer that takes the lock over copies them back; check() flags an undo record out of
+    bounds."""
+    dt = np.dtype([("a", "<i8"), ("b", "<f8")])
+    v = store.vector(dt)
+    v.extend(np.ones(10, dtype=dt))
+    v[0] = (2, 2.0)  # (the first write in place makes the undo block)
+    vw = _header(store, v)
+    u = int(store.mem[vw + L.VH_UNDO])
+    assert u != 0 and int(store.mem[vw + L.VH_UNDO_AT]) == 0
+    data = int(store.mem[vw + L.VH_DATA]) + 8 + L.D_RECORDS
+    buf = store.mem.view(np.uint8)
+    buf[u + 8:u + 8 + 3 * dt.itemsize] = buf[data + 5 * dt.itemsize:data + 8 * dt.itemsize]
+    store.mem[vw + L.VH_UNDO_N] = 3
+    store.mem[vw + L.VH_UNDO_AT] = 6  # slots 5 .. 7 logged, then half overwritten and killed
+    buf[data + 5 * dt.itemsize:data + 6 * dt.itemsize + 8] = 0xAB
+    store.mem[vw + L.VH_VERSION] += 1
+    store.mem[store._lock_word(v.id)] = _dead_token(store)
+    v[9] = (3, 3.0)  # takes the lock over, rolls the chunk back, writes
+    assert v.to_numpy().tolist() == [(2, 2.0)] + [(1, 1.0)] * 8 + [(3, 3.0)]
+    assert int(store.mem[vw + L.VH_UNDO_AT]) == 0 and store.check().clean
+    store.mem[vw + L.VH_UNDO_N] = 5
+    store.mem[vw + L.VH_UNDO_AT] = 8  # 7 .. 12: past the length
+    report = store.check()
+    assert not report.clean and "undo" in str(report)
+    store.mem[vw + L.VH_UNDO_AT] = 0
+    assert store.check().clean
+
+
 def test_append_of_a_process_that_died_copying_is_reclaimed(store):
     """A process killed while it copied an append outside the lock: the next writer finds its
     slots, zeroes them, frees them (insert reuses them) and goes on."""

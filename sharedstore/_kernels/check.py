@@ -65,6 +65,7 @@ V_ITEMSIZE = 3
 V_FREE = 4
 V_FREE_SLOT = 5
 V_DTYPE = 6
+V_UNDO = 7
 
 # stats words
 ST_BLOCKS = 0
@@ -263,6 +264,8 @@ def _check_vector(mem, marks, top, h, v, probs, nrec, np_, ht_count):
     nfree = mem[vw + L.VH_NFREE]
     d_ok = _own(mem, marks, top, d, L.TAG_VDATA, 0) == OWN_OK
     fl_ok = fl == 0 or _own(mem, marks, top, fl, L.TAG_VFREE, 0) == OWN_OK
+    u = mem[vw + L.VH_UNDO]
+    u_ok = u == 0 or _own(mem, marks, top, u, L.TAG_VUNDO, 0) == OWN_OK
     if isz <= 0 or isz > (1 << 32):
         return _add(probs, nrec, np_, P_VECTOR, h, V_ITEMSIZE, isz), True
     if (not d_ok or cap < 0 or cap > (1 << 40) or L.D_RECORDS + cap * isz > _bsize(mem, d) - 8
@@ -275,6 +278,12 @@ def _check_vector(mem, marks, top, h, v, probs, nrec, np_, ht_count):
         return _add(probs, nrec, np_, P_VECTOR, h, V_LEN, end), True
     if mem[vw + L.VH_WRITING] < 0 or mem[vw + L.VH_WRITING] > n:
         return _add(probs, nrec, np_, P_VECTOR, h, V_LEN, mem[vw + L.VH_WRITING]), True
+    undo_at = mem[vw + L.VH_UNDO_AT]
+    if not u_ok or (u != 0 and _data_len(mem, marks, top, u) * isz > _bsize(mem, u) - 8) or (
+            undo_at != 0 and (u == 0 or undo_at < 0 or mem[vw + L.VH_UNDO_N] <= 0
+                              or undo_at - 1 + mem[vw + L.VH_UNDO_N] > n
+                              or mem[vw + L.VH_UNDO_N] > _data_len(mem, marks, top, u))):
+        return _add(probs, nrec, np_, P_VECTOR, h, V_UNDO, u), True
     if _live_kind(mem, mem[vw + L.VH_DTYPE], ht_count) != L.KIND_STRING:
         return _add(probs, nrec, np_, P_VECTOR, h, V_DTYPE, mem[vw + L.VH_DTYPE]), True
     if not fl_ok or nfree < 0 or (fl == 0 and nfree != 0) or (

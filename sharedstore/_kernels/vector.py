@@ -21,6 +21,15 @@ vector (growth, which moves the data, included) first waits for ``VH_APPENDER`` 
 wait that outlasts the spin budget returns ``ERR_BUSY_APPEND`` having published nothing; if the
 appender died, ``vector_reclaim`` zeroes the slots it had taken, puts them on the free list
 (like removed records) and publishes them.
+
+Writes in place.  A change to published slots (``vector_write``, ``remove``, an ``insert`` into
+a free slot) makes ``VH_VERSION`` odd while it lasts, so an optimistic reader never returns a
+record half old, half new.  ``vector_write`` first copies the records it overwrites into the
+vector's undo block (``UNDO_BYTES`` at a time, whole records) and records where they go
+(``VH_UNDO_AT``); ``remove`` records the slot it zeroes (``VH_WRITING``).  A writer that takes
+the lock over from a dead owner (``vector_after_dead_owner``) puts the old records back, or
+finishes the remove, so no record is ever left torn: a write in place killed part way has
+changed whole records only (every ``UNDO_BYTES`` chunk is all or nothing).
 """
 
 import numpy as np
@@ -33,6 +42,7 @@ from .atomics import (
     atomic_add,
     atomic_cas,
     cpu_pause,
+    fence,
     fence_acquire,
     load_acquire,
     memcpy,
@@ -366,22 +376,78 @@ def vector_insert(mem, token, h, data):
         slot = mem[vw + L.VH_LEN]
         r = _grow_locked(mem, vw, slot + 1)
     if r >= 0:
-        memcpy(mem.view(np.uint8), _slot_at(mem, vw, slot), data, 0, itemsize)
-        if nfree == 0:
+        if nfree == 0:  # past the length: no reader sees it before it is published
+            memcpy(mem.view(np.uint8), _slot_at(mem, vw, slot), data, 0, itemsize)
             store_release(mem, vw + L.VH_LEN, slot + 1)
-        else:  # written whole: now it leaves the free list
+            atomic_add(mem, vw + L.VH_VERSION, 2)
+        else:  # a published (zero) slot: written whole, then it leaves the free list
+            _change_begin(mem, vw)
+            memcpy(mem.view(np.uint8), _slot_at(mem, vw, slot), data, 0, itemsize)
             mem[vw + L.VH_WRITING] = 0
             mem[vw + L.VH_NFREE] = nfree - 1
-        atomic_add(mem, vw + L.VH_VERSION, 2)
+            _change_end(mem, vw)
         r = slot
     _unlock_vec(mem, e)
     return r
 
 
 @helper
-def _free_slots_locked(mem, vw, start, count):
-    """Zero slots ``start .. start+count`` and put them on the free list (grown if need be);
-    0, or a status with nothing changed."""
+def _change_begin(mem, vw):
+    """Published slots are about to change in place: the version goes odd (readers wait)."""
+    atomic_add(mem, vw + L.VH_VERSION, 1)
+
+
+@helper
+def _change_end(mem, vw):
+    """The change is whole: the version goes even again, and differs from before."""
+    atomic_add(mem, vw + L.VH_VERSION, 1)
+
+
+@helper
+def _undo_block_locked(mem, vw, itemsize):
+    """Byte offset of vector ``vw``'s undo block, or a status (locks held).  It holds
+    ``UNDO_BYTES`` of whole slots (at least one), or the whole vector if that is smaller; it is
+    made on the first write in place, and again bigger once the vector has grown past it."""
+    u = mem[vw + L.VH_UNDO]
+    want = max(1, min(L.UNDO_BYTES, mem[vw + L.VH_CAP] * itemsize) // itemsize)
+    if u == 0 or mem[u // 8] >> 16 < want:
+        nu = alloc_locked(mem, want * itemsize, L.TAG_VUNDO, want)
+        if nu < 0:
+            return nu
+        mem[vw + L.VH_UNDO] = nu  # (no write in place is under way: the lock is ours)
+        if u != 0:
+            free_locked(mem, u)
+        u = nu
+    return u
+
+
+@helper
+def _write_logged(mem, vw, start, k, data, u):
+    """Overwrite published slots ``start .. start+k`` with ``data`` (locks held, undo block
+    ``u``), a chunk at a time: each chunk's old records go to the undo block first."""
+    itemsize = mem[vw + L.VH_ITEMSIZE]
+    chunk = mem[u // 8] >> 16
+    buf = mem.view(np.uint8)
+    at = _slot_at(mem, vw, start)
+    _change_begin(mem, vw)
+    done = 0
+    while done < k:
+        m = min(chunk, k - done)
+        off = done * itemsize
+        memcpy(buf, u + 8, buf, at + off, m * itemsize)  # the old records ...
+        mem[vw + L.VH_UNDO_N] = m
+        store_release(mem, vw + L.VH_UNDO_AT, start + done + 1)  # ... are logged ...
+        fence()
+        memcpy(buf, at + off, data, off, m * itemsize)  # ... before any is overwritten
+        store_release(mem, vw + L.VH_UNDO_AT, 0)
+        done += m
+    _change_end(mem, vw)
+
+
+@helper
+def _free_room_locked(mem, vw, count):
+    """Make the free list hold ``count`` more slots (allocator lock held): 0, or a status with
+    nothing changed."""
     fl = mem[vw + L.VH_FREE]
     nfree = mem[vw + L.VH_NFREE]
     fcap = 0 if fl == 0 else mem[fl // 8] >> 16
@@ -394,14 +460,44 @@ def _free_slots_locked(mem, vw, start, count):
         store_release(mem, vw + L.VH_FREE, nfl)
         if fl != 0:
             free_locked(mem, fl)
-        fl = nfl
-    itemsize = mem[vw + L.VH_ITEMSIZE]
-    at = _slot_at(mem, vw, start)
-    mem.view(np.uint8)[at:at + count * itemsize] = 0
+    return 0
+
+
+@helper
+def _push_free(mem, vw, start, count):
+    """Put slots ``start .. start+count`` (zeroed) on the free list, which has room."""
+    fl = mem[vw + L.VH_FREE]
+    nfree = mem[vw + L.VH_NFREE]
     for i in range(count):
         mem[fl // 8 + 1 + nfree + i] = start + i
     mem[vw + L.VH_NFREE] = nfree + count
-    return 0
+
+
+@helper
+def _zero_slots(mem, vw, start, count):
+    itemsize = mem[vw + L.VH_ITEMSIZE]
+    at = _slot_at(mem, vw, start)
+    mem.view(np.uint8)[at:at + count * itemsize] = 0
+
+
+@helper
+def _free_slots_locked(mem, vw, start, count):
+    """Zero slots ``start .. start+count``, not yet published, and put them on the free list
+    (grown if need be); 0, or a status with nothing changed."""
+    r = _free_room_locked(mem, vw, count)
+    if r == 0:
+        _zero_slots(mem, vw, start, count)
+        _push_free(mem, vw, start, count)
+    return r
+
+
+@helper
+def _on_free_list(mem, vw, slot):
+    fl = mem[vw + L.VH_FREE]
+    for i in range(mem[vw + L.VH_NFREE]):
+        if mem[fl // 8 + 1 + i] == slot:
+            return True
+    return False
 
 
 @kernel(T.int64(MEM, T.int64, T.int64, T.int64))
@@ -411,42 +507,56 @@ def vector_remove(mem, token, h, slot):
     if e < 0:
         return e
     n = mem[vw + L.VH_LEN]
-    nfree = mem[vw + L.VH_NFREE]
     r = 0
-    if slot < 0 or slot >= n:
+    if slot < 0 or slot >= n or _on_free_list(mem, vw, slot):  # (removed once only)
         r = S.ERR_NOT_FOUND
     else:
-        fl = mem[vw + L.VH_FREE]
-        for i in range(nfree):  # a slot is removed once (the list is short next to the table)
-            if mem[fl // 8 + 1 + i] == slot:
-                r = S.ERR_NOT_FOUND
-        if r == 0:
-            r = _free_slots_locked(mem, vw, slot, 1)
-        if r == 0:
-            atomic_add(mem, vw + L.VH_VERSION, 2)
+        r = _free_room_locked(mem, vw, 1)
+        if r == 0:  # (a kill from here on: the next writer zeroes the slot and frees it)
+            mem[vw + L.VH_WRITING] = slot + 1
+            _change_begin(mem, vw)
+            _zero_slots(mem, vw, slot, 1)
+            _push_free(mem, vw, slot, 1)
+            mem[vw + L.VH_WRITING] = 0
+            _change_end(mem, vw)
     _unlock_vec(mem, e)
     return r
 
 
 @kernel(T.int64(MEM, T.int64))
 def vector_after_dead_owner(mem, h):
-    """Undo the insert a dead lock owner left half-written (the caller took the lock over):
-    the free slot it was writing is zeroed again; it never left the free list.  1 if there was
-    one, 0 if not, or a status."""
+    """Mend what a dead lock owner left half done (the caller took the lock over): the old
+    records of a write in place go back; a slot being removed, or written by an insert while
+    on the free list, is zeroed and put on (or kept on) the free list.  1 if there was such a
+    write, 0 if not, or a status."""
     vw = _resolve_vec(mem, h)
     if vw < 0:
         return vw
-    w = mem[vw + L.VH_WRITING]
-    if w == 0:
-        return 0
-    slot = w - 1
+    n = mem[vw + L.VH_LEN]
     itemsize = mem[vw + L.VH_ITEMSIZE]
-    if 0 <= slot < mem[vw + L.VH_LEN] and _data_ok(mem, mem[vw + L.VH_DATA], slot + 1, itemsize):
-        at = _slot_at(mem, vw, slot)
-        mem.view(np.uint8)[at:at + itemsize] = 0
-        atomic_add(mem, vw + L.VH_VERSION, 2)
-    mem[vw + L.VH_WRITING] = 0
-    return 1
+    data_ok = _data_ok(mem, mem[vw + L.VH_DATA], n, itemsize)
+    r = 0
+    at, k, u = mem[vw + L.VH_UNDO_AT] - 1, mem[vw + L.VH_UNDO_N], mem[vw + L.VH_UNDO]
+    if at >= 0:
+        r = 1
+        if (data_ok and 0 < k <= n - at and u != 0 and block_ok(mem, u, 8 + k * itemsize)
+                and k <= mem[u // 8] >> 16):
+            buf = mem.view(np.uint8)
+            memcpy(buf, _slot_at(mem, vw, at), buf, u + 8, k * itemsize)
+        mem[vw + L.VH_UNDO_AT] = 0
+    slot = mem[vw + L.VH_WRITING] - 1
+    if slot >= 0:
+        r = 1
+        if data_ok and slot < n:
+            _zero_slots(mem, vw, slot, 1)
+            fl = mem[vw + L.VH_FREE]
+            if (not _on_free_list(mem, vw, slot) and fl != 0
+                    and mem[vw + L.VH_NFREE] < mem[fl // 8] >> 16):  # (room was made first)
+                _push_free(mem, vw, slot, 1)
+        mem[vw + L.VH_WRITING] = 0
+    if r == 1 or mem[vw + L.VH_VERSION] & 1:
+        atomic_add(mem, vw + L.VH_VERSION, 2 + (mem[vw + L.VH_VERSION] & 1))
+    return r
 
 
 @kernel(T.int64(MEM, T.int64))
@@ -497,10 +607,12 @@ def vector_write(mem, token, h, start, data):
     r = 0
     if start < 0 or start + k > mem[vw + L.VH_LEN]:
         r = S.ERR_NOT_FOUND
-    else:
-        at = _slot_at(mem, vw, start)
-        memcpy(mem.view(np.uint8), at, data, 0, k * itemsize)
-        atomic_add(mem, vw + L.VH_VERSION, 2)
+    elif k > 0:
+        u = _undo_block_locked(mem, vw, itemsize)
+        if u < 0:
+            r = u
+        else:
+            _write_logged(mem, vw, start, k, data, u)
     _unlock_vec(mem, e)
     return r
 
@@ -551,6 +663,9 @@ def vector_read(mem, out, h, start, count):
         if vw < 0:
             return S.ERR_CORRUPT
         v1 = load_acquire(mem, vw + L.VH_VERSION)
+        if v1 & 1:  # slots are changing in place
+            cpu_pause()
+            continue
         d = load_acquire(mem, vw + L.VH_DATA)
         n = load_acquire(mem, vw + L.VH_LEN)
         cap = mem[vw + L.VH_CAP]
@@ -732,6 +847,8 @@ def vector_drop(mem, token, h):
     atomic_add(mem, vw + L.VH_VERSION, 2)
     if mem[vw + L.VH_FREE] != 0:
         free_locked(mem, mem[vw + L.VH_FREE])
+    if mem[vw + L.VH_UNDO] != 0:
+        free_locked(mem, mem[vw + L.VH_UNDO])
     _retire_locked(mem, mem[vw + L.VH_DATA])
     free_locked(mem, v)
     _unlock_vec(mem, e)
@@ -746,6 +863,9 @@ def vector_free_slots(mem, out, h):
         return vw
     for _ in range(READ_RETRIES):
         v1 = load_acquire(mem, vw + L.VH_VERSION)
+        if v1 & 1:
+            cpu_pause()
+            continue
         nfree = load_acquire(mem, vw + L.VH_NFREE)
         fl = load_acquire(mem, vw + L.VH_FREE)
         if nfree <= len(out) and nfree > 0:
