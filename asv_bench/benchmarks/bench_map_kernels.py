@@ -4,6 +4,8 @@
   sharedstore's ``sharedstore.kernels.map_get_float`` one key at a time and
   ``map_get_float_many`` for all keys, against ``numba.typed.Dict.get`` in the same loop (the
   DESIGN target: >= 4x faster per key), and ``MapRef.get_many`` from Python (one kernel call).
+  A fifth case only reads the keys (length, first and last character) in the same loop: the
+  floor of any lookup that takes its keys from a typed List of str in random memory order.
 * ``SingleKeyGets``: seed 2's own benchmark, 10 M gets of one key in a Python loop.
 * ``AdversarialKeys``: 100k keys whose hashes collide under one fixed seed, inserted into a
   store (with its own random seed), next to 100k random keys of the same length.
@@ -35,6 +37,14 @@ def _sum_shared_many(mem, map_id, keys, out):
 
 
 @numba.njit(nogil=True, cache=True)
+def _touch_keys(keys, _expected):
+    s = 0
+    for k in keys:
+        s += len(k) + ord(k[0]) + ord(k[len(k) - 1])
+    return _expected if s > 0 else -1.0  # (the loop's result is used: it is not optimised out)
+
+
+@numba.njit(nogil=True, cache=True)
 def _sum_typed(d, keys):
     s = 0.0
     for k in keys:
@@ -43,7 +53,8 @@ def _sum_typed(d, keys):
 
 
 class KernelLookups(Bench):
-    params = [["sharedstore-njit", "sharedstore-njit-many", "typed.Dict-njit", "sharedstore-get_many"],
+    params = [["sharedstore-njit", "sharedstore-njit-many", "typed.Dict-njit", "sharedstore-get_many",
+               "keys alone (no lookup)"],
               [1000, 100_000, 1_000_000]]
     param_names = ["impl", "n"]
     timeout = 300
@@ -60,6 +71,9 @@ class KernelLookups(Bench):
                     d[k] = v
                 self.args = (d, numba.typed.List(order))
                 self.fn = _sum_typed
+            elif impl == "keys alone (no lookup)":
+                self.args = (numba.typed.List(order), self.expected)
+                self.fn = _touch_keys
             else:
                 store = res.store("kern")
                 m = store.map()
