@@ -4,7 +4,7 @@
   zero-copy view of the shared table, of a private NumPy array (target: >= 0.95x the private
   scan's speed, i.e. a time ratio <= 1.05) and of an array over ``multiprocessing.shared_memory``.
 * ``Extend``: append 1k, 100k or 1 M float64 values in one call, against ``np.concatenate`` of a
-  private array (target >= 0.8x its speed).
+  private array (target >= 0.8x its speed), its destination out of or in the CPU caches.
 * ``Append``: 10k single appends from Python, against ``list.append`` + a write into a NumPy
   array (target <= 2x).
 * ``RecordAccess``: read and write one field of a struct record through ``StructRef``, a proxy,
@@ -63,16 +63,25 @@ class Extend(Bench):
     fresh shared pages, each faulted in on first touch), into one created with the capacity,
     ``np.concatenate`` onto a 1000-element private array, and a plain copy into touched pages of
     a ``multiprocessing.shared_memory`` segment (what any copy into shared memory costs: its
-    pages are 4 KiB, where numpy asks for huge pages for big private arrays)."""
+    pages are 4 KiB, where numpy asks for huge pages for big private arrays).
+
+    ``dest`` is where the memory written to starts, the same for every peer: ``cold``, out of
+    the CPU caches (setup writes 64 MiB, twice this VM's L3, after touching it), as for an
+    extend now and then in a long-lived program; ``warm``, in the caches (setup runs the same
+    extend once and undoes it), as in a tight loop.  Without this, the cache state each setup
+    happened to leave decided the ratio (a big copy's non-temporal stores leave a vector's
+    touched pages out of the cache, ``shm[:] = 0`` leaves them in: 1.4-1.7x one way or the
+    other for the same copy).  The source array is made last, in the cache for every peer."""
 
     params = [["sharedstore (grows)", "sharedstore (capacity)", "np.concatenate",
                "copy into multiprocessing.shared_memory"],
-              [1000, 100_000, 1_000_000]]
-    param_names = ["impl", "n"]
+              [1000, 100_000, 1_000_000], ["cold", "warm"]]
+    param_names = ["impl", "n", "dest"]
     number = 1
 
-    def setup(self, impl, n):
-        self.base = np.arange(1000, dtype=np.float64)
+    def setup(self, impl, n, dest):
+        base = np.arange(1000, dtype=np.float64)
+        self.base = base
         with self.resources() as res:
             if impl.startswith("sharedstore"):
                 store = res.store("ext")
@@ -81,7 +90,7 @@ class Extend(Bench):
                 if cap:  # touch the pages once, as a long-lived vector's are
                     self.v.extend(np.zeros(cap))
                     self.v.clear()
-                self.v.extend(self.base)
+                self.v.extend(base)
             elif impl.startswith("copy"):
                 from multiprocessing import shared_memory
 
@@ -92,21 +101,39 @@ class Extend(Bench):
                 self.shm = np.ndarray(2 * (n + 1000), dtype=np.float64, buffer=shm.buf)
                 self.shm[:] = 0  # touched, as the "capacity" vector's pages are
                 res.defer(self.__dict__.pop, "shm", None)  # release the buffer before close
-        # made last, so that every impl copies from a source in the same (warm) cache state
         self.data = np.arange(n, dtype=np.float64)
         if impl == "np.concatenate":
             # as in a loop of concatenates: malloc has memory of this size to reuse (twice, as
             # glibc first moves its mmap threshold, then keeps the next block in its heap)
             for _ in range(2):
-                np.concatenate([self.base, self.data])
+                np.concatenate([base, self.data])
+        if dest == "warm" and impl != "sharedstore (grows)":  # (growth always writes new pages)
+            self.time_extend(impl, n, dest)
+            if impl.startswith("sharedstore"):
+                self.v.resize(1000)
+            self.base = base
+        elif dest == "cold":
+            _evict_caches()
+            self.data.sum()  # the source back in the cache (a new array would take the memory
+            #                  malloc keeps for np.concatenate's result)
 
-    def time_extend(self, impl, n):
+    def time_extend(self, impl, n, dest):
         if impl.startswith("sharedstore"):
             self.v.extend(self.data)
         elif impl.startswith("copy"):
             self.shm[1000:1000 + n] = self.data
         else:
             self.base = np.concatenate([self.base, self.data])
+
+
+_SCRATCH = []
+
+
+def _evict_caches():
+    """Write 64 MiB (twice the L3 of the project's VM): what was in the CPU caches leaves."""
+    if not _SCRATCH:
+        _SCRATCH.append(np.empty(64 << 20, dtype=np.uint8))
+    _SCRATCH[0] += 1
 
 
 class Append(Bench):
