@@ -5,7 +5,8 @@
   ``map_get_float_many`` for all keys, against ``numba.typed.Dict.get`` in the same loop (the
   DESIGN target: >= 4x faster per key), and ``MapRef.get_many`` from Python (one kernel call).
   A fifth case only reads the keys (length, first and last character) in the same loop: the
-  floor of any lookup that takes its keys from a typed List of str in random memory order.
+  cost of reading keys from a typed List of str in random memory order before any lookup (a
+  reference, not a strict floor: it does not fetch keys ahead, as ``_many`` does).
 * ``SingleKeyGets``: seed 2's own benchmark, 10 M gets of one key in a Python loop.
 * ``AdversarialKeys``: 100k keys whose hashes collide under one fixed seed, inserted into a
   store (with its own random seed), next to 100k random keys of the same length.
