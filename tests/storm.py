@@ -23,7 +23,10 @@ Operations (on objects shared by every worker):
 - ``view``: the worker takes a zero-copy view of the table and holds it (so kills find workers
   holding views, whose pins the reaper must release);
 - ``fld``/``fstr``: the worker's struct record gets ``count = seq`` / ``name = "n<seq>"`` (an owned
-  string: the old one is dropped).
+  string: the old one is dropped);
+- ``put``: the worker overwrites its own vector of ``BLOCK_ROWS`` records in place
+  (``block[0:BLOCK_ROWS] = rows``, every row ``(w, seq, check)``: several undo chunks, so kills
+  land mid-chunk and between chunks), or one record of it (``block[k] = row``).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ LOCK_TIMEOUT = 2.0
 EXT_ROWS = 200  # rows per "ext" op
 EXT_MARK = 1000  # added to ``w`` in rows an "ext" wrote (``rem`` removes only "ins" records)
 EXT_MAX_LEN = 200_000  # no "ext" once the table is this long
+BLOCK_ROWS = 600  # rows of each worker's block (14.4 KB: 4 undo chunks of whole records)
 MISSING = object()
 
 
@@ -112,6 +116,7 @@ def worker(name: str, ids: dict, wid: int, incarnation: int, log: str) -> None:
         table = store.ref(ids["table"])
         counter = store.ref(ids["counters"][wid])
         rec = store.ref(ids["records"][wid])
+        block = store.ref(ids["blocks"][wid])
         rng = random.Random(incarnation * 1000 + wid)
         n = 0
         while True:
@@ -136,8 +141,10 @@ def worker(name: str, ids: dict, wid: int, incarnation: int, log: str) -> None:
                 op, arg = "add", "-"
             elif r < 0.8:
                 op, arg = "view", "-"
-            elif r < 0.9:
+            elif r < 0.85:
                 op, arg = "fld", "-"
+            elif r < 0.9:
+                op, arg = "put", str(rng.randrange(BLOCK_ROWS)) if rng.random() < 0.3 else "all"
             else:
                 op, arg = "fstr", "-"
             if op == "rem":  # find one of our records first (only we remove ours)
@@ -186,6 +193,13 @@ def worker(name: str, ids: dict, wid: int, incarnation: int, log: str) -> None:
                 result = str(int(held["check"][-1:].sum()))
             elif op == "fld":
                 rec["count"] = seq
+            elif op == "put":
+                rows = np.zeros(BLOCK_ROWS if arg == "all" else 1, ROW)
+                rows["w"], rows["seq"], rows["check"] = wid, seq, check_of(wid, seq)
+                if arg == "all":
+                    block[0:BLOCK_ROWS] = rows
+                else:
+                    block[int(arg)] = rows[0]
             else:
                 rec["name"] = f"n{seq}"
             micros = int((time.perf_counter() - t0) * 1e6)
@@ -226,6 +240,10 @@ def setup(store, workers: int) -> dict:
     store["table"] = table = store.vector(ROW)
     counters = [store.integer(0) for _ in range(workers)]
     records = [Rec.new(store, count=0) for _ in range(workers)]
+    blocks = [store.vector(ROW) for _ in range(workers)]
+    for b in blocks:
+        b.extend(np.zeros(BLOCK_ROWS, ROW))
+        store[f"block-{b.id}"] = b
     store["counters"] = [c.id for c in counters]
     store["records"] = [r.id for r in records]
     for r in records:
@@ -233,7 +251,7 @@ def setup(store, workers: int) -> dict:
     for c in counters:
         store[f"counter-{c.id}"] = c
     return {"map": m.id, "table": table.id, "counters": [c.id for c in counters],
-            "records": [r.id for r in records]}
+            "records": [r.id for r in records], "blocks": [b.id for b in blocks]}
 
 
 def run(store, ids: dict, logdir: Path, seconds: float, workers: int = 3, seed: int = 0,
@@ -324,7 +342,8 @@ def verify(store, ids: dict, res: StormResult) -> dict:
     m = store.ref(ids["map"])
     table = store.ref(ids["table"])
     rows = table.view().copy()
-    counts = {"keys": 0, "strings": 0, "records": 0, "extends": 0, "counters": 0, "fields": 0}
+    counts = {"keys": 0, "strings": 0, "records": 0, "extends": 0, "counters": 0, "fields": 0,
+              "block_rows": 0}
     undone_ins = 0
     for wid, ops in res.logs.items():
         keys: dict[str, list] = {}
@@ -334,6 +353,7 @@ def verify(store, ids: dict, res: StormResult) -> dict:
         removed: dict[int, Op] = {}
         adds_done = adds_flight = 0
         fields: dict[str, list] = {"fld": [], "fstr": []}
+        puts: list[list] = [[] for _ in range(BLOCK_ROWS)]  # per row: (op, seq) in log order
         for o in ops:
             if o.op == "set":
                 keys.setdefault(o.arg, []).append((o, o.seq))
@@ -363,6 +383,9 @@ def verify(store, ids: dict, res: StormResult) -> dict:
                 adds_flight += not o.done
             elif o.op in fields:
                 fields[o.op].append((o, o.seq))
+            elif o.op == "put":
+                for k in range(BLOCK_ROWS) if o.arg == "all" else [int(o.arg)]:
+                    puts[k].append((o, o.seq))
         for key, hist in keys.items():
             allowed = _allowed(hist)
             v = m.get(key, MISSING)
@@ -397,6 +420,20 @@ def verify(store, ids: dict, res: StormResult) -> dict:
         assert adds_done <= got <= adds_done + adds_flight, (
             f"worker {wid}: counter {got}, {adds_done} adds done, {adds_flight} in flight")
         counts["counters"] += 1
+        # writes in place: every row whole, holding the last completed write's seq or an
+        # in-flight one's after it (a write cut short by a kill changed whole records only)
+        block = store.ref(ids["blocks"][wid]).view().copy()
+        assert len(block) == BLOCK_ROWS
+        for k, row in enumerate(block.tolist()):
+            w, seq, check = row
+            allowed = [0 if a is MISSING else a for a in _allowed(puts[k])]
+            assert seq in allowed, f"worker {wid}: block row {k} holds seq {seq}, allowed {allowed}"
+            assert seq == 0 or (w == wid and check == check_of(w, seq)), (
+                f"worker {wid}: block row {k} torn: {row}")
+        counts["block_rows"] += BLOCK_ROWS
+        counts["puts"] = counts.get("puts", 0) + sum(o.op == "put" for o in ops)
+        counts["puts_cut"] = counts.get("puts_cut", 0) + sum(o.op == "put" and not o.done
+                                                             for o in ops)
         rec = store.ref(ids["records"][wid])
         for name, hist in (("count", fields["fld"]), ("name", fields["fstr"])):
             if not hist:
