@@ -471,3 +471,22 @@ def test_append_waits_for_a_live_appender_then_times_out(store):
         store.mem[vw + L.VH_APPENDER] = 0
     v.append(4)
     assert v.to_numpy().tolist() == [0, 1, 2, 3, 4] and store.check().clean
+
+
+def test_write_in_place_leaves_the_allocator_lock_alone(store):
+    """Once a vector has its undo block, ``v[i] = x`` and ``v[a:b] = xs`` take only the vector's
+    lock: they go on while another process holds the allocator lock (allocations wait)."""
+    v = store.vector("int64")
+    v.extend(np.arange(10))
+    v[0] = 5  # (the first write in place makes the undo block)
+    store.lock_timeout = 0.2
+    store.mem[L.W_ALLOC_LOCK] = store.token  # the allocator busy, its owner alive
+    try:
+        v[1] = 7
+        v[2:4] = np.array([8, 9])
+        with pytest.raises(ss.LockTimeoutError):
+            store.string("x")
+    finally:
+        store.mem[L.W_ALLOC_LOCK] = 0
+    assert v.to_numpy()[:5].tolist() == [5, 7, 8, 9, 4]
+    assert store.check().clean

@@ -404,26 +404,29 @@ def _change_end(mem, vw):
 
 
 @helper
-def _undo_block_locked(mem, vw, itemsize):
-    """Byte offset of vector ``vw``'s undo block, or a status (locks held).  It holds
+def _undo_block(mem, vw, itemsize, token):
+    """Byte offset of vector ``vw``'s undo block, or a status (its lock held).  It holds
     ``UNDO_BYTES`` of whole slots (at least one), or the whole vector if that is smaller; it is
-    made on the first write in place, and again bigger once the vector has grown past it."""
+    made on the first write in place, and again bigger once the vector has grown past it, the
+    only times this takes the allocator lock (ERR_BUSY_ALLOC if it is busy)."""
     u = mem[vw + L.VH_UNDO]
     want = max(1, min(L.UNDO_BYTES, mem[vw + L.VH_CAP] * itemsize) // itemsize)
     if u == 0 or mem[u // 8] >> 16 < want:
+        if not lock_try(mem, L.W_ALLOC_LOCK, token):
+            return S.ERR_BUSY_ALLOC
         nu = alloc_locked(mem, want * itemsize, L.TAG_VUNDO, want)
-        if nu < 0:
-            return nu
-        mem[vw + L.VH_UNDO] = nu  # (no write in place is under way: the lock is ours)
-        if u != 0:
-            free_locked(mem, u)
+        if nu >= 0:
+            mem[vw + L.VH_UNDO] = nu  # (no write in place is under way: the lock is ours)
+            if u != 0:
+                free_locked(mem, u)
+        lock_release(mem, L.W_ALLOC_LOCK)
         u = nu
     return u
 
 
 @helper
 def _write_logged(mem, vw, start, k, data, u):
-    """Overwrite published slots ``start .. start+k`` with ``data`` (locks held, undo block
+    """Overwrite published slots ``start .. start+k`` with ``data`` (its lock held, undo block
     ``u``), a chunk at a time: each chunk's old records go to the undo block first."""
     itemsize = mem[vw + L.VH_ITEMSIZE]
     chunk = mem[u // 8] >> 16
@@ -598,8 +601,9 @@ def vector_reclaim(mem, token, h, dead):
 
 @kernel(T.int64(MEM, T.int64, T.int64, T.int64, RO_BYTES))
 def vector_write(mem, token, h, start, data):
-    """Overwrite slots from ``start`` with the records in ``data`` (within the length)."""
-    e, vw = _lock_vec(mem, h, token)
+    """Overwrite slots from ``start`` with the records in ``data`` (within the length).  Only
+    the vector's lock is held while the records are copied: other objects' allocations go on."""
+    e, vw = _lock_vec_only(mem, h, token)
     if e < 0:
         return e
     itemsize = mem[vw + L.VH_ITEMSIZE]
@@ -608,12 +612,12 @@ def vector_write(mem, token, h, start, data):
     if start < 0 or start + k > mem[vw + L.VH_LEN]:
         r = S.ERR_NOT_FOUND
     elif k > 0:
-        u = _undo_block_locked(mem, vw, itemsize)
+        u = _undo_block(mem, vw, itemsize, token)
         if u < 0:
             r = u
         else:
             _write_logged(mem, vw, start, k, data, u)
-    _unlock_vec(mem, e)
+    lock_release(mem, e + L.H_LOCK)
     return r
 
 
