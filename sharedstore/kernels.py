@@ -36,8 +36,11 @@ not a number, gives ``default``.
 
 Many keys at once: ``map_get_float_many(mem, map_id, keys, default, out)`` fills ``out`` for a
 typed List of keys (or an int64 array) and returns how many keys had a number.  On a map too big
-for the CPU cache it is 2-3x faster per key than a loop of ``map_get_float``: it fetches the
-memory of the keys ahead while it looks up the current one.
+for the CPU cache it is 2-4x faster per key than a loop of ``map_get_float``: it fetches the
+memory of the keys ahead while it looks up the current one, and reads the str keys of a typed
+List from the list's own storage, taking no reference on each (a loop ``for k in keys`` takes
+and drops one per key: two atomic operations on the string's memory, a cache miss that blocks
+the loop when the keys lie in random memory order).
 
 These functions compile into your function (numba inlines them); the first call of a function
 that uses them takes a few seconds more to compile.
@@ -48,9 +51,11 @@ length with :func:`vector_length`.
 """
 
 import numpy as np
+from llvmlite import ir
 from numba import carray, types
-from numba.cpython.unicode import _get_code_point  # code points without a str per char
-from numba.extending import overload
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
+from numba.typed.listobject import _container_get_data
 
 from . import _layout as L
 from ._jit import helper, hot, inline
@@ -59,7 +64,7 @@ from ._kernels.atomics import float_from_bits, float_to_bits, prefetch, prefetch
 from ._kernels.hashmap import (
     _index_key,
     _read_begin,
-    _slot_tag,
+    fetch_entry,
     hash_key,
     lookup,
     lookup_hashed,
@@ -82,11 +87,12 @@ def key_bytes(key):
 
 
 @helper
-def _utf8(s):
-    out = np.empty(4 * len(s), dtype=np.uint8)
+def _utf8_cps(cps):
+    """UTF-8 of the code points in ``cps`` (a uint8, uint16 or uint32 array)."""
+    out = np.empty(4 * len(cps), dtype=np.uint8)
     n = 0
-    for i in range(len(s)):
-        c = _get_code_point(s, i)
+    for i in range(len(cps)):
+        c = np.uint32(cps[i])
         if c < 0x80:
             out[n] = c
             n += 1
@@ -109,6 +115,21 @@ def _utf8(s):
 
 
 @helper
+def _utf8_raw(data, n, kind):
+    """UTF-8 of the ``n`` code points at ``data``, ``kind`` bytes each (a str's storage)."""
+    if kind == 1:
+        return _utf8_cps(carray(data, n, np.uint8))
+    if kind == 2:
+        return _utf8_cps(carray(data, n, np.uint16))
+    return _utf8_cps(carray(data, n, np.uint32))
+
+
+@helper
+def _utf8(s):
+    return _utf8_raw(s._data, len(s), s._kind)
+
+
+@helper
 def _str_bytes(s):
     """The UTF-8 bytes of ``s``: an ASCII string's own data (no copy), else encoded."""
     if s._is_ascii:
@@ -127,6 +148,56 @@ def _key_bytes(key):
     return None
 
 
+RAW_STR = types.Tuple((types.voidptr, types.intp, types.int32, types.uint32))
+
+
+def _is_raw_str(key):
+    return key == RAW_STR
+
+
+@intrinsic
+def _raw_str_at(typingctx, lst, i):
+    """Str item ``i`` of typed List ``lst`` as a raw key ``(address of its code points, count,
+    kind, is ASCII)``: read from the list's own storage, with no reference taken on the string
+    (an atomic add and subtract on its memory, which a loop over keys in random memory order
+    pays as a cache miss that nothing can overlap).  The list keeps the string alive; the
+    caller checks ``i``."""
+    if not (isinstance(lst, types.ListType) and isinstance(lst.item_type, types.UnicodeType)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        base = builder.call(
+            cgutils.get_or_insert_function(builder.module, ir.FunctionType(
+                cgutils.voidptr_t, [cgutils.voidptr_t]), "numba_list_base_ptr"),
+            [_container_get_data(context, builder, sig.args[0], args[0])])
+        item_ty = context.get_data_type(types.unicode_type)
+        ptr = cgutils.gep(builder, builder.bitcast(base, item_ty.as_pointer()), args[1])
+        item = context.data_model_manager[types.unicode_type].load_from_data_pointer(builder, ptr)
+        u = cgutils.create_struct_proxy(types.unicode_type)(context, builder, value=item)
+        return context.make_tuple(builder, sig.return_type, [u.data, u.length, u.kind, u.is_ascii])
+
+    return RAW_STR(lst, types.intp), codegen
+
+
+@hot
+def _raw_str(s):
+    """Str ``s`` as a raw key (its caller holds ``s``)."""
+    return s._data, len(s), s._kind, s._is_ascii
+
+
+def _key_at(keys, i):
+    """Key ``i`` of ``keys`` for the lookups below: a str of a typed List as a raw key (no
+    reference counting), anything else as it is (jitted code only)."""
+    raise NotImplementedError("_key_at is for use inside @numba.njit functions")
+
+
+@overload(_key_at, inline="always", jit_options={"nogil": True})
+def _key_at_impl(keys, i):
+    if isinstance(keys, types.ListType) and isinstance(keys.item_type, types.UnicodeType):
+        return lambda keys, i: _raw_str_at(keys, i)
+    return lambda keys, i: keys[i]
+
+
 def _lookup_key(mem, h, key):
     """``lookup`` of a key of any supported type (jitted code only)."""
     raise NotImplementedError("_lookup_key is for use inside @numba.njit functions")
@@ -140,10 +211,13 @@ def _lookup_cold(mem, h, kb, kt):
 @overload(_lookup_key, inline="always", jit_options={"nogil": True})
 def _lookup_key_impl(mem, h, key):
     if isinstance(key, types.UnicodeType):
+        return lambda mem, h, key: _lookup_key(mem, h, _raw_str(key))
+    if _is_raw_str(key):
         def impl(mem, h, key):
-            if key._is_ascii:  # the string's own bytes are its UTF-8: no copy
-                return lookup(mem, h, carray(key._data, len(key), np.uint8), L.V_STR)
-            return _lookup_cold(mem, h, _utf8(key), L.V_STR)
+            data, n, kind, ascii_ = key
+            if ascii_:  # the string's own bytes are its UTF-8: no copy
+                return lookup(mem, h, carray(data, n, np.uint8), L.V_STR)
+            return _lookup_cold(mem, h, _utf8_raw(data, n, kind), L.V_STR)
         return impl
     if isinstance(key, types.Integer):
         return lambda mem, h, key: lookup(mem, h, _index_key(np.int64(key)), L.V_INT)
@@ -160,10 +234,13 @@ def _lookup_key_hashed(mem, h, key, hv):
 @overload(_lookup_key_hashed, inline="always", jit_options={"nogil": True})
 def _lookup_key_hashed_impl(mem, h, key, hv):
     if isinstance(key, types.UnicodeType):
+        return lambda mem, h, key, hv: _lookup_key_hashed(mem, h, _raw_str(key), hv)
+    if _is_raw_str(key):
         def impl(mem, h, key, hv):
-            if key._is_ascii:
-                return lookup_hashed(mem, h, carray(key._data, len(key), np.uint8), L.V_STR, hv)
-            return _lookup_cold(mem, h, _utf8(key), L.V_STR)
+            data, n, kind, ascii_ = key
+            if ascii_:
+                return lookup_hashed(mem, h, carray(data, n, np.uint8), L.V_STR, hv)
+            return _lookup_cold(mem, h, _utf8_raw(data, n, kind), L.V_STR)
         return impl
     if isinstance(key, types.Integer):
         return lambda mem, h, key, hv: lookup_hashed(mem, h, _index_key(np.int64(key)), L.V_INT,
@@ -212,10 +289,13 @@ def _key_hash(key, seed):
 @overload(_key_hash, inline="always", jit_options={"nogil": True})
 def _key_hash_impl(key, seed):
     if isinstance(key, types.UnicodeType):
+        return lambda key, seed: _key_hash(_raw_str(key), seed)
+    if _is_raw_str(key):
         def impl(key, seed):
-            if key._is_ascii:
-                return hash_key(carray(key._data, len(key), np.uint8), L.V_STR, seed)
-            return hash_key(_utf8(key), L.V_STR, seed)
+            data, n, kind, ascii_ = key
+            if ascii_:
+                return hash_key(carray(data, n, np.uint8), L.V_STR, seed)
+            return hash_key(_utf8_raw(data, n, kind), L.V_STR, seed)
         return impl
     if isinstance(key, types.Integer):
         return lambda key, seed: hash_key(_index_key(np.int64(key)), L.V_INT, seed)
@@ -238,6 +318,8 @@ def _fetch_key(key):
 def _fetch_key_impl(key):
     if isinstance(key, types.UnicodeType):
         return lambda key: prefetch_address(key._data)
+    if _is_raw_str(key):
+        return lambda key: prefetch_address(key[0])
     return lambda key: None
 
 
@@ -250,14 +332,6 @@ def _fetch_slot(m, sw, mask, seed, key, hv, j):
 
 
 @inline
-def _fetch_entry(m, sw, mask, x):
-    """Ask the CPU for the entry that the first slot of hash ``x`` points at, if its tag fits."""
-    s = m[sw + (x & mask)]
-    if (s >> L.SLOT_TAG_SHIFT) == _slot_tag(x):
-        prefetch(m, s & L.SLOT_OFF_MASK)
-
-
-@inline
 def map_get_float_many(mem, map_id, keys, default, out):
     """``out[i] = map_get_float(mem, map_id, keys[i], default)`` for every key of ``keys`` (a
     typed List, or an array of int keys); returns how many keys have a number, or a negative
@@ -266,7 +340,8 @@ def map_get_float_many(mem, map_id, keys, default, out):
     the lookups run as a pipeline.  While key ``i`` is looked up, the entry of key ``i + 8``,
     the table slot of key ``i + 16`` and the bytes of key ``i + 24`` are being fetched, so the
     cache misses of many keys overlap instead of following one another.  The fetches are hints:
-    each lookup checks everything as ``map_get_float`` does."""
+    each lookup checks everything as ``map_get_float`` does.  The str keys of a typed List are
+    read in place, with no reference counting (see the module docstring)."""
     m = unowned(mem)
     n = len(keys)
     d = float(default)
@@ -276,8 +351,8 @@ def map_get_float_many(mem, map_id, keys, default, out):
         out[:n] = d
         return mw
     if cap <= _CACHED_SLOTS:  # the table stays in cache: nothing to fetch ahead
-        for i, key in enumerate(keys):
-            tag, payload = _lookup_key(m, map_id, key)
+        for i in range(n):
+            tag, payload = _lookup_key(m, map_id, _key_at(keys, i))
             out[i] = _number(tag, payload, d)
             found += tag == L.V_FLOAT or tag == L.V_INT
         return found
@@ -286,23 +361,22 @@ def map_get_float_many(mem, map_id, keys, default, out):
     mask = cap - 1
     ring = 2 * _AHEAD - 1
     hv = np.empty(2 * _AHEAD, dtype=np.int64)  # the hashes of keys i .. i + 15
-    ahead, far = iter(keys), iter(keys)
     for j in range(min(n, 3 * _AHEAD)):
-        _fetch_key(next(far))
+        _fetch_key(_key_at(keys, j))
     for j in range(min(n, 2 * _AHEAD)):
-        _fetch_slot(m, sw, mask, seed, next(ahead), hv, j)
+        _fetch_slot(m, sw, mask, seed, _key_at(keys, j), hv, j)
         if j >= _AHEAD:
-            _fetch_entry(m, sw, mask, hv[j - _AHEAD])
-    for i, key in enumerate(keys):
-        tag, payload = _lookup_key_hashed(m, map_id, key, hv[i & ring])
+            fetch_entry(m, sw, mask, hv[j - _AHEAD])
+    for i in range(n):
+        tag, payload = _lookup_key_hashed(m, map_id, _key_at(keys, i), hv[i & ring])
         out[i] = _number(tag, payload, d)
         found += tag == L.V_FLOAT or tag == L.V_INT
         if i + 3 * _AHEAD < n:
-            _fetch_key(next(far))
+            _fetch_key(_key_at(keys, i + 3 * _AHEAD))
         if i + 2 * _AHEAD < n:  # key i's hash is used: its place in the ring takes key i + 16's
-            _fetch_slot(m, sw, mask, seed, next(ahead), hv, i & ring)
+            _fetch_slot(m, sw, mask, seed, _key_at(keys, i + 2 * _AHEAD), hv, i & ring)
         if i + _AHEAD < n:
-            _fetch_entry(m, sw, mask, hv[(i + _AHEAD) & ring])
+            fetch_entry(m, sw, mask, hv[(i + _AHEAD) & ring])
     return found
 
 

@@ -261,7 +261,8 @@ def _njit_one_by_one(mem, mid, keys, default):
 @pytest.mark.parametrize("n", [50, 20_000])  # a table that stays in cache; one fetched ahead
 def test_njit_get_float_many_matches_single_lookups(store, n):
     m = store.map()
-    keys = [f"key-{i}" for i in range(n)] + ["ünï-1", "ünï-2"]
+    # every kind of str storage: ASCII, Latin-1, two and four bytes a character; the empty key
+    keys = [f"key-{i}" for i in range(n)] + ["ünï-1", "ünï-2", "€uro-3", "emoji 😀-4", ""]
     m.set_many(keys, [float(i) for i in range(len(keys))])
     m["an-int"], m["a-str"] = 7, "not a number"
     probe = keys[::-1] + ["missing", "an-int", "a-str", "ünï-2", "also missing"]

@@ -23,7 +23,9 @@ from sharedstore.kernels import map_get_float, map_get_float_many
 from .common import Bench, random_floats, random_keys, shuffled
 
 
-@numba.njit(nogil=True, cache=True)
+# No cache=True for the functions that inline sharedstore's kernels: numba keys its cache on
+# this file alone, so after a change to sharedstore.kernels a cached copy would time old code.
+@numba.njit(nogil=True)
 def _sum_shared(mem, map_id, keys):
     s = 0.0
     for k in keys:
@@ -31,7 +33,7 @@ def _sum_shared(mem, map_id, keys):
     return s
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True)
 def _sum_shared_many(mem, map_id, keys, out):
     map_get_float_many(mem, map_id, keys, 0.0, out)
     return out.sum()

@@ -42,6 +42,7 @@ from .atomics import (
     load_le64,
     memcpy,
     mul_fold,
+    prefetch,
     store_release,
 )
 from .heap import (
@@ -113,6 +114,18 @@ def hash_bytes(key, ktag, seed):
 @hot
 def _slot_tag(hv):
     return (hv >> (64 - _TAG_BITS)) & _TAG_MASK
+
+
+@hot
+def fetch_entry(mem, slots, mask, hv):
+    """Ask the CPU for the entry that the first slot of hash ``hv`` points at, if its tag fits
+    (``slots``: word index of the table's first slot): its first 48 bytes, which hold a short
+    key whole and may straddle two cache lines.  A hint only; nothing is read from the entry."""
+    s = mem[slots + (hv & mask)]
+    if (s >> L.SLOT_TAG_SHIFT) == _slot_tag(hv):
+        w = s & L.SLOT_OFF_MASK
+        prefetch(mem, w)
+        prefetch(mem, w + 5)
 
 
 @hot

@@ -35,7 +35,7 @@ from .hashmap import (
     _pad8,
     _read_begin,
     _read_ok,
-    _slot_tag,
+    fetch_entry,
     hash_key,
     store_value,
 )
@@ -302,10 +302,7 @@ def _fetch_ahead(ctx, mem, keys, n, i, sw, mask, seed):
     if i + 2 * _AHEAD < n:
         prefetch(mem, sw + (_hash_of(ctx, py_list_item(keys, i + 2 * _AHEAD), seed) & mask))
     if i + _AHEAD < n:
-        x = _hash_of(ctx, py_list_item(keys, i + _AHEAD), seed)
-        slot = mem[sw + (x & mask)]
-        if (slot >> L.SLOT_TAG_SHIFT) == _slot_tag(x):
-            prefetch(mem, slot & L.SLOT_OFF_MASK)
+        fetch_entry(mem, sw, mask, _hash_of(ctx, py_list_item(keys, i + _AHEAD), seed))
 
 
 @method
