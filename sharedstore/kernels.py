@@ -317,7 +317,7 @@ def _fetch_key(key):
 @overload(_fetch_key, inline="always", jit_options={"nogil": True})
 def _fetch_key_impl(key):
     if isinstance(key, types.UnicodeType):
-        return lambda key: prefetch_address(key._data)
+        return lambda key: _fetch_key(_raw_str(key))
     if _is_raw_str(key):
         return lambda key: prefetch_address(key[0])
     return lambda key: None

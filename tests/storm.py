@@ -343,7 +343,7 @@ def verify(store, ids: dict, res: StormResult) -> dict:
     table = store.ref(ids["table"])
     rows = table.view().copy()
     counts = {"keys": 0, "strings": 0, "records": 0, "extends": 0, "counters": 0, "fields": 0,
-              "block_rows": 0}
+              "block_rows": 0, "puts": 0, "puts_cut": 0}
     undone_ins = 0
     for wid, ops in res.logs.items():
         keys: dict[str, list] = {}
@@ -431,9 +431,8 @@ def verify(store, ids: dict, res: StormResult) -> dict:
             assert seq == 0 or (w == wid and check == check_of(w, seq)), (
                 f"worker {wid}: block row {k} torn: {row}")
         counts["block_rows"] += BLOCK_ROWS
-        counts["puts"] = counts.get("puts", 0) + sum(o.op == "put" for o in ops)
-        counts["puts_cut"] = counts.get("puts_cut", 0) + sum(o.op == "put" and not o.done
-                                                             for o in ops)
+        counts["puts"] += sum(o.op == "put" for o in ops)
+        counts["puts_cut"] += sum(o.op == "put" and not o.done for o in ops)
         rec = store.ref(ids["records"][wid])
         for name, hist in (("count", fields["fld"]), ("name", fields["fstr"])):
             if not hist:
