@@ -91,10 +91,10 @@ def open_file(path: Path, name: str) -> int:
         ) from None
 
 
-def check_trusted(fd: int, name: str, path: Path) -> None:
+def check_trusted(st: os.stat_result, name: str, path: Path) -> None:
     """Refuse a file another user could have written (pickled values in it would run their
-    code here): owned by another user, or writable by its group or by others."""
-    st = os.fstat(fd)
+    code here): owned by another user, or writable by its group or by others (``st``: its
+    ``os.stat``)."""
     why = None
     if st.st_uid != os.geteuid():
         why = f"it is owned by uid {st.st_uid}, not by this process's uid {os.geteuid()}"

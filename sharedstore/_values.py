@@ -65,8 +65,11 @@ def decode_key(tag: int, data: bytes):
     )
 
 
-def encode_value(value, ref_base) -> tuple[int, int, float, bytes]:
-    """(tag, int payload, float payload, bytes) for ``value``."""
+def encode_value(value, handle_of) -> tuple[int, int, float, bytes]:
+    """(tag, int payload, float payload, bytes) for ``value``.
+
+    ``handle_of(value)`` is the handle to store for a ref (None for anything else); it raises
+    for a ref that cannot be stored here (one of another store)."""
     if isinstance(value, _np.ndarray) and not value.dtype.hasobject:
         return L.V_ARRAY, 0, 0.0, encode_array(value)
     t = type(value)
@@ -84,8 +87,9 @@ def encode_value(value, ref_base) -> tuple[int, int, float, bytes]:
         return (L.V_TRUE if value else L.V_FALSE), 0, 0.0, _EMPTY
     if t is bytes:
         return L.V_BYTES, 0, 0.0, value
-    if isinstance(value, ref_base):
-        return L.V_REF, value.id, 0.0, _EMPTY
+    h = handle_of(value)
+    if h is not None:
+        return L.V_REF, h, 0.0, _EMPTY
     return L.V_PICKLE, 0, 0.0, _pickle(value)
 
 

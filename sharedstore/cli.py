@@ -107,12 +107,15 @@ def stats_lines(stats: dict) -> list[str]:
 
 
 def other_processes(store) -> list[dict]:
-    """``store.workers()`` without the entry this command's own attach added (the newest one
-    with our pid: the process running the command may hold the store open too)."""
+    """``store.workers()`` without the entry this command's own attach added.
+
+    A process has one entry per store however many times it attaches: if the process running
+    the command held the store open already (its other handles, or views), that entry is its
+    own and stays in the list."""
     procs = store.workers()
-    mine = [p for p in procs if p["self"]]
-    if mine:
-        procs.remove(max(mine, key=lambda p: p["since"]))
+    att = store._att
+    if att.handles <= 1 and not att.pins:  # this command's attach registered the process
+        procs = [p for p in procs if not p["self"]]
     return procs
 
 

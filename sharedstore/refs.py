@@ -58,6 +58,9 @@ class Ref:
     _kind = -1
 
     def __init__(self, store, id: int):
+        """Reconnect to the object ``id`` of ``store`` (``store.ref(id)`` finds the class)."""
+        if not hasattr(store, "_att"):
+            raise TypeError(f"a ref needs the Store its object lives in, not {type(store).__name__}")
         if isinstance(id, bool) or not isinstance(id, int):
             raise InvalidHandleError(f"an id is an int, not {type(id).__name__} ({id!r})")
         if not 0 < id < (1 << 63):
@@ -70,18 +73,21 @@ class Ref:
                 f"id {id} names a {L.KIND_NAMES.get(kind, '?')}, not a {L.KIND_NAMES[self._kind]}: "
                 f"use store.ref({id}) to get a ref of the right class"
             )
-        self._store = store
-        self._id = id
-        self._cx = store._cx
+        self._init(store, id)
 
     @classmethod
     def _trusted(cls, store, id: int):
         """A ref for a handle the caller knows is live and of this class's kind."""
         self = cls.__new__(cls)
+        self._init(store, id)
+        return self
+
+    def _init(self, store, id: int) -> None:
+        """Fill every slot: the one place each class sets its own (``__init__``, ``_trusted``
+        and unpickling all come here, so no way of making a ref leaves a slot unset)."""
         self._store = store
         self._id = id
         self._cx = store._cx
-        return self
 
     @property
     def id(self) -> int:
@@ -357,7 +363,7 @@ class MapRef(Ref, MutableMapping):
             count = n // dtype.itemsize if dtype.itemsize else 0
             arr = pinned_array(s, d, dtype, count, at, readonly=True)
         except BaseException:
-            release_pin(s, d)
+            release_pin(s._att, d)
             raise
         return arr.reshape(shape)
 
@@ -470,7 +476,7 @@ class MapRef(Ref, MutableMapping):
                 s._slow(r, KM.map_set_array, args, "map set", self._id,
                         hint=len(kb) + len(head) + len(data) + 64)
             return
-        vt, ip, fp, data = encode_value(value, Ref)
+        vt, ip, fp, data = encode_value(value, s._handle_of)
         args = (s.mem, s._token, self._id, kb, kt, vt, ip, fp, data)
         r = KM.map_set(*args)
         if r < 0:
@@ -491,12 +497,13 @@ class MapRef(Ref, MutableMapping):
             raise ValueError(f"set_many got {len(keys)} keys but {len(values)} values")
         if not keys:
             return 0
+        s = self._store
         recs = np.empty(len(keys) * KM.SET_REC, dtype=np.int64)
         parts = []
         pos = 0
         for i, (k, v) in enumerate(zip(keys, values)):
             kb, kt = encode_key(k)
-            vt, ip, fp, data = encode_value(v, Ref)
+            vt, ip, fp, data = encode_value(v, s._handle_of)
             if vt == _V_FLOAT:
                 ip = float_bits(fp)
             recs[i * 7:i * 7 + 7] = (pos, len(kb), kt, vt, ip, pos + len(kb), len(data))
@@ -504,7 +511,6 @@ class MapRef(Ref, MutableMapping):
             parts.append(data)
             pos += len(kb) + len(data)
         blob = np.frombuffer(b"".join(parts) or b"\0", dtype=np.uint8)
-        s = self._store
         progress = np.zeros(2, dtype=np.int64)  # [items stored, new keys among them]
         deadline = None
         while True:
@@ -619,10 +625,7 @@ class ListRef(Ref, MutableSequence):
     _kind = L.KIND_LIST
 
     def _map(self) -> MapRef:
-        m = self._store._lists.get(self._id)
-        if m is None:
-            m = self._store._lists[self._id] = MapRef._trusted(self._store, self._id)
-        return m
+        return MapRef._trusted(self._store, self._id)  # (the same object: a list is a map)
 
     def __len__(self) -> int:
         return len(self._map())
@@ -650,8 +653,8 @@ class ListRef(Ref, MutableSequence):
 
     def append(self, value) -> None:
         """Append ``value`` (atomic: concurrent appends from several processes all land)."""
-        vt, ip, fp, data = encode_value(value, Ref)
         s = self._store
+        vt, ip, fp, data = encode_value(value, s._handle_of)
         args = (s.mem, s._token, self._id, vt, ip, fp, data)
         r = KM.list_append(*args)
         if r < 0:
@@ -714,9 +717,7 @@ class ListRef(Ref, MutableSequence):
 
     def drop(self, recursive: bool = False) -> None:
         """Free the list (and, if ``recursive``, the objects its refs point to)."""
-        m = self._map()
-        self._store._lists.pop(self._id, None)
-        m.drop(recursive=recursive)
+        self._map().drop(recursive=recursive)
 
     def __repr__(self):
         return f"<ListRef id={self._id} of store {self._store.name!r}, {len(self)} items>"
@@ -733,15 +734,9 @@ class StructRef(Ref):
     __slots__ = ("_struct", "_rec", "_meta_w", "_meta")
     _kind = L.KIND_STRUCT
 
-    def __init__(self, store, id: int):
-        super().__init__(store, id)
-        self._struct = None
-
-    @classmethod
-    def _trusted(cls, store, id: int):
-        self = super()._trusted(store, id)
-        self._struct = None
-        return self
+    def _init(self, store, id: int) -> None:
+        super()._init(store, id)
+        self._struct = None  # (_rec, _meta_w and _meta are set with it, by _bind)
 
     @classmethod
     def _create(cls, store, struct, values: dict):
@@ -813,9 +808,10 @@ class StructRef(Ref):
         if field in struct.strings:
             self._swap_string(struct.dtype.fields[field][1], value)
         elif field in struct.refs:
-            if value is not None and not isinstance(value, Ref):
+            h = None if value is None else self._store._handle_of(value)
+            if value is not None and h is None:
                 raise TypeError(f"field {field!r} holds a ref or None, not {type(value).__name__}")
-            rec[field] = 0 if value is None else value.id
+            rec[field] = 0 if value is None else h
         else:
             rec[field] = value
 
@@ -864,7 +860,13 @@ class StructProxy:
 
     __slots__ = ("_ref",)
 
-    def __init__(self, ref: StructRef):
+    def __init__(self, ref, id: int | None = None):
+        """``StructProxy(struct_ref)``, or ``StructProxy(store, id)`` for the record ``id``."""
+        if id is not None:
+            ref = StructRef(ref, id)
+        elif not isinstance(ref, StructRef):
+            raise TypeError(f"StructProxy wraps a StructRef (or takes a store and an id), not "
+                            f"{type(ref).__name__}")
         object.__setattr__(self, "_ref", ref)
 
     def __getattr__(self, name):

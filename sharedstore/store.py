@@ -1,18 +1,19 @@
 """The Store: create, attach, open, close and unlink a store; its root map; pickling; stats; workers.
 
-A :class:`Store` is this process's handle on one shared segment.  The store itself is a mapping
-of named values (its *root map*), and it makes the shared objects: ``store.string(...)``,
-``store.number(...)``, ``store.integer(...)``, ``store.map()``.
+A :class:`Store` is a handle on one shared segment, which this process maps once however many
+handles it opens (``_attachment.py``).  The store itself is a mapping of named values (its *root
+map*), and it makes the shared objects: ``store.string(...)``, ``store.number(...)``,
+``store.integer(...)``, ``store.map()``.
 
 Every call into the shared memory is one kernel call.  Kernels never block for long: when a lock
 stays held past their spin budget they return, and :meth:`Store._slow` decides what to do: wait
 for a live owner (up to ``lock_timeout``), or take the lock over from a dead one and repair what
-it guards.  The same place commits more memory when the allocator asks for it.
+it guards (``Attachment.recover``).  The same place commits more memory when the allocator asks
+for it.
 """
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
 import secrets
@@ -23,102 +24,88 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _jit, _pycall
+from . import _attachment, _jit, _pycall
 from . import _layout as L
 from . import _segment as seg
 from ._kernels import hashmap as KM
 from ._kernels import heap as KH
-from ._kernels import locks as KL
 from ._kernels import objects as KO
-from ._kernels import status as S
 from ._kernels import vector as KV
 from ._values import as_float, float_bits
 from ._values import as_int64 as _int64
 from .errors import (
-    LockTimeoutError,
+    InvalidHandleError,
     StoreClosedError,
     StoreCorruptError,
-    StoreFullError,
     StoreNotFoundError,
     human_bytes,
     raise_status,
 )
-from .refs import IntRef, MapRef, NumberRef, Ref, StringRef, ref_class
+from .refs import IntRef, MapRef, NumberRef, Ref, StringRef, StructProxy, ref_class
 from .structs import Struct
 
 #: how long an operation waits for a lock held by a *live* process before LockTimeoutError
 DEFAULT_LOCK_TIMEOUT = 30.0
 _COMMIT_STEP = 4 << 20
 
-# stores open in this process, by path: unpickling a Store reuses the open one
-_open: dict[str, Store] = {}
-_open_lock = threading.Lock()
-# every Store object of this process: re-registered in a forked child, closed at exit
-_live: weakref.WeakSet = weakref.WeakSet()
 
 
 class Store:
     """A shared store mapped into this process.  Make one with :func:`create`, :func:`attach`
-    or :func:`open`; it is also a mutable mapping of named values."""
+    or :func:`open`; it is also a mutable mapping of named values.
+
+    A Store is a *handle*: every Store of the same store in one process shares one mapping and
+    one entry in the store's process table (``sharedstore._attachment``), so attaching once per
+    task costs no memory and no table entry.  Closing (or garbage-collecting) a handle closes
+    only it; the process detaches when its last handle and its last view are gone."""
 
     # _cx and _id, as in a ref (refs.Ref): the entry points of the hot paths read them
     __slots__ = ("_cx", "_id", "__dict__", "__weakref__")
 
-    def __init__(self, name: str, path: Path, fd: int, mm, *, created: bool):
+    def __init__(self, att: _attachment.Attachment, name: str, *, created: bool,
+                 insecure: bool = False):
         self.name = name
-        self.path = Path(path)
-        self._fd = fd
-        self._mm = mm
-        self._mem = np.frombuffer(mm, dtype=np.int64)
-        self._pin_mem = self._mem  # kept after close() until this process's last view goes
-        self._words = memoryview(mm).cast("q")  # the same words, read as Python ints (caches)
-        self._schema_ids = {}  # type descriptor JSON -> handle of its interned string
-        self._structs = {}  # that handle -> the decoded type (Struct, or (dtype, Struct))
-        self._lists = {}  # list id -> the MapRef that reads it
-        self._pins = {}  # data block -> views of it this process holds (_pins.py)
+        self.path = att.path
+        self._att = att
+        self._mm = att.mm
+        self._mem = att.mem
+        self._words = att.words
+        self._pins = att.pins  # (shared by the handles: the process's views)
+        self._schema_ids = att.schema_ids
+        self._structs = att.structs
         self._created = created
-        self._insecure = False  # attach(insecure=True) sets it; pickles pass it to workers
+        self._insecure = insecure  # attach(insecure=True) sets it; pickles pass it to workers
         self._creator_pid = os.getpid()
-        self._pid = os.getpid()
         self._closed = False
         self._tls = threading.local()
         self.lock_timeout = DEFAULT_LOCK_TIMEOUT
-        self.reserved = int(self._mem[L.W_RESERVED])
-        self._token = self._register()
-        self._context = _pycall.Context(self._mem, self._token)  # read by the hot paths
+        self.reserved = att.reserved
+        self._token = att.token
+        self._context = _pycall.Context(att.mem, att.token)  # read by the hot paths
         self._cx = self._context.address
-        self._id = int(self._mem[L.W_ROOT])  # the root map's
-        self._root = MapRef._trusted(self, self._id)
-        _live.add(self)
-        with _open_lock:
-            _open.setdefault(str(self.path), self)
+        self._id = int(att.mem[L.W_ROOT])  # the root map's
+        att.stores.add(self)  # (the caller holds one handle on att for this Store)
+        if att.default_store() is None:
+            att.default = weakref.ref(self)  # what unpickling a Store in this process gives
+        # Closing or collecting the handle releases it; at exit _attachment._close_all does.
+        self._release = weakref.finalize(self, _release_handle, att, self._context)
+        self._release.atexit = False
 
     # ------------------------------------------------------------------ lifecycle
-    def _register(self) -> int:
-        pid = os.getpid()
-        token = KH.proc_register(self._mem, pid, seg.proc_start_ticks(pid), time.time_ns())
-        if token < 0:
-            self.reap()
-            token = KH.proc_register(self._mem, pid, seg.proc_start_ticks(pid), time.time_ns())
-        if token < 0:
-            raise StoreFullError(
-                f"store {self.name!r} has {L.PROC_MAX} attached processes already; close some"
-            )
-        self._pid = pid
-        return token
-
-    def _after_fork(self) -> None:
-        self._pins = {}  # the parent's pins are not the child's to release
+    def _set_token(self, token: int) -> None:
+        """A forked child registered itself: its handles lock with its own token."""
+        self._token = token
+        self._context.set_token(token)
         self._creator_pid = -1  # the child did not create the store: it never unlinks it
-        if not self._closed:
-            self._token = self._register()
-            self._context.set_token(self._token)
 
     @property
     def mem(self) -> np.ndarray:
         """The whole segment as an int64 array (for kernels; see ``_layout`` for its format)."""
         if self._closed:
-            raise StoreClosedError(f"store {self.name!r} is closed in this process")
+            raise StoreClosedError(
+                f"store {self.name!r} was closed in this process: attach to it again "
+                f"(sharedstore.attach({self.name!r})) to use it"
+            )
         return self._mem
 
     @property
@@ -131,44 +118,24 @@ class Store:
         commit (jitted code using :mod:`sharedstore.kernels` cannot commit memory itself)."""
         mem = self.mem
         while int(mem[L.W_COMMITTED]) - int(mem[L.W_HEAP_TOP]) < nbytes:
-            self._grow(nbytes)
+            self._att.grow(nbytes)
 
     @property
     def closed(self) -> bool:
         return self._closed
 
     def close(self) -> None:
-        """Detach this process from the store (it stays for the others).  Idempotent.
+        """Close this handle.  Idempotent; other handles on the store in this process, and
+        other processes, are not affected.
 
-        Views of vectors taken in this process stay valid: the process keeps its entry in the
-        store's process table (so their memory stays pinned) until the last of them is gone."""
+        The process detaches from the store (leaves its process table and unmaps it) when its
+        last handle is closed or garbage-collected and no view it took is alive: views of
+        vectors stay valid after ``close()``, their memory pinned until they are gone."""
         if self._closed:
             return
         self._closed = True
-        self._context.close()  # from here the hot paths hand over: the Python path raises
-        with _open_lock:
-            if _open.get(str(self.path)) is self:
-                del _open[str(self.path)]
         self._mem = None  # a kernel called with None fails with TypeError, never reads
-        self._root = None
-        if not self._pins:
-            self._detach()
-
-    def _detach(self) -> None:
-        """Leave the process table and unmap (once no view of this process pins anything)."""
-        if self._pin_mem is None:
-            return
-        mem, self._pin_mem = self._pin_mem, None
-        try:
-            KH.proc_unregister(mem, self._token, os.getpid())
-        finally:
-            del mem
-            self._words.release()
-            try:
-                self._mm.close()
-            except BufferError:
-                pass  # arrays into the store are still alive: the mapping goes with the last
-            os.close(self._fd)
+        self._release()  # (closes the context: from here the hot paths hand over, and raise)
 
     def unlink(self) -> None:
         """Remove the store's file; processes attached keep their mapping until they close."""
@@ -190,8 +157,9 @@ class Store:
                 pass
 
     def __reduce__(self):
-        # a worker trusts the file as far as the process that sent the store did
-        return _unpickle_store, (self.name, str(self.path), self._insecure)
+        # a worker trusts the file as far as the process that sent the store did; the creation
+        # time tells the store from another created under the same name since
+        return _unpickle_store, (self.name, str(self.path), self._insecure, self._att.created_ns)
 
     def _repr_html_(self) -> str:
         if self._closed:
@@ -207,6 +175,26 @@ class Store:
             f"<sharedstore.Store {self.name!r} {len(self)} named values, "
             f"{human_bytes(self._used())} used of {human_bytes(self.reserved)} reserved>"
         )
+
+    def _same_store(self, other: Store) -> bool:
+        """Whether ``other`` is a handle on this same store (the same file, created at the
+        same time), whichever mapping of this process it goes through."""
+        a, b = self._att, other._att
+        return a is b or (a.identity, a.created_ns) == (b.identity, b.created_ns)
+
+    def _handle_of(self, value) -> int | None:
+        """The handle to store for ``value`` if it is a ref (or a StructProxy) of this store,
+        None if it is no ref; InvalidHandleError for a ref of another store."""
+        if isinstance(value, StructProxy):
+            value = value._ref
+        if not isinstance(value, Ref):
+            return None
+        if not self._same_store(value._store):
+            raise InvalidHandleError(
+                f"{value!r} belongs to store {value._store.name!r}, not to {self.name!r}: its id "
+                f"means nothing here; store a copy of its value, or a ref made in {self.name!r}"
+            )
+        return value._id
 
     # ------------------------------------------------------------------ kernel plumbing
     def _out(self, n: int = 256) -> np.ndarray:
@@ -227,128 +215,25 @@ class Store:
 
     def _slow(self, r: int, fn, args: tuple, what: str, h: int = 0, passthrough=(), hint: int = 0):
         """Handle a negative status ``r`` from ``fn(*args)``: commit memory, wait for or take over
-        locks, retry; return the first result that is not negative (or is in ``passthrough``)."""
-        deadline = None
-        while True:
-            if r in passthrough:
-                return r
-            deadline = self._recover(r, what, h, hint, deadline)
-            r = fn(*args)
-            if r >= 0 or r in passthrough:
-                return r
+        locks, retry; return the first result that is not negative (or is in ``passthrough``).
+        (``Attachment.slow``, with this handle's ``lock_timeout``.)"""
+        return self._att.slow(r, fn, args, what, h, passthrough, hint, self.lock_timeout)
 
     def _recover(self, r: int, what: str, h: int = 0, hint: int = 0, deadline=None):
-        """Do what a kernel's status ``r`` asks before the call is repeated, or raise.
-
-        Commits more memory (ERR_COMMIT); waits for a live lock owner or takes the lock over
-        from a dead one (ERR_BUSY_*); lets an optimistic read try again (ERR_RETRY) once the
-        object's writer is done, or mended if it died.  Returns the deadline for the lock waits
-        of this operation (pass it back on the next call)."""
-        if r == S.ERR_COMMIT:
-            self._grow(hint)
-            return deadline
-        if r not in (S.ERR_BUSY_ALLOC, S.ERR_BUSY_OBJ, S.ERR_BUSY_APPEND, S.ERR_RETRY):
-            raise_status(r, what, store=self)
-        if deadline is None:
-            deadline = time.monotonic() + self.lock_timeout
-        if r == S.ERR_BUSY_ALLOC:
-            self._unblock(L.W_ALLOC_LOCK, 0, deadline, what)
-        elif r == S.ERR_BUSY_OBJ:
-            self._unblock(self._lock_word(h), h, deadline, what)
-        elif r == S.ERR_BUSY_APPEND:
-            self._unblock_append(h, deadline, what)
-        elif time.monotonic() > deadline:
-            raise_status(r, what, store=self)
-        elif h:  # a read kept meeting a write: wait on the writer (mending it if it died)
-            w = KH.handle_lock_word(self._mem, h)
-            if w >= 0:
-                self._unblock(w, h, deadline, what)
-        return deadline
+        """Do what status ``r`` asks before a call is repeated, or raise (``Attachment.recover``)."""
+        return self._att.recover(r, what, h, hint, deadline, self.lock_timeout)
 
     def _lock_word(self, h: int) -> int:
-        w = KH.handle_lock_word(self._mem, h)
-        if w < 0:
-            raise_status(w, "lock", store=self)
-        return w
+        return self._att.lock_word(h)
 
     def _unblock(self, word: int, h: int, deadline: float, what: str) -> None:
-        """A lock stayed held: take it over if its owner is dead, else wait (up to ``deadline``)."""
-        owner = KL.lock_owner(self._mem, word)
-        if owner == 0:
-            return
-        if owner != self._token and not self._token_alive(owner):
-            if KL.lock_takeover(self._mem, word, owner, self._token):
-                try:
-                    self._repair(word, h)
-                finally:
-                    KL.lock_release_owned(self._mem, word, self._token)
-            self.reap()
-            return
-        if time.monotonic() > deadline:
-            pid = self._token_pid(owner)
-            raise LockTimeoutError(
-                f"{what}: a lock in store {self.name!r} has been held by process {pid} for over "
-                f"{self.lock_timeout:g} s; that process is alive: find out why it is stuck"
-            )
-        time.sleep(0.0002)
-
-    def _unblock_append(self, h: int, deadline: float, what: str) -> None:
-        """An append to vector ``h`` copying outside its lock stayed unfinished: finish it for
-        its process if that died (its records are lost, their slots freed), else wait."""
-        owner = KV.vector_appender(self._mem, h)
-        if owner <= 0:
-            return  # done meanwhile (or a status the next call reports)
-        if owner != self._token and not self._token_alive(owner):
-            args = (self._mem, self._token, h, owner)
-            r = KV.vector_reclaim(*args)
-            if r < 0:
-                self._slow(r, KV.vector_reclaim, args, what, h)
-            self.reap()
-            return
-        if time.monotonic() > deadline:
-            raise LockTimeoutError(
-                f"{what}: process {self._token_pid(owner)} has been appending to a vector in "
-                f"store {self.name!r} for over {self.lock_timeout:g} s; that process is alive: "
-                "find out why it is stuck"
-            )
-        time.sleep(0.0002)
-
-    def _token_entry(self, token: int) -> tuple[int, int, int, int]:
-        i = (token & 0xFFFF) - 1
-        if not 0 <= i < L.PROC_MAX:
-            return (-1, 0, 0, 0)
-        w = L.PROC_TABLE // 8 + i * L.PROC_WORDS
-        row = self._mem[w:w + L.PROC_WORDS]
-        return i, int(row[L.P_PID]), int(row[L.P_GEN]), int(row[L.P_START])
+        self._att.unblock(word, h, deadline, what, self.lock_timeout)
 
     def _token_pid(self, token: int) -> int:
-        return self._token_entry(token)[1]
+        return self._att.token_pid(token)
 
     def _token_alive(self, token: int) -> bool:
-        i, pid, gen, start = self._token_entry(token)
-        if i < 0 or pid == 0 or (gen & 0xFFFFFFFFFFFF) != token >> 16:
-            return False
-        return seg.pid_alive(pid, start)
-
-    def _repair(self, word: int, h: int) -> None:
-        """Repair what a lock guards after its owner died holding it (we hold it now)."""
-        if word == L.W_ALLOC_LOCK:
-            return  # allocator steps publish with single stores: at worst a leaked block
-        kind = KH.handle_kind(self._mem, h)
-        if kind in (L.KIND_MAP, L.KIND_LIST):
-            KM.map_recount(self._mem, h)
-        elif kind == L.KIND_VECTOR:
-            KV.vector_after_dead_owner(self._mem, h)
-
-    def _grow(self, hint: int = 0) -> None:
-        """Commit more of the reservation (at least ``hint`` bytes more, usually 50% more)."""
-        cur = int(self._mem[L.W_COMMITTED])  # aligned int64 loads are atomic
-        if cur >= self.reserved:
-            raise_status(S.ERR_FULL, "commit", store=self)
-        step = max(cur // 2, _COMMIT_STEP, hint + L.PAGE)
-        new = min(self.reserved, (cur + step + L.PAGE - 1) // L.PAGE * L.PAGE)
-        seg.commit(self._fd, cur, new - cur, self.name, self.path)
-        KH.heap_commit_max(self._mem, new)
+        return self._att.token_alive(token)
 
     # ------------------------------------------------------------------ objects
     def string(self, value: str = "") -> StringRef:
@@ -467,9 +352,10 @@ class Store:
     @property
     def root(self) -> MapRef:
         """The root map: the store's named values."""
-        if self._closed:
-            raise StoreClosedError(f"store {self.name!r} is closed in this process")
-        return self._root
+        self.mem  # (raises StoreClosedError on a closed handle)
+        # a new ref each time: a ref holds its store, and a cycle would keep a handle (and so
+        # the process's registration) alive until the cyclic garbage collector runs
+        return MapRef._trusted(self, self._id)
 
     # The hot paths run as C functions (_pycall.method) reading the root map through _id;
     # the _slow_* methods do what they hand over.
@@ -554,15 +440,16 @@ class Store:
     def workers(self) -> list[dict]:
         """The processes attached now: ``{"pid", "since", "self"}`` (dead ones are reaped)."""
         self.reap()
+        mem = self.mem
         out = []
         me = os.getpid()
         for i in range(L.PROC_MAX):
             w = L.PROC_TABLE // 8 + i * L.PROC_WORDS
-            pid = int(self._mem[w + L.P_PID])
+            pid = int(mem[w + L.P_PID])
             if pid:
                 out.append({
                     "pid": pid,
-                    "since": int(self._mem[w + L.P_SINCE]) / 1e9,
+                    "since": int(mem[w + L.P_SINCE]) / 1e9,
                     "self": pid == me,
                 })
         return out
@@ -570,19 +457,8 @@ class Store:
     def reap(self) -> int:
         """Free the process-table entries of processes that died without closing, releasing
         the views they held; return how many."""
-        mem = self.mem
-        table = mem[L.PROC_TABLE // 8:L.PROC_TABLE // 8 + L.PROC_MAX * L.PROC_WORDS]
-        rows = table.reshape(L.PROC_MAX, L.PROC_WORDS)
-        n = 0
-        for i in np.flatnonzero(rows[:, L.P_PID]).tolist():
-            pid, start = int(rows[i, L.P_PID]), int(rows[i, L.P_START])
-            if not seg.pid_alive(pid, start):
-                args = (mem, self._token, i, pid)
-                r = KV.proc_reap(*args)
-                if r < 0:
-                    r = self._slow(r, KV.proc_reap, args, "reap")
-                n += r
-        return n
+        self.mem  # (raises StoreClosedError on a closed handle)
+        return self._att.reap()
 
 
 def _delegate(name: str):
@@ -658,14 +534,14 @@ def create(name: str, size: int | None = None, *, path: str | os.PathLike | None
         mem[L.W_READY] = 1
         mem[L.W_MAGIC] = L.MAGIC  # last: attach accepts the store from here
         del mem
-        store = Store(name, p, fd, mm, created=True)
+        att = _attachment.adopt(name, p, fd, mm)
     except BaseException:
         try:
             os.unlink(p)
         finally:
             os.close(fd)
         raise
-    return store
+    return Store(att, name, created=True)
 
 
 def attach(name: str, *, path: str | os.PathLike | None = None, insecure: bool = False) -> Store:
@@ -689,51 +565,32 @@ def attach(name: str, *, path: str | os.PathLike | None = None, insecure: bool =
     """
     seg.check_name(name)
     p = _resolve(name, path)
+    # a store this process has mapped already is reused: one mapping and one process-table
+    # entry per process, however many times it attaches (once per task, say)
+    att = None
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        st = None  # (open_file below says so)
+    else:
+        att = _attachment.find(p, st)
+    if att is not None:
+        try:
+            if not insecure:
+                seg.check_trusted(st, name, p)
+        except BaseException:
+            att.release()
+            raise
+        return Store(att, name, created=False, insecure=insecure)
     fd = seg.open_file(p, name)
     try:
         if not insecure:
-            seg.check_trusted(fd, name, p)
-        size = os.fstat(fd).st_size
-        if size < L.HEAP_START:
-            raise StoreCorruptError(
-                f"store {name!r} ({p}) is truncated: {size} bytes, less than its header; remove it "
-                f"with sharedstore.unlink({name!r})"
-            )
-        mm = seg.map_file(fd, size)
-        mem = np.frombuffer(mm, dtype=np.int64)
-        try:
-            _check_header(mem, name, p, size)
-        finally:
-            del mem
+            seg.check_trusted(os.fstat(fd), name, p)
+        att = _attachment.map_store(name, p, fd)
     except BaseException:
         os.close(fd)
         raise
-    store = Store(name, p, fd, mm, created=False)
-    store._insecure = insecure
-    return store
-
-
-def _check_header(mem, name, p, size) -> None:
-    deadline = time.monotonic() + 2.0
-    while int(mem[L.W_MAGIC]) == 0 and time.monotonic() < deadline:
-        time.sleep(0.005)  # its creator is still initialising it
-    fix = f"remove it with sharedstore.unlink({name!r})"
-    if int(mem[L.W_MAGIC]) != L.MAGIC:
-        raise StoreCorruptError(f"{p} is not a sharedstore store (bad magic number); {fix}")
-    if int(mem[L.W_VERSION]) != L.FORMAT_VERSION:
-        raise StoreCorruptError(
-            f"store {name!r} has format version {int(mem[L.W_VERSION])}; this sharedstore reads "
-            f"version {L.FORMAT_VERSION}: use the sharedstore that made it, or {fix}"
-        )
-    reserved, committed = int(mem[L.W_RESERVED]), int(mem[L.W_COMMITTED])
-    top = int(mem[L.W_HEAP_TOP])
-    if reserved != size or not (L.INITIAL_COMMIT <= committed <= reserved) or not (
-        L.HEAP_START <= top <= committed
-    ):
-        raise StoreCorruptError(
-            f"store {name!r} ({p}) has an inconsistent header (size {size}, reserved {reserved}, "
-            f"committed {committed}, heap top {top}); {fix}"
-        )
+    return Store(att, name, created=False, insecure=insecure)
 
 
 def open(name: str, size: int | None = None, *, path=None, insecure: bool = False) -> Store:  # noqa: A001
@@ -765,40 +622,29 @@ def list_stores() -> list[str]:
     return seg.list_names()
 
 
-def _unpickle_store(name: str, path: str, insecure: bool = False) -> Store:
-    with _open_lock:
-        s = _open.get(path)
-        if s is not None and not s.closed and s._pid == os.getpid():
+def _unpickle_store(name: str, path: str, insecure: bool = False, created_ns=None) -> Store:
+    """A Store (or a ref's store) arriving in a process: this process's open handle on that
+    store if it has one, else a new attachment, checked to be the store that was pickled."""
+    att = _attachment.find(Path(path), created_ns=created_ns) if created_ns else None
+    if att is not None:
+        s = att.default_store()
+        if s is not None:
+            att.release()  # (find held a handle for a new Store: not needed)
             return s
-    s = attach(name, path=path, insecure=insecure)
-    with _open_lock:
-        _open[path] = s
+        s = Store(att, name, created=False, insecure=insecure)
+    else:
+        s = attach(name, path=path, insecure=insecure)
+        if created_ns and s._att.created_ns != created_ns:
+            s.close()
+            raise StoreNotFoundError(
+                f"store {name!r} ({path}) was removed and created again since this was "
+                "pickled: the objects it named are gone; send the new store's objects instead"
+            )
+    s._att.default = weakref.ref(s)
     return s
 
 
-def _after_fork_in_child() -> None:
-    global _open_lock
-    _open_lock = threading.Lock()
-    for s in list(_live):
-        s._after_fork()
-
-
-def _close_all() -> None:
-    """At exit: release the pins of views still alive (no user code runs any more), detach."""
-    from ._pins import release_pin
-
-    for s in list(_live):
-        try:
-            if s._pid == os.getpid() and s._pin_mem is not None:
-                for block, n in list(s._pins.items()):
-                    for _ in range(n):
-                        release_pin(s, block)
-                s._pins.clear()
-            s.close()
-            s._detach()
-        except Exception:
-            pass
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-atexit.register(_close_all)
+def _release_handle(att: _attachment.Attachment, context: _pycall.Context) -> None:
+    """A Store handle was closed or collected: its refs' hot paths hand over (and raise)."""
+    context.close()
+    att.release()

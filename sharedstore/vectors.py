@@ -34,9 +34,11 @@ import numpy as np
 from . import _layout as L
 from . import _pycall
 from ._pins import pinned_array
+from ._records import drop_strings, table_rows
 from ._kernels import status as S
 from ._kernels import vector as KV
 from ._kernels.pyentry import element_code
+from .errors import InvalidHandleError
 from .refs import _CLASSES, Ref, StringRef
 from .structs import Struct
 
@@ -75,17 +77,19 @@ class VectorRef(Ref):
 
     def __init__(self, store, id: int):
         super().__init__(store, id)
-        self._dtype = None
+        fixed = self.dtype is not None and self._shape is not None
+        if fixed != isinstance(self, ArrayRef):
+            what = "a fixed-shape array" if fixed else "a growable vector"
+            cls = "ArrayRef" if fixed else "VectorRef"
+            raise InvalidHandleError(f"id {id} names {what}: use ss.{cls}(store, {id}) or "
+                                     f"store.ref({id})")
+
+    def _init(self, store, id: int) -> None:
+        super()._init(store, id)
+        self._dtype = None  # (_struct and _shape are read with it, by the dtype property)
+        self._struct = None
         self._shape = None
         self._element = None  # pyentry.element_code of the dtype, once known (append)
-
-    @classmethod
-    def _trusted(cls, store, id: int):
-        self = super()._trusted(store, id)
-        self._dtype = None
-        self._shape = None
-        self._element = None
-        return self
 
     @classmethod
     def _create(cls, store, dtype, capacity: int = 0, shape=None) -> VectorRef:
@@ -136,17 +140,15 @@ class VectorRef(Ref):
             out = np.empty(n * 2, dtype=np.int64)
 
     # ---------------------------------------------------------------- writes
-    def _records(self, values) -> np.ndarray:
-        """``values`` as a C-contiguous array of this vector's dtype (dicts/tuples for tables;
-        a table's "string" fields take str, its "ref" fields refs)."""
+    def _records(self, values, one: bool = False) -> tuple[np.ndarray, list[int]]:
+        """``values`` (one slot's value if ``one``) as a C-contiguous array of this vector's
+        dtype, and the strings made for a table's "string" fields (``_records.py``: records
+        in every form; drop them if the write fails)."""
         dt = self.dtype
         if self._struct is not None:
-            if isinstance(values, np.ndarray) and values.dtype == dt:
-                return np.ascontiguousarray(values)
-            rows = np.zeros(len(values), dtype=dt)
-            for i, v in enumerate(values):
-                self._fill(rows, i, v)
-            return rows
+            return table_rows(self._store, self._struct, values, one=one)
+        if one:
+            values = [values]
         arr = np.asarray(values)
         if dt.subdtype is None and dt.names is None:
             if arr.ndim > 1:
@@ -156,23 +158,18 @@ class VectorRef(Ref):
                     or arr.dtype.kind in "biu" and dt.kind in "biu"):  # ints of any sign/width
                 raise TypeError(f"cannot put {arr.dtype} values in a vector of {dt} without "
                                 "changing them: convert them first")
-        return np.ascontiguousarray(np.asarray(values, dtype=dt).reshape(-1))
+        return np.ascontiguousarray(np.asarray(values, dtype=dt).reshape(-1)), []
 
-    def _fill(self, rows, i, v) -> None:
-        struct = self._struct
-        if isinstance(v, np.void) and v.dtype == rows.dtype:
-            rows[i] = v
-            return
-        items = v.items() if isinstance(v, dict) else zip(struct.dtype.names, v)
-        for name, x in items:
-            if name in struct.strings:
-                rows[name][i] = self._store.string(x).id if x else 0
-            elif name in struct.refs:
-                rows[name][i] = 0 if x is None else x.id
-            elif name not in rows.dtype.fields:
-                raise KeyError(f"{struct.name} has no field {name!r}")
-            else:
-                rows[name][i] = x
+    def _write(self, fn, records: tuple, *args, what: str) -> int:
+        """``fn(mem, token, id, *args, rows)`` for ``records = self._records(...)``; the
+        strings made for them are dropped again if it fails."""
+        rows, made = records
+        try:
+            return self._call(fn, *args, rows.view(np.uint8).reshape(-1), what=what,
+                              hint=rows.nbytes)
+        except BaseException:
+            drop_strings(self._store, made)
+            raise
 
     def _call(self, fn, *args, what: str, hint: int = 0):
         s = self._store
@@ -188,10 +185,9 @@ class VectorRef(Ref):
                             "directly).", slots=("_cx", "_id", "_dtype"), arrays=True)
 
     def _slow_extend(self, values) -> None:
-        rows = self._records(values)
-        if len(rows):
-            self._call(KV.vector_extend, rows.view(np.uint8).reshape(-1), what="extend()",
-                       hint=rows.nbytes)
+        records = self._records(values)
+        if len(records[0]):
+            self._write(KV.vector_extend, records, what="extend()")
 
     # one number into a numeric vector runs as a C function (_pycall.method); the rest here
     append = _pycall.method("vector_append", "_slow_append", "(value, /)", "Append one slot.",
@@ -200,19 +196,18 @@ class VectorRef(Ref):
     def _slow_append(self, value) -> None:
         if self._element is None:
             self._element = element_code(self.dtype)  # (the next append can take the C path)
-        self._slow_extend([value])  # records, and numbers the C path does not convert
+        self._write(KV.vector_extend, self._records(value, one=True), what="append()")
 
     def insert(self, value) -> int:
         """Put a record in a free slot (or at the end); return its index."""
-        rows = self._records([value])
-        return self._call(KV.vector_insert, rows.view(np.uint8).reshape(-1), what="insert()",
-                          hint=rows.nbytes)
+        return self._write(KV.vector_insert, self._records(value, one=True), what="insert()")
 
     def remove(self, index: int) -> None:
         """Zero slot ``index`` (dropping the strings a table record owns) and free it for reuse."""
-        if self._struct is not None and self._struct.string_offsets:
+        struct = self.struct  # (read from the store on a ref's first use)
+        if struct is not None and struct.string_offsets:
             rec = self[index]
-            for name in self._struct.strings:
+            for name in struct.strings:
                 if rec[name]:
                     StringRef._trusted(self._store, int(rec[name])).drop()
         r = self._call(KV.vector_remove, operator.index(index), what="remove()")
@@ -225,13 +220,14 @@ class VectorRef(Ref):
             start, stop, step = index.indices(n)
             if step != 1:
                 raise ValueError("slice assignment needs a step of 1")
-            rows = self._records(value)
-            if len(rows) != stop - start:
-                raise ValueError(f"{len(rows)} values for a slice of {stop - start} slots")
+            records = self._records(value)
+            if len(records[0]) != stop - start:
+                drop_strings(self._store, records[1])
+                raise ValueError(f"{len(records[0])} values for a slice of {stop - start} slots")
         else:
             start = self._index(index, n)
-            rows = self._records([value])
-        r = self._call(KV.vector_write, start, rows.view(np.uint8).reshape(-1), what="set")
+            records = self._records(value, one=True)
+        r = self._write(KV.vector_write, records, start, what="set")
         if r == S.ERR_NOT_FOUND:
             raise IndexError(f"vector index out of range (length {len(self)})")
 
@@ -350,12 +346,13 @@ class VectorRef(Ref):
     def drop(self) -> None:
         """Free the vector (and the strings a table's records own).  Views taken before keep
         their memory until they are gone."""
-        if self._struct is not None and self._struct.string_offsets:
+        struct = self.struct  # (read from the store on a ref's first use)
+        if struct is not None and struct.string_offsets:
             arr = self.to_numpy()
             free = set(self.free_slots())
             for i, rec in enumerate(arr):
                 if i not in free:
-                    for name in self._struct.strings:
+                    for name in struct.strings:
                         if rec[name]:
                             StringRef._trusted(self._store, int(rec[name])).drop()
         s = self._store

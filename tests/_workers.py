@@ -329,3 +329,13 @@ def overwrite_rows(store, vid, stop_id, rows):
         k += 1
         block.fill(k)
         v[0:rows] = records
+
+
+def grow_vector_and_churn(name, vid):
+    """Grow vector ``vid`` past its capacity and allocate a lot: a block the parent still views
+    would be reused here if it had been freed."""
+    with ss.attach(name) as store:
+        v = store.ref(vid)
+        v.extend(np.arange(1000))
+        for _ in range(300):
+            store.string("q" * 64)

@@ -1,6 +1,7 @@
 """VectorRef: typed vectors and tables of records, free lists, and views that stay safe."""
 
 import gc
+import os
 import multiprocessing as mp
 import time
 
@@ -323,24 +324,32 @@ def test_pins_of_a_process_that_dies_with_views_are_released(store, how):
 
 
 def test_close_with_views_keeps_them_valid(name):
+    """Closing every handle of the process while a view lives keeps the process registered
+    (the view's block stays pinned) until the view goes; then it detaches."""
     s = ss.create(name)
     try:
         v = s.vector("int64", capacity=8)
         v.extend(np.arange(8))
         view = v.view()
-        other = ss.attach(name)
+        vid = v.id
+        del v
         s.close()
-        assert other.stats()["workers"] == 2  # still registered: the view pins its block
-        ov = other.ref(v.id)
-        ov.extend(np.arange(1000))
-        for _ in range(300):
-            other.string("q" * 64)
-        assert view.tolist() == list(range(8))
+        with ss.attach(name) as other:
+            assert other._att is s._att  # (the same mapping: the view kept it)
+            assert [w["pid"] for w in other.workers()] == [os.getpid()]
+        assert s._att.handles == 0 and not s._att.detached
+        c = mp.get_context("spawn")
+        p = c.Process(target=W.grow_vector_and_churn, args=(name, vid))
+        p.start()
+        p.join(60)
+        assert p.exitcode == 0
+        assert view.tolist() == list(range(8))  # the old block was not freed under the view
         del view
         gc.collect()
-        assert other.stats()["workers"] == 1  # the last view went: the process detached
-        assert other.check().clean
-        other.close()
+        assert s._att.detached  # the last view went: the process left the table
+        with ss.attach(name) as other:
+            assert other._att is not s._att
+            assert other.check().clean
     finally:
         ss.unlink(name)
 

@@ -1,0 +1,384 @@
+"""This process's attachment to one store file: its mapping, its process-table entry, its pins,
+and the protocol that turns a kernel's status into waiting, committing or taking a lock over.
+
+A process maps a store file once, however many :class:`~sharedstore.Store` objects it opens on
+it (``attach`` in every task of a pool, ``pickle.loads`` of many refs...): every Store of the
+same file in this process is a *handle* on one :class:`Attachment`, which holds the mapping and
+the process's one entry in the store's process table (its lock token).  The attachment counts
+its open handles; when the last is closed or garbage-collected, and no view of the store is
+alive in this process, it leaves the process table and unmaps the file (:meth:`release`).
+
+Attachments are found by path and told apart by the file's identity (device, inode): a store
+removed and created again under the same name is another file, so attaching to it maps it anew,
+while handles on the old one keep their mapping until they go.
+
+A forked child re-registers each attachment it inherited with open handles (its own entry and
+token, never the parent's) and drops the parent's pins, which are not its to release.  At exit
+every attachment of this process releases its pins and leaves the table.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+import time
+import weakref
+from pathlib import Path
+
+import numpy as np
+
+from . import _layout as L
+from . import _segment as seg
+from ._kernels import hashmap as KM
+from ._kernels import heap as KH
+from ._kernels import locks as KL
+from ._kernels import status as S
+from ._kernels import vector as KV
+from .errors import LockTimeoutError, StoreCorruptError, StoreFullError, raise_status
+
+_COMMIT_STEP = 4 << 20
+
+# the attachment of each path in this process, for attach() and unpickling to reuse; a store
+# file replaced under its path gets a new attachment here, and the old one lives on in _live
+_by_path: dict[str, Attachment] = {}
+_live: set[Attachment] = set()  # every attachment of this process not yet detached
+_registry_lock = threading.Lock()
+
+
+class Attachment:
+    """One store file mapped into this process (see the module doc)."""
+
+    def __init__(self, name: str, path: Path, fd: int, mm, st: os.stat_result):
+        self.name = name
+        self.path = Path(path)
+        self.identity = (st.st_dev, st.st_ino)
+        self.fd = fd
+        self.mm = mm
+        self.mem = np.frombuffer(mm, dtype=np.int64)
+        self.words = memoryview(mm).cast("q")  # the same words, read as Python ints (caches)
+        self.reserved = int(self.mem[L.W_RESERVED])
+        self.created_ns = int(self.mem[L.W_CREATED_NS])  # tells this store from a successor
+        self.pins: dict[int, int] = {}  # data block -> views of it this process holds (_pins.py)
+        self.schema_ids: dict[str, int] = {}  # type descriptor JSON -> its interned string
+        self.structs: dict = {}  # that handle -> the decoded type (per file: shared by handles)
+        self.handles = 0  # open Store handles of this process
+        self.stores: weakref.WeakSet = weakref.WeakSet()  # those handles (forks update them)
+        self.default = None  # weakref to the handle unpickling reuses
+        self.lock = threading.RLock()
+        self.pid = os.getpid()
+        self.detached = False
+        self.token = self._register()
+
+    # ------------------------------------------------------------------ the process table
+    def _register(self) -> int:
+        pid = os.getpid()
+        token = KH.proc_register(self.mem, pid, seg.proc_start_ticks(pid), time.time_ns())
+        if token < 0:
+            self.reap()
+            token = KH.proc_register(self.mem, pid, seg.proc_start_ticks(pid), time.time_ns())
+        if token < 0:
+            raise StoreFullError(
+                f"store {self.name!r} has {L.PROC_MAX} attached processes already: close the "
+                "stores of processes that no longer use it"
+            )
+        return token
+
+    def hold(self) -> bool:
+        """Count a new open handle; False if this attachment has detached meanwhile."""
+        with self.lock:
+            if self.detached:
+                return False
+            self.handles += 1
+            return True
+
+    def default_store(self):
+        """The open handle that unpickling in this process reuses, if it is still alive."""
+        s = self.default() if self.default is not None else None
+        return s if s is not None and not s.closed else None
+
+    def release(self) -> None:
+        """One handle was closed or collected: detach if it was the last and no view is left."""
+        with self.lock:
+            self.handles -= 1
+            if self.handles <= 0 and not self.pins:
+                self.detach()
+
+    def detach(self) -> None:
+        """Leave the process table and unmap (the caller checked no handle or view is left)."""
+        with self.lock:
+            if self.detached:
+                return
+            self.detached = True
+            with _registry_lock:
+                _live.discard(self)
+                if _by_path.get(str(self.path)) is self:
+                    del _by_path[str(self.path)]
+            mem, self.mem = self.mem, None
+            try:
+                if self.pid == os.getpid():
+                    KH.proc_unregister(mem, self.token, self.pid)
+            finally:
+                del mem
+                self.words.release()
+                try:
+                    self.mm.close()
+                except BufferError:
+                    pass  # arrays into the store are still alive: the mapping goes with the last
+                os.close(self.fd)
+
+    def after_fork(self) -> None:
+        """In a forked child: the parent's pins are not ours; open handles get our own entry."""
+        self.lock = threading.RLock()
+        self.pins.clear()
+        self.pid = os.getpid()
+        if self.handles > 0 and not self.detached:
+            self.token = self._register()
+            for store in list(self.stores):
+                store._set_token(self.token)
+
+    # ------------------------------------------------------------------ kernel statuses
+    def slow(self, r: int, fn, args: tuple, what: str, h: int = 0, passthrough=(),
+             hint: int = 0, timeout: float = 30.0):
+        """Handle a negative status ``r`` from ``fn(*args)``: commit memory, wait for or take over
+        locks, retry; return the first result that is not negative (or is in ``passthrough``)."""
+        deadline = None
+        while True:
+            if r in passthrough:
+                return r
+            deadline = self.recover(r, what, h, hint, deadline, timeout)
+            r = fn(*args)
+            if r >= 0 or r in passthrough:
+                return r
+
+    def recover(self, r: int, what: str, h: int = 0, hint: int = 0, deadline=None,
+                timeout: float = 30.0):
+        """Do what a kernel's status ``r`` asks before the call is repeated, or raise.
+
+        Commits more memory (ERR_COMMIT); waits for a live lock owner or takes the lock over
+        from a dead one (ERR_BUSY_*); lets an optimistic read try again (ERR_RETRY) once the
+        object's writer is done, or mended if it died.  Returns the deadline for the lock waits
+        of this operation (pass it back on the next call)."""
+        if r == S.ERR_COMMIT:
+            self.grow(hint)
+            return deadline
+        if r not in (S.ERR_BUSY_ALLOC, S.ERR_BUSY_OBJ, S.ERR_BUSY_APPEND, S.ERR_RETRY):
+            raise_status(r, what, store=self)
+        if deadline is None:
+            deadline = time.monotonic() + timeout
+        if r == S.ERR_BUSY_ALLOC:
+            self.unblock(L.W_ALLOC_LOCK, 0, deadline, what, timeout)
+        elif r == S.ERR_BUSY_OBJ:
+            self.unblock(self.lock_word(h), h, deadline, what, timeout)
+        elif r == S.ERR_BUSY_APPEND:
+            self._unblock_append(h, deadline, what, timeout)
+        elif time.monotonic() > deadline:
+            raise_status(r, what, store=self)
+        elif h:  # a read kept meeting a write: wait on the writer (mending it if it died)
+            w = KH.handle_lock_word(self.mem, h)
+            if w >= 0:
+                self.unblock(w, h, deadline, what, timeout)
+        return deadline
+
+    def lock_word(self, h: int) -> int:
+        w = KH.handle_lock_word(self.mem, h)
+        if w < 0:
+            raise_status(w, "lock", store=self)
+        return w
+
+    def unblock(self, word: int, h: int, deadline: float, what: str, timeout: float) -> None:
+        """A lock stayed held: take it over if its owner is dead, else wait (up to ``deadline``)."""
+        owner = KL.lock_owner(self.mem, word)
+        if owner == 0:
+            return
+        if owner != self.token and not self.token_alive(owner):
+            if KL.lock_takeover(self.mem, word, owner, self.token):
+                try:
+                    self._repair(word, h)
+                finally:
+                    KL.lock_release_owned(self.mem, word, self.token)
+            self.reap()
+            return
+        if time.monotonic() > deadline:
+            raise LockTimeoutError(
+                f"{what}: a lock in store {self.name!r} has been held by process "
+                f"{self.token_pid(owner)} for over {timeout:g} s; that process is alive: find "
+                "out why it is stuck"
+            )
+        time.sleep(0.0002)
+
+    def _unblock_append(self, h: int, deadline: float, what: str, timeout: float) -> None:
+        """An append to vector ``h`` copying outside its lock stayed unfinished: finish it for
+        its process if that died (its records are lost, their slots freed), else wait."""
+        owner = KV.vector_appender(self.mem, h)
+        if owner <= 0:
+            return  # done meanwhile (or a status the next call reports)
+        if owner != self.token and not self.token_alive(owner):
+            args = (self.mem, self.token, h, owner)
+            r = KV.vector_reclaim(*args)
+            if r < 0:
+                self.slow(r, KV.vector_reclaim, args, what, h, timeout=timeout)
+            self.reap()
+            return
+        if time.monotonic() > deadline:
+            raise LockTimeoutError(
+                f"{what}: process {self.token_pid(owner)} has been appending to a vector in "
+                f"store {self.name!r} for over {timeout:g} s; that process is alive: find out "
+                "why it is stuck"
+            )
+        time.sleep(0.0002)
+
+    def _token_entry(self, token: int) -> tuple[int, int, int, int]:
+        i = (token & 0xFFFF) - 1
+        if not 0 <= i < L.PROC_MAX:
+            return (-1, 0, 0, 0)
+        w = L.PROC_TABLE // 8 + i * L.PROC_WORDS
+        row = self.mem[w:w + L.PROC_WORDS]
+        return i, int(row[L.P_PID]), int(row[L.P_GEN]), int(row[L.P_START])
+
+    def token_pid(self, token: int) -> int:
+        return self._token_entry(token)[1]
+
+    def token_alive(self, token: int) -> bool:
+        i, pid, gen, start = self._token_entry(token)
+        if i < 0 or pid == 0 or (gen & 0xFFFFFFFFFFFF) != token >> 16:
+            return False
+        return seg.pid_alive(pid, start)
+
+    def _repair(self, word: int, h: int) -> None:
+        """Repair what a lock guards after its owner died holding it (we hold it now)."""
+        if word == L.W_ALLOC_LOCK:
+            return  # allocator steps publish with single stores: at worst a leaked block
+        kind = KH.handle_kind(self.mem, h)
+        if kind in (L.KIND_MAP, L.KIND_LIST):
+            KM.map_recount(self.mem, h)
+        elif kind == L.KIND_VECTOR:
+            KV.vector_after_dead_owner(self.mem, h)
+
+    def grow(self, hint: int = 0) -> None:
+        """Commit more of the reservation (at least ``hint`` bytes more, usually 50% more)."""
+        cur = int(self.mem[L.W_COMMITTED])  # aligned int64 loads are atomic
+        if cur >= self.reserved:
+            raise_status(S.ERR_FULL, "commit", store=self)
+        step = max(cur // 2, _COMMIT_STEP, hint + L.PAGE)
+        new = min(self.reserved, (cur + step + L.PAGE - 1) // L.PAGE * L.PAGE)
+        seg.commit(self.fd, cur, new - cur, self.name, self.path)
+        KH.heap_commit_max(self.mem, new)
+
+    def reap(self) -> int:
+        """Free the process-table entries of processes that died without closing, releasing
+        the views they held; return how many."""
+        mem = self.mem
+        table = mem[L.PROC_TABLE // 8:L.PROC_TABLE // 8 + L.PROC_MAX * L.PROC_WORDS]
+        rows = table.reshape(L.PROC_MAX, L.PROC_WORDS)
+        n = 0
+        for i in np.flatnonzero(rows[:, L.P_PID]).tolist():
+            pid, start = int(rows[i, L.P_PID]), int(rows[i, L.P_START])
+            if not seg.pid_alive(pid, start):
+                args = (mem, self.token, i, pid)
+                r = KV.proc_reap(*args)
+                if r < 0:
+                    r = self.slow(r, KV.proc_reap, args, "reap")
+                n += r
+        return n
+
+
+# ---------------------------------------------------------------------- finding and mapping
+def find(path: Path, st: os.stat_result | None = None, created_ns: int | None = None):
+    """This process's live attachment of the store at ``path``, one handle held on it, or None.
+
+    With ``st``, only an attachment of that very file (device and inode) qualifies; with
+    ``created_ns``, only one of the store created then (even if a new file replaced it)."""
+    me = os.getpid()
+    with _registry_lock:
+        candidates = [_by_path.get(str(path))] + list(_live)
+    for att in candidates:
+        if att is None or att.pid != me or att.path != Path(path):
+            continue
+        if st is not None and att.identity != (st.st_dev, st.st_ino):
+            continue
+        if created_ns is not None and att.created_ns != created_ns:
+            continue
+        if att.hold():
+            return att
+    return None
+
+
+def adopt(name: str, path: Path, fd: int, mm) -> Attachment:
+    """Make the attachment of a store file this process mapped (one handle held on it)."""
+    att = Attachment(name, path, fd, mm, os.fstat(fd))
+    att.hold()
+    with _registry_lock:
+        _by_path[str(path)] = att
+        _live.add(att)
+    return att
+
+
+def map_store(name: str, path: Path, fd: int) -> Attachment:
+    """Map the store file open as ``fd`` (its header checked) and register this process."""
+    size = os.fstat(fd).st_size
+    if size < L.HEAP_START:
+        raise StoreCorruptError(
+            f"store {name!r} ({path}) is truncated: {size} bytes, less than its header; "
+            f"remove it with sharedstore.unlink({name!r})"
+        )
+    mm = seg.map_file(fd, size)
+    mem = np.frombuffer(mm, dtype=np.int64)
+    try:
+        _check_header(mem, name, path, size)
+    finally:
+        del mem  # (on an error the mapping goes with the traceback that still shows it)
+    return adopt(name, path, fd, mm)
+
+
+def _check_header(mem, name, p, size) -> None:
+    deadline = time.monotonic() + 2.0
+    while int(mem[L.W_MAGIC]) == 0 and time.monotonic() < deadline:
+        time.sleep(0.005)  # its creator is still initialising it
+    fix = f"remove it with sharedstore.unlink({name!r})"
+    if int(mem[L.W_MAGIC]) != L.MAGIC:
+        raise StoreCorruptError(f"{p} is not a sharedstore store (bad magic number); {fix}")
+    if int(mem[L.W_VERSION]) != L.FORMAT_VERSION:
+        raise StoreCorruptError(
+            f"store {name!r} has format version {int(mem[L.W_VERSION])}; this sharedstore reads "
+            f"version {L.FORMAT_VERSION}: use the sharedstore that made it, or {fix}"
+        )
+    reserved, committed = int(mem[L.W_RESERVED]), int(mem[L.W_COMMITTED])
+    top = int(mem[L.W_HEAP_TOP])
+    if reserved != size or not (L.INITIAL_COMMIT <= committed <= reserved) or not (
+        L.HEAP_START <= top <= committed
+    ):
+        raise StoreCorruptError(
+            f"store {name!r} ({p}) has an inconsistent header (size {size}, reserved {reserved}, "
+            f"committed {committed}, heap top {top}); {fix}"
+        )
+
+
+# ---------------------------------------------------------------------- fork and exit
+def _after_fork_in_child() -> None:
+    global _registry_lock
+    _registry_lock = threading.Lock()
+    for att in list(_live):
+        att.after_fork()
+
+
+def _close_all() -> None:
+    """At exit: release the pins of views still alive (no user code runs any more), detach."""
+    from ._pins import release_pin
+
+    for att in list(_live):
+        try:
+            if att.pid == os.getpid() and not att.detached:
+                for block, n in list(att.pins.items()):
+                    for _ in range(n):
+                        release_pin(att, block)
+                att.pins.clear()
+                for store in list(att.stores):
+                    store._context.close()
+                att.detach()
+        except Exception:
+            pass  # never raise at interpreter exit; the store's reaping covers what is left
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(_close_all)
