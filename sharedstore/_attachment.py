@@ -52,6 +52,7 @@ class Attachment:
     def __init__(self, name: str, path: Path, fd: int, mm, st: os.stat_result):
         self.name = name
         self.path = Path(path)
+        self.key = str(path)  # (how the registry finds it)
         self.identity = (st.st_dev, st.st_ino)
         self.fd = fd
         self.mm = mm
@@ -112,8 +113,8 @@ class Attachment:
             self.detached = True
             with _registry_lock:
                 _live.discard(self)
-                if _by_path.get(str(self.path)) is self:
-                    del _by_path[str(self.path)]
+                if _by_path.get(self.key) is self:
+                    del _by_path[self.key]
             mem, self.mem = self.mem, None
             try:
                 if self.pid == os.getpid():
@@ -290,10 +291,13 @@ def find(path: Path, st: os.stat_result | None = None, created_ns: int | None = 
     With ``st``, only an attachment of that very file (device and inode) qualifies; with
     ``created_ns``, only one of the store created then (even if a new file replaced it)."""
     me = os.getpid()
+    key = str(path)
     with _registry_lock:
-        candidates = [_by_path.get(str(path))] + list(_live)
+        current = _by_path.get(key)
+        # (the others only when that is not the one: a store replaced under the path)
+        candidates = [current] + [a for a in _live if a is not current]
     for att in candidates:
-        if att is None or att.pid != me or att.path != Path(path):
+        if att is None or att.pid != me or att.key != key:
             continue
         if st is not None and att.identity != (st.st_dev, st.st_ino):
             continue
@@ -309,7 +313,7 @@ def adopt(name: str, path: Path, fd: int, mm) -> Attachment:
     att = Attachment(name, path, fd, mm, os.fstat(fd))
     att.hold()
     with _registry_lock:
-        _by_path[str(path)] = att
+        _by_path[att.key] = att
         _live.add(att)
     return att
 

@@ -5,8 +5,9 @@ One record may be a dict (by field name), a tuple or list (every field, in order
 ``np.void`` or a 0-d structured array, or a structured array of length 1.  Many records are a
 structured array, or a sequence of single records.  A structured array whose dtype is not the
 table's is converted field by field, *by name* (numpy's own assignment between structured
-dtypes goes by position): the field names must be the same (in any order), and each field's
-values must cast to the table's field type without changing kind (``float32`` to ``float64``,
+dtypes goes by position): its fields must be fields of the table (in any order; the others
+are zero, as in a dict), and each field's values must cast to the table's field type without
+changing kind (``float32`` to ``float64``,
 ``int16`` to ``int64``, a str column for a ``"string"`` field); anything else is a
 ``TypeError`` that names the field.
 
@@ -37,11 +38,28 @@ def table_rows(store, struct, values, *, one: bool) -> tuple[np.ndarray, list[in
 
 
 def drop_strings(store, handles) -> None:
-    """Drop the strings made for rows that did not reach the table."""
+    """Drop the strings ``handles`` (made for rows that did not reach the table, or owned by
+    records that were overwritten, removed or cut off).  One already dropped is skipped: a
+    process writing the same record at the same time may have dropped it."""
+    from .errors import UseAfterFreeError
     from .refs import StringRef
 
     for h in handles:
-        StringRef._trusted(store, h).drop()
+        try:
+            StringRef._trusted(store, h).drop()
+        except UseAfterFreeError:
+            pass
+
+
+def owned_strings(struct, rows: np.ndarray) -> list[int]:
+    """The handles of the strings that ``rows`` own (their "string" fields, nested structs'
+    included; 0, an empty field, left out)."""
+    if not struct.string_offsets or not len(rows):
+        return []
+    raw = np.ascontiguousarray(rows).view(np.uint8).reshape(len(rows), struct.dtype.itemsize)
+    handles = np.concatenate([raw[:, o:o + 8].copy().view(np.int64).reshape(-1)
+                              for o in struct.string_offsets])
+    return handles[handles != 0].tolist()
 
 
 def _rows(store, struct, values, one: bool, made: list) -> np.ndarray:
@@ -127,14 +145,13 @@ def _ref_handle(store, struct, name: str, x) -> int:
 def _convert(store, struct, src: np.ndarray, made: list) -> np.ndarray:
     """A structured array of another dtype as rows of the struct's, field by field by name."""
     dt = struct.dtype
-    have, want = set(src.dtype.names), set(dt.names)
-    if have != want:
-        missing, extra = sorted(want - have), sorted(have - want)
-        what = (f"has no field {extra[0]!r}" if extra else f"needs field {missing[0]!r}")
-        raise TypeError(f"struct {struct.name!r} {what}, and a structured array must have its "
-                        f"fields ({', '.join(dt.names)}) in any order")
+    extra = [n for n in src.dtype.names if n not in dt.names]
+    if extra:
+        raise TypeError(f"struct {struct.name!r} has no field {extra[0]!r}; its fields are "
+                        f"{', '.join(dt.names)} (a structured array may have any of them, in "
+                        "any order)")
     rows = np.zeros(len(src), dtype=dt)
-    for name in dt.names:
+    for name in src.dtype.names:
         col, to = src[name], dt[name]
         if name in struct.strings and col.dtype.kind in "USO":
             rows[name] = [_string_handle(store, struct, name, x, made) for x in col.tolist()]

@@ -34,7 +34,7 @@ import numpy as np
 from . import _layout as L
 from . import _pycall
 from ._pins import pinned_array
-from ._records import drop_strings, table_rows
+from ._records import drop_strings, owned_strings, table_rows
 from ._kernels import status as S
 from ._kernels import vector as KV
 from ._kernels.pyentry import element_code
@@ -202,19 +202,25 @@ class VectorRef(Ref):
         """Put a record in a free slot (or at the end); return its index."""
         return self._write(KV.vector_insert, self._records(value, one=True), what="insert()")
 
+    def _owned(self, start: int, count: int) -> list[int]:
+        """The strings that records ``start .. start+count`` of a table own (see ``drop``)."""
+        struct = self.struct  # (read from the store on a ref's first use)
+        if struct is None or not struct.string_offsets or count <= 0:
+            return []
+        return owned_strings(struct, self._read(start, count))
+
     def remove(self, index: int) -> None:
         """Zero slot ``index`` (dropping the strings a table record owns) and free it for reuse."""
-        struct = self.struct  # (read from the store on a ref's first use)
-        if struct is not None and struct.string_offsets:
-            rec = self[index]
-            for name in struct.strings:
-                if rec[name]:
-                    StringRef._trusted(self._store, int(rec[name])).drop()
-        r = self._call(KV.vector_remove, operator.index(index), what="remove()")
+        index = operator.index(index)
+        old = self._owned(index, 1) if 0 <= index < len(self) else []
+        r = self._call(KV.vector_remove, index, what="remove()")
         if r == S.ERR_NOT_FOUND:
             raise IndexError(f"slot {index} is not in use (length {len(self)}, or already removed)")
+        drop_strings(self._store, old)
 
     def __setitem__(self, index, value) -> None:
+        """``v[i] = value`` or ``v[a:b] = values``: overwrite slots in place (a table record's
+        strings that the new record does not keep are dropped)."""
         n = len(self)
         if isinstance(index, slice):
             start, stop, step = index.indices(n)
@@ -227,9 +233,13 @@ class VectorRef(Ref):
         else:
             start = self._index(index, n)
             records = self._records(value, one=True)
+        old = self._owned(start, len(records[0]))
         r = self._write(KV.vector_write, records, start, what="set")
         if r == S.ERR_NOT_FOUND:
             raise IndexError(f"vector index out of range (length {len(self)})")
+        if old:
+            kept = set(owned_strings(self._struct, records[0]))
+            drop_strings(self._store, [h for h in old if h not in kept])
 
     def pop(self):
         """Remove and return the last slot's value."""
@@ -241,10 +251,15 @@ class VectorRef(Ref):
         return value
 
     def resize(self, n: int) -> None:
-        """Set the length: new slots are zero."""
+        """Set the length: new slots are zero; the strings of a table's records cut off are
+        dropped."""
+        n = operator.index(n)
         if n < 0:
             raise ValueError("a length cannot be negative")
-        self._call(KV.vector_truncate, int(n), what="resize()", hint=n * self.dtype.itemsize)
+        cur = len(self)
+        old = self._owned(n, cur - n)
+        self._call(KV.vector_truncate, n, what="resize()", hint=n * self.dtype.itemsize)
+        drop_strings(self._store, old)
 
     def clear(self) -> None:
         self.resize(0)
@@ -346,20 +361,13 @@ class VectorRef(Ref):
     def drop(self) -> None:
         """Free the vector (and the strings a table's records own).  Views taken before keep
         their memory until they are gone."""
-        struct = self.struct  # (read from the store on a ref's first use)
-        if struct is not None and struct.string_offsets:
-            arr = self.to_numpy()
-            free = set(self.free_slots())
-            for i, rec in enumerate(arr):
-                if i not in free:
-                    for name in struct.strings:
-                        if rec[name]:
-                            StringRef._trusted(self._store, int(rec[name])).drop()
+        old = self._owned(0, len(self))  # (a removed slot is zeroed: it owns nothing)
         s = self._store
         args = (s.mem, s._token, self._id)
         r = KV.vector_drop(*args)
         if r < 0:
             s._slow(r, KV.vector_drop, args, "VectorRef.drop()", self._id)
+        drop_strings(s, old)
 
     def _repr_html_(self) -> str:
         from . import _html
@@ -403,6 +411,19 @@ class ArrayRef(VectorRef):
 
     def to_numpy(self) -> np.ndarray:
         return self.view().copy()
+
+    def to_pandas(self):
+        """A pandas Series (1-d array) or DataFrame (2-d, a column per index of the second
+        axis) over the array, zero-copy."""
+        import pandas as pd
+
+        view = self.view()
+        if view.ndim == 1 and view.dtype.names is None:
+            return pd.Series(view, copy=False)
+        if view.ndim == 2 and view.dtype.names is None:
+            return pd.DataFrame(view, copy=False)
+        raise ValueError(f"an array of shape {view.shape} and dtype {view.dtype} has no pandas "
+                         "form: pandas holds 1-d and 2-d arrays of numbers; use view()")
 
     def _fixed(self, *args, **kwargs):
         raise TypeError("an ArrayRef has a fixed shape: use store.vector(...) to grow")

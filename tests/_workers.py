@@ -339,3 +339,30 @@ def grow_vector_and_churn(name, vid):
         v.extend(np.arange(1000))
         for _ in range(300):
             store.string("q" * 64)
+
+
+def attach_and_count(name):
+    """A pool task written the usual way: attach, use, never close.  Returns the worker's pid."""
+    ss.attach(name)["hits"].add(1)
+    return os.getpid()
+
+
+def unpickle_expecting_replaced(blob):
+    """The store a pickled ref names was removed and created again: unpickling says so."""
+    import pickle
+
+    try:
+        pickle.loads(blob)
+    except ss.StoreNotFoundError as e:
+        assert "created again" in str(e), e
+        return
+    raise AssertionError("unpickled a ref into a store created again under its name")
+
+
+def forked_child_checks_its_entry(store, counter_id):
+    """In a forked child: the inherited store locks with the child's own entry."""
+    pids = [w["pid"] for w in store.workers()]
+    assert os.getpid() in pids and pids.count(os.getpid()) == 1, pids
+    assert store.token != 0 and store._att.pid == os.getpid()
+    store.ref(counter_id).add(1)
+    store.close()
