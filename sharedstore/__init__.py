@@ -4,6 +4,8 @@ Structs as NumPy structured dtypes, maps, strings, numbers and atomics in shared
 attach by name and get zero-copy views.  See README.md.
 """
 
+from . import _fastpath
+from ._fastpath import info as fastpath
 from .errors import (
     InvalidHandleError,
     InvalidNameError,
@@ -18,12 +20,15 @@ from .errors import (
     UntrustedStoreError,
     UseAfterFreeError,
 )
-from .refs import IntRef, ListRef, MapRef, NumberRef, Ref, StringRef, StructProxy, StructRef
+from .maps import ListRef, MapRef
+from .refs import IntRef, NumberRef, Ref, StringRef
 from .store import Store, attach, create, list_stores, open, unlink
-from .structs import Struct, load_schema
+from .structs import Struct, StructProxy, StructRef, load_schema
 from .vectors import ArrayRef, VectorRef
 
 __version__ = "0.1.0"
+
+_fastpath.choose()  # the hot methods' backend, once (SHAREDSTORE_FASTPATH: see _fastpath)
 
 __all__ = [
     "ArrayRef",
@@ -51,6 +56,7 @@ __all__ = [
     "UseAfterFreeError",
     "VectorRef",
     "attach",
+    "fastpath",
     "create",
     "list_stores",
     "load_schema",

@@ -1,5 +1,5 @@
 """This process's attachment to one store file: its mapping, its process-table entry, its pins,
-and the protocol that turns a kernel's status into waiting, committing or taking a lock over.
+and what it does for the store: commit memory, reap dead processes.
 
 A process maps a store file once, however many :class:`~sharedstore.Store` objects it opens on
 it (``attach`` in every task of a pool, ``pickle.loads`` of many refs...): every Store of the
@@ -28,14 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
+from . import _calls
 from . import _layout as L
 from . import _segment as seg
-from ._kernels import hashmap as KM
 from ._kernels import heap as KH
-from ._kernels import locks as KL
 from ._kernels import status as S
 from ._kernels import vector as KV
-from .errors import LockTimeoutError, StoreCorruptError, StoreFullError, raise_status
+from .errors import StoreCorruptError, StoreFullError, raise_status
 
 _COMMIT_STEP = 4 << 20
 
@@ -138,124 +137,7 @@ class Attachment:
             for store in list(self.stores):
                 store._set_token(self.token)
 
-    # ------------------------------------------------------------------ kernel statuses
-    def slow(self, r: int, fn, args: tuple, what: str, h: int = 0, passthrough=(),
-             hint: int = 0, timeout: float = 30.0):
-        """Handle a negative status ``r`` from ``fn(*args)``: commit memory, wait for or take over
-        locks, retry; return the first result that is not negative (or is in ``passthrough``)."""
-        deadline = None
-        while True:
-            if r in passthrough:
-                return r
-            deadline = self.recover(r, what, h, hint, deadline, timeout)
-            r = fn(*args)
-            if r >= 0 or r in passthrough:
-                return r
-
-    def recover(self, r: int, what: str, h: int = 0, hint: int = 0, deadline=None,
-                timeout: float = 30.0):
-        """Do what a kernel's status ``r`` asks before the call is repeated, or raise.
-
-        Commits more memory (ERR_COMMIT); waits for a live lock owner or takes the lock over
-        from a dead one (ERR_BUSY_*); lets an optimistic read try again (ERR_RETRY) once the
-        object's writer is done, or mended if it died.  Returns the deadline for the lock waits
-        of this operation (pass it back on the next call)."""
-        if r == S.ERR_COMMIT:
-            self.grow(hint)
-            return deadline
-        if r not in (S.ERR_BUSY_ALLOC, S.ERR_BUSY_OBJ, S.ERR_BUSY_APPEND, S.ERR_RETRY):
-            raise_status(r, what, store=self)
-        if deadline is None:
-            deadline = time.monotonic() + timeout
-        if r == S.ERR_BUSY_ALLOC:
-            self.unblock(L.W_ALLOC_LOCK, 0, deadline, what, timeout)
-        elif r == S.ERR_BUSY_OBJ:
-            self.unblock(self.lock_word(h), h, deadline, what, timeout)
-        elif r == S.ERR_BUSY_APPEND:
-            self._unblock_append(h, deadline, what, timeout)
-        elif time.monotonic() > deadline:
-            raise_status(r, what, store=self)
-        elif h:  # a read kept meeting a write: wait on the writer (mending it if it died)
-            w = KH.handle_lock_word(self.mem, h)
-            if w >= 0:
-                self.unblock(w, h, deadline, what, timeout)
-        return deadline
-
-    def lock_word(self, h: int) -> int:
-        w = KH.handle_lock_word(self.mem, h)
-        if w < 0:
-            raise_status(w, "lock", store=self)
-        return w
-
-    def unblock(self, word: int, h: int, deadline: float, what: str, timeout: float) -> None:
-        """A lock stayed held: take it over if its owner is dead, else wait (up to ``deadline``)."""
-        owner = KL.lock_owner(self.mem, word)
-        if owner == 0:
-            return
-        if owner != self.token and not self.token_alive(owner):
-            if KL.lock_takeover(self.mem, word, owner, self.token):
-                try:
-                    self._repair(word, h)
-                finally:
-                    KL.lock_release_owned(self.mem, word, self.token)
-            self.reap()
-            return
-        if time.monotonic() > deadline:
-            raise LockTimeoutError(
-                f"{what}: a lock in store {self.name!r} has been held by process "
-                f"{self.token_pid(owner)} for over {timeout:g} s; that process is alive: find "
-                "out why it is stuck"
-            )
-        time.sleep(0.0002)
-
-    def _unblock_append(self, h: int, deadline: float, what: str, timeout: float) -> None:
-        """An append to vector ``h`` copying outside its lock stayed unfinished: finish it for
-        its process if that died (its records are lost, their slots freed), else wait."""
-        owner = KV.vector_appender(self.mem, h)
-        if owner <= 0:
-            return  # done meanwhile (or a status the next call reports)
-        if owner != self.token and not self.token_alive(owner):
-            args = (self.mem, self.token, h, owner)
-            r = KV.vector_reclaim(*args)
-            if r < 0:
-                self.slow(r, KV.vector_reclaim, args, what, h, timeout=timeout)
-            self.reap()
-            return
-        if time.monotonic() > deadline:
-            raise LockTimeoutError(
-                f"{what}: process {self.token_pid(owner)} has been appending to a vector in "
-                f"store {self.name!r} for over {timeout:g} s; that process is alive: find out "
-                "why it is stuck"
-            )
-        time.sleep(0.0002)
-
-    def _token_entry(self, token: int) -> tuple[int, int, int, int]:
-        i = (token & 0xFFFF) - 1
-        if not 0 <= i < L.PROC_MAX:
-            return (-1, 0, 0, 0)
-        w = L.PROC_TABLE // 8 + i * L.PROC_WORDS
-        row = self.mem[w:w + L.PROC_WORDS]
-        return i, int(row[L.P_PID]), int(row[L.P_GEN]), int(row[L.P_START])
-
-    def token_pid(self, token: int) -> int:
-        return self._token_entry(token)[1]
-
-    def token_alive(self, token: int) -> bool:
-        i, pid, gen, start = self._token_entry(token)
-        if i < 0 or pid == 0 or (gen & 0xFFFFFFFFFFFF) != token >> 16:
-            return False
-        return seg.pid_alive(pid, start)
-
-    def _repair(self, word: int, h: int) -> None:
-        """Repair what a lock guards after its owner died holding it (we hold it now)."""
-        if word == L.W_ALLOC_LOCK:
-            return  # allocator steps publish with single stores: at worst a leaked block
-        kind = KH.handle_kind(self.mem, h)
-        if kind in (L.KIND_MAP, L.KIND_LIST):
-            KM.map_recount(self.mem, h)
-        elif kind == L.KIND_VECTOR:
-            KV.vector_after_dead_owner(self.mem, h)
-
+    # ------------------------------------------------------------------ memory and processes
     def grow(self, hint: int = 0) -> None:
         """Commit more of the reservation (at least ``hint`` bytes more, usually 50% more)."""
         cur = int(self.mem[L.W_COMMITTED])  # aligned int64 loads are atomic
@@ -276,11 +158,7 @@ class Attachment:
         for i in np.flatnonzero(rows[:, L.P_PID]).tolist():
             pid, start = int(rows[i, L.P_PID]), int(rows[i, L.P_START])
             if not seg.pid_alive(pid, start):
-                args = (mem, self.token, i, pid)
-                r = KV.proc_reap(*args)
-                if r < 0:
-                    r = self.slow(r, KV.proc_reap, args, "reap")
-                n += r
+                n += _calls.call(self, KV.proc_reap, mem, self.token, i, pid, what="reap")
         return n
 
 

@@ -15,6 +15,7 @@ import weakref
 
 import numpy as np
 
+from . import _calls
 from ._kernels import status as S
 from ._kernels import vector as KV
 
@@ -53,8 +54,6 @@ def _unpin(att, block: int, pid: int) -> None:
 
 def release_pin(att, block: int) -> None:
     """Release one of this process's pins on data block ``block`` (its handles may be closed)."""
-    r = KV.vector_unpin(att.mem, att.token, block)
-    deadline = None
-    while r == S.ERR_BUSY_ALLOC:
-        deadline = att.recover(r, "view release", deadline=deadline)
-        r = KV.vector_unpin(att.mem, att.token, block)
+    # (ERR_INVALID: the pin was released already, by a reap or a repair: nothing to do)
+    _calls.call(att, KV.vector_unpin, att.mem, att.token, block, what="view release",
+                accept=(S.ERR_INVALID,))

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import _calls
 from . import _layout as L
 from ._kernels import check as KC
 from ._kernels import locks as KL
@@ -272,17 +273,17 @@ def _dead_locks(store, repair: bool, deadline: float) -> list[Problem]:
             meta = int(rows[i, L.H_META])
             if meta & 0xFF == L.KIND_FREE or not 0 < meta >> 8 <= L.GEN_MAX:
                 continue  # a free or damaged entry: the walk reports it
-            if owner == 0 or store._token_alive(owner):
+            if owner == 0 or _calls.token_alive(store._att, owner):
                 continue  # released meanwhile, or held by a live process
             slot = (ch << L.HT_CHUNK_SHIFT) + i
             h = (meta >> 8) << 32 | slot
             word = d // 8 + i * L.HT_WORDS + L.H_LOCK
-            pid = store._token_pid(owner)
+            pid = _calls.token_pid(store._att, owner)
             found.append(Problem(
                 "dead-lock", f"{_h(h)} is locked by process {pid}, which is gone; "
                 "repair takes the lock over and repairs the object", h, True))
             if repair:
-                store._unblock(word, h, deadline, "check")
+                _calls.unblock(store._att, word, h, deadline, "check", store.lock_timeout)
     return found
 
 
@@ -291,7 +292,7 @@ def _locked_pass(store, repair: bool, deadline: float):
     mem = store.mem
     token = store.token
     while not KL.lock_acquire_nowait(mem, L.W_ALLOC_LOCK, token):
-        store._unblock(L.W_ALLOC_LOCK, 0, deadline, "check")
+        _calls.unblock(store._att, L.W_ALLOC_LOCK, 0, deadline, "check", store.lock_timeout)
     try:
         top = int(mem[L.W_HEAP_TOP])
         count = int(mem[L.W_HT_COUNT])

@@ -128,8 +128,7 @@ def watch(procs: list, progress, total: int, *, console, show: bool) -> None:
     """Until every worker has exited, read the shared counter ``progress`` and draw it as a
     progress bar (rich draws nothing but the final state when the output is not a terminal).
     """
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("records"), TimeElapsedColumn())

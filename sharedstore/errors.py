@@ -10,7 +10,16 @@ from ._kernels import status as S
 
 
 class SharedStoreError(Exception):
-    """Base of every sharedstore error."""
+    """Base of every sharedstore error.
+
+    Attributes
+    ----------
+    status : int or None
+        The kernel status it was raised for (``sharedstore._kernels.status``), or None for an
+        error raised by the Python layer itself.
+    """
+
+    status: int | None = None
 
 
 class StoreNotFoundError(SharedStoreError, FileNotFoundError):
@@ -58,29 +67,52 @@ class LockTimeoutError(SharedStoreError, TimeoutError):
     """A lock stayed held by a live process for longer than the timeout."""
 
 
+#: status -> (exception class, message template, the fix).  The template's fields: ``what``
+#: (the operation), ``store`` ("store 'name'"), ``name`` and ``reserved`` (the store's).
+#: Statuses the call protocol resolves itself (commit memory, wait for or take over a lock,
+#: retry a read: ``sharedstore._calls``) reach this table only when they cannot be resolved.
+STATUS: dict[int, tuple[type, str, str]] = {
+    S.ERR_INVALID: (InvalidHandleError, "{what}: the id names no object in {store}",
+                    "use the .id of a live ref"),
+    S.ERR_FREED: (UseAfterFreeError, "{what}: the object was dropped",
+                  "it cannot be used any more; make a new one"),
+    S.ERR_KIND: (InvalidHandleError, "{what}: the id names an object of another kind",
+                 "use store.ref(id) to get a ref of the right class"),
+    S.ERR_FULL: (StoreFullError, "{store} is full (reserved {reserved})",
+                 "create it with a larger size= or drop objects you no longer need"),
+    S.ERR_CORRUPT: (StoreCorruptError,
+                    "{what}: {store} is corrupt (a structure in it is inconsistent)",
+                    "run `python -m sharedstore check {name}`"),
+    S.ERR_RETRY: (LockTimeoutError, "{what}: writers kept changing the object while it was read",
+                  "retry"),
+    S.ERR_BUSY_ALLOC: (LockTimeoutError, "{what}: the allocator lock of {store} stayed busy",
+                       "retry; see store.workers() for who holds it"),
+    S.ERR_BUSY_OBJ: (LockTimeoutError, "{what}: the object's lock stayed busy",
+                     "retry; see store.workers() for who holds it"),
+    S.ERR_BUSY_APPEND: (LockTimeoutError, "{what}: another process's append stayed unfinished",
+                        "retry"),
+    S.ERR_NOT_FOUND: (SharedStoreError, "{what}: not found", "check the key or index"),
+}
+
+
+def error_for(status: int, what: str, *, store=None) -> SharedStoreError:
+    """The exception (not raised) for a negative kernel ``status`` returned while doing
+    ``what``; it carries the status as ``.status``."""
+    cls, template, fix = STATUS.get(
+        status, (SharedStoreError, "{what}: unexpected status " + str(status),
+                 "report this as a bug of sharedstore"))
+    name = store.name if store is not None else "?"
+    text = template.format(what=what, store=f"store {name!r}" if store is not None
+                           else "the store", name=name,
+                           reserved=_human(store.reserved if store is not None else 0))
+    err = cls(f"{text}: {fix}")
+    err.status = status
+    return err
+
+
 def raise_status(status: int, what: str, *, store=None) -> None:
     """Raise the exception for a negative kernel ``status`` returned while doing ``what``."""
-    name = f"store {store.name!r}" if store is not None else "the store"
-    if status == S.ERR_INVALID:
-        raise InvalidHandleError(f"{what}: the id names no object in {name}; use the .id of a live ref")
-    if status == S.ERR_FREED:
-        raise UseAfterFreeError(f"{what}: the object was dropped; it cannot be used any more")
-    if status == S.ERR_KIND:
-        raise InvalidHandleError(f"{what}: the id names an object of another kind; use store.ref(id)")
-    if status == S.ERR_FULL:
-        reserved = store.reserved if store is not None else 0
-        raise StoreFullError(
-            f"{name} is full (reserved {_human(reserved)}): create it with a larger size= "
-            "or drop objects you no longer need"
-        )
-    if status == S.ERR_CORRUPT:
-        raise StoreCorruptError(
-            f"{what}: {name} is corrupt (a structure in it is inconsistent); "
-            "run `python -m sharedstore check NAME`"
-        )
-    if status == S.ERR_RETRY:
-        raise LockTimeoutError(f"{what}: writers kept changing the object while it was read; retry")
-    raise SharedStoreError(f"{what}: unexpected status {status}")
+    raise error_for(status, what, store=store)
 
 
 def _human(n: int) -> str:

@@ -20,13 +20,15 @@ import secrets
 import threading
 import time
 import weakref
+from collections.abc import ItemsView, Iterator, KeysView, ValuesView
 from pathlib import Path
 
 import numpy as np
 
-from . import _attachment, _jit, _pycall
+from . import _attachment, _calls, _jit
 from . import _layout as L
 from . import _segment as seg
+from ._fastpath.cpython import Context
 from ._kernels import hashmap as KM
 from ._kernels import heap as KH
 from ._kernels import objects as KO
@@ -41,11 +43,11 @@ from .errors import (
     human_bytes,
     raise_status,
 )
-from .refs import IntRef, MapRef, NumberRef, Ref, StringRef, StructProxy, ref_class
-from .structs import Struct
+from .maps import ListRef, MapRef
+from .refs import IntRef, NumberRef, Ref, StringRef, ref_class
+from .structs import Struct, StructProxy
 
-#: how long an operation waits for a lock held by a *live* process before LockTimeoutError
-DEFAULT_LOCK_TIMEOUT = 30.0
+DEFAULT_LOCK_TIMEOUT = _calls.DEFAULT_LOCK_TIMEOUT
 _COMMIT_STEP = 4 << 20
 
 
@@ -81,7 +83,7 @@ class Store:
         self.lock_timeout = DEFAULT_LOCK_TIMEOUT
         self.reserved = att.reserved
         self._token = att.token
-        self._context = _pycall.Context(att.mem, att.token)  # read by the hot paths
+        self._context = Context(att.mem, att.token)  # read by the C entry points
         self._cx = self._context.address
         self._id = int(att.mem[L.W_ROOT])  # the root map's
         att.stores.add(self)  # (the caller holds one handle on att for this Store)
@@ -213,36 +215,24 @@ class Store:
             tls.bufs = (out, tls.view, tls.words, tls.floats)
         return out
 
-    def _slow(self, r: int, fn, args: tuple, what: str, h: int = 0, passthrough=(), hint: int = 0):
-        """Handle a negative status ``r`` from ``fn(*args)``: commit memory, wait for or take over
-        locks, retry; return the first result that is not negative (or is in ``passthrough``).
-        (``Attachment.slow``, with this handle's ``lock_timeout``.)"""
-        return self._att.slow(r, fn, args, what, h, passthrough, hint, self.lock_timeout)
+    def _call(self, kernel, *args, what: str, h: int = 0, hint: int = 0, accept=()) -> int:
+        """``kernel(*args)`` with its statuses resolved (``_calls.call``: commit memory, wait
+        for or take over locks, retry, or raise), waiting up to this handle's
+        ``lock_timeout``: the first result that is not negative or is in ``accept``."""
+        return _calls.call(self._att, kernel, *args, what=what, h=h, hint=hint, accept=accept,
+                           timeout=self.lock_timeout)
 
     def _recover(self, r: int, what: str, h: int = 0, hint: int = 0, deadline=None):
-        """Do what status ``r`` asks before a call is repeated, or raise (``Attachment.recover``)."""
-        return self._att.recover(r, what, h, hint, deadline, self.lock_timeout)
-
-    def _lock_word(self, h: int) -> int:
-        return self._att.lock_word(h)
-
-    def _unblock(self, word: int, h: int, deadline: float, what: str) -> None:
-        self._att.unblock(word, h, deadline, what, self.lock_timeout)
-
-    def _token_pid(self, token: int) -> int:
-        return self._att.token_pid(token)
-
-    def _token_alive(self, token: int) -> bool:
-        return self._att.token_alive(token)
+        """For calls that loop themselves: do what status ``r`` asks before the call is
+        repeated, or raise (``_calls.recover``); returns the deadline to pass back."""
+        return _calls.recover(self._att, r, what, h, hint, deadline, self.lock_timeout)
 
     # ------------------------------------------------------------------ objects
     def string(self, value: str = "") -> StringRef:
         """A new shared string (UTF-8, any length)."""
         data = _utf8(value)
-        args = (self.mem, self._token, data)
-        h = KO.string_new(*args)
-        if h < 0:
-            h = self._slow(h, KO.string_new, args, "store.string()", hint=len(data))
+        h = self._call(KO.string_new, self.mem, self._token, data, what="store.string()",
+                       hint=len(data))
         return StringRef._trusted(self, h)
 
     def number(self, value: float = 0.0) -> NumberRef:
@@ -255,21 +245,14 @@ class Store:
 
     def map(self, items=None, /, **kwargs) -> MapRef:
         """A new shared map (str, bytes or int keys; any values), optionally filled."""
-        args = (self.mem, self._token, L.KIND_MAP)
-        h = KM.map_new(*args)
-        if h < 0:
-            h = self._slow(h, KM.map_new, args, "store.map()")
+        h = self._call(KM.map_new, self.mem, self._token, L.KIND_MAP, what="store.map()")
         m = MapRef._trusted(self, h)
         if items is not None or kwargs:
             m.update(items or (), **kwargs)
         return m
 
     def _scalar_new(self, kind: int, bits: int) -> int:
-        args = (self.mem, self._token, kind, bits)
-        h = KO.scalar_new(*args)
-        if h < 0:
-            h = self._slow(h, KO.scalar_new, args, "new object")
-        return h
+        return self._call(KO.scalar_new, self.mem, self._token, kind, bits, what="new object")
 
     def ref(self, id: int) -> Ref:
         """The ref of the right class for the object ``id`` names."""
@@ -329,7 +312,7 @@ class Store:
             raise ValueError(f"bad shape {shape}")
         n = int(np.prod(shape))
         a = ArrayRef._create(self, dtype, n, shape=shape)
-        a._call(KV.vector_truncate, n, what="store.array()", hint=n * a.dtype.itemsize)
+        a._op(KV.vector_truncate, n, what="store.array()", hint=n * a.dtype.itemsize)
         return a
 
     def vector(self, dtype=None, capacity: int = 0):
@@ -339,12 +322,7 @@ class Store:
         from .vectors import VectorRef
 
         if dtype is None:
-            from .refs import ListRef
-
-            args = (self.mem, self._token, L.KIND_LIST)
-            h = KM.map_new(*args)
-            if h < 0:
-                h = self._slow(h, KM.map_new, args, "store.vector()")
+            h = self._call(KM.map_new, self.mem, self._token, L.KIND_LIST, what="store.vector()")
             return ListRef._trusted(self, h)
         return VectorRef._create(self, dtype, capacity)
 
@@ -357,30 +335,26 @@ class Store:
         # the process's registration) alive until the cyclic garbage collector runs
         return MapRef._trusted(self, self._id)
 
-    # The hot paths run as C functions (_pycall.method) reading the root map through _id;
-    # the _slow_* methods do what they hand over.
-    __getitem__ = _pycall.method("map_getitem", "_slow_getitem", "(key, /)",
-                                 "``store[key]``: the named value ``key``.")
-    __setitem__ = _pycall.method("map_setitem", "_slow_setitem", "(key, value, /)",
-                                 "``store[key] = value``: set a named value.")
-    __contains__ = _pycall.method("map_contains", "_slow_contains", "(key, /)",
-                                  "``key in store``.")
-    get = _pycall.method("map_get", "_slow_get", "(key, default=None)",
-                         "``store[key]``, or ``default`` if there is no such named value.")
-
-    def _slow_getitem(self, key):
+    # (the c backend runs __getitem__, __setitem__, __contains__ and get on the root map as
+    # C functions, reading its handle from _id: sharedstore._fastpath)
+    def __getitem__(self, key):
+        """``store[key]``: the named value ``key``; KeyError if there is none."""
         return self.root._get(key)
 
-    def _slow_setitem(self, key, value) -> None:
+    def __setitem__(self, key, value) -> None:
+        """``store[key] = value``: set the named value ``key`` (any value)."""
         self.root._set(key, value)
 
-    def _slow_contains(self, key) -> bool:
+    def __contains__(self, key) -> bool:
+        """``key in store``: whether there is a named value ``key``."""
         return key in self.root
 
-    def _slow_get(self, key, default=None):
+    def get(self, key, default=None):
+        """``store[key]``, or ``default`` if there is no named value ``key``."""
         return self.root.get(key, default)
 
     def __delitem__(self, key) -> None:
+        """``del store[key]``; KeyError if there is no named value ``key``."""
         del self.root[key]
 
     def view(self, key):
@@ -389,10 +363,63 @@ class Store:
         return self.root.view(key)
 
     def __len__(self) -> int:
+        """How many named values the store holds."""
         return len(self.root)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator:
+        """The names, from one consistent snapshot."""
         return iter(self.root)
+
+    # the rest of a mapping's methods, on the root map (see MapRef for each)
+    def keys(self) -> KeysView:
+        """A view of the names (:meth:`MapRef.keys`)."""
+        return self.root.keys()
+
+    def values(self) -> ValuesView:
+        """A view of the named values (:meth:`MapRef.values`)."""
+        return self.root.values()
+
+    def items(self) -> ItemsView:
+        """A view of the ``(name, value)`` pairs (:meth:`MapRef.items`)."""
+        return self.root.items()
+
+    def set(self, key, value) -> None:
+        """``store[key] = value`` (seed 2's name)."""
+        self.root._set(key, value)
+
+    add = set
+
+    def delete(self, key) -> bool:
+        """Remove the named value ``key``; True if it was there (seed 2's name)."""
+        return self.root.delete(key)
+
+    def pop(self, key, *default):
+        """Remove ``key`` and return its value, or ``default`` if given and there is none."""
+        return self.root.pop(key, *default)
+
+    def popitem(self) -> tuple:
+        """Remove and return some ``(name, value)``; KeyError if the store has none."""
+        return self.root.popitem()
+
+    def setdefault(self, key, default=None):
+        """``store[key]`` if it exists, else set it to ``default`` and return that."""
+        return self.root.setdefault(key, default)
+
+    def update(self, other=(), /, **kwargs) -> None:
+        """Set many named values in one kernel call (:meth:`MapRef.update`)."""
+        self.root.update(other, **kwargs)
+
+    def clear(self) -> None:
+        """Remove every named value, in one kernel call."""
+        self.root.clear()
+
+    def get_many(self, keys, default=None) -> list:
+        """The values of ``keys`` (``default`` for missing ones) in one call."""
+        return self.root.get_many(keys, default)
+
+    def set_many(self, keys, values) -> int:
+        """Set ``keys[i]`` to ``values[i]`` in one kernel call; return how many were new."""
+        return self.root.set_many(keys, values)
 
     # ------------------------------------------------------------------ introspection
     def _used(self) -> int:
@@ -459,22 +486,6 @@ class Store:
         the views they held; return how many."""
         self.mem  # (raises StoreClosedError on a closed handle)
         return self._att.reap()
-
-
-def _delegate(name: str):
-    def method(self, *args, **kwargs):
-        return getattr(self.root, name)(*args, **kwargs)
-
-    method.__name__ = name
-    method.__qualname__ = f"Store.{name}"
-    method.__doc__ = f"Same as ``store.root.{name}(...)``: see :meth:`MapRef.{name}`."
-    return method
-
-
-# the store is a mapping of named values: everything else a map does, its root map does for it
-for _name in ("keys", "values", "items", "set", "add", "delete", "pop", "popitem",
-              "setdefault", "update", "clear", "get_many", "set_many"):
-    setattr(Store, _name, _delegate(_name))
 
 
 def _utf8(value) -> bytes:
@@ -644,7 +655,7 @@ def _unpickle_store(name: str, path: str, insecure: bool = False, created_ns=Non
     return s
 
 
-def _release_handle(att: _attachment.Attachment, context: _pycall.Context) -> None:
+def _release_handle(att: _attachment.Attachment, context: Context) -> None:
     """A Store handle was closed or collected: its refs' hot paths hand over (and raise)."""
     context.close()
     att.release()

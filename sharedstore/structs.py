@@ -29,7 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import SchemaError
+from . import _layout as L
+from ._kernels import heap as KH
+from ._kernels import objects as KO
+from .errors import SchemaError, SharedStoreError
+from .refs import _CLASSES, Ref, StringRef
 
 try:  # Python 3.11+
     import tomllib
@@ -137,14 +141,10 @@ class Struct:
     def new(self, store, **values):
         """A new record of this struct in ``store``, with ``values`` for some of its fields
         (the others are zero; strings empty): a :class:`StructRef`."""
-        from .refs import StructRef
-
         return StructRef._create(store, self, values)
 
     def new_proxy(self, store, **values):
         """As :meth:`new`, wrapped for attribute access: ``q.mass = 2.0; q.name``."""
-        from .refs import StructProxy
-
         return StructProxy(self.new(store, **values))
 
     def __repr__(self):
@@ -297,3 +297,179 @@ def _line_of(text: str, struct: str | None, field: str | None) -> int | None:
         if key.match(lines[i]):
             return i + 1
     return None
+
+
+# ---------------------------------------------------------------------------- records
+class StructRef(Ref):
+    """One struct record in the store: ``p["mass"]``, ``p["mass"] = 2.0``, ``p.get_key``.
+
+    Numeric fields are read and written in place (a field read returns a copy of its value);
+    ``"string"`` fields read and write str and own their string (replacing or dropping the record
+    drops it); ``"ref"`` fields hold a ref or None.  The record's schema is stored with it, so
+    ``store.ref(id)`` in any process gives a StructRef of the right struct."""
+
+    __slots__ = ("_struct", "_rec", "_meta_w", "_meta")
+    _kind = L.KIND_STRUCT
+
+    def _init(self, store, id: int) -> None:
+        super()._init(store, id)
+        self._struct = None  # (_rec, _meta_w and _meta are set with it, by _bind)
+
+    @classmethod
+    def _create(cls, store, struct, values: dict):
+        unknown = set(values) - set(struct.dtype.names)
+        if unknown:
+            raise TypeError(f"struct {struct.name!r} has no field {sorted(unknown)[0]!r}; "
+                            f"its fields are {', '.join(struct.dtype.names)}")
+        schema = store._schema_handle(struct)
+        h = store._call(KO.struct_new, store.mem, store._token, schema, struct.dtype.itemsize,
+                        what=f"{struct.name}.new()", hint=struct.dtype.itemsize)
+        ref = cls._trusted(store, h)
+        try:
+            for k, v in values.items():
+                ref[k] = v
+        except BaseException:
+            ref.drop()
+            raise
+        return ref
+
+    def _bind(self):
+        s = self._store
+        st, off, schema = KO.struct_locate(s.mem, self._id)
+        if st < 0:
+            self._fail(st, "access")
+        struct = s._struct_of(schema)
+        self._rec = np.frombuffer(s._mm, dtype=struct.dtype, count=1, offset=off)[0]
+        self._meta_w = KH.handle_lock_word(s.mem, self._id) - (L.H_LOCK - L.H_META)
+        self._meta = s._words[self._meta_w]
+        self._struct = struct
+
+    def _record(self):
+        """The record as a numpy void view into the store, after checking it was not dropped."""
+        if self._struct is None:
+            self._bind()
+        s = self._store
+        if s._closed or s._words[self._meta_w] != self._meta:
+            self._struct = None
+            self._bind()  # raises UseAfterFreeError (or StoreClosedError)
+        return self._rec
+
+    @property
+    def struct(self):
+        """The record's :class:`Struct`."""
+        self._record()
+        return self._struct
+
+    def __getitem__(self, field: str):
+        rec = self._record()
+        struct = self._struct
+        if field not in struct.dtype.fields:
+            raise KeyError(field)
+        if field in struct.strings:
+            h = int(rec[field])
+            return StringRef._trusted(self._store, h).get() if h else ""
+        if field in struct.refs:
+            h = int(rec[field])
+            return self._store.ref(h) if h else None
+        v = rec[field]
+        return v.item() if isinstance(v, np.generic) and v.dtype.names is None else v.copy()
+
+    def __setitem__(self, field: str, value) -> None:
+        rec = self._record()
+        struct = self._struct
+        if field not in struct.dtype.fields:
+            raise KeyError(field)
+        if field in struct.strings:
+            self._swap_string(struct.dtype.fields[field][1], value)
+        elif field in struct.refs:
+            h = None if value is None else self._store._handle_of(value)
+            if value is not None and h is None:
+                raise TypeError(f"field {field!r} holds a ref or None, not {type(value).__name__}")
+            rec[field] = 0 if value is None else h
+        else:
+            rec[field] = value
+
+    def _swap_string(self, at: int, value) -> None:
+        """Put a new string (or none) in the handle word at byte ``at``; drop the old one."""
+        s = self._store
+        new = 0
+        if value is not None and value != "":
+            new = s.string(value).id
+        elif value is not None and not isinstance(value, str):
+            raise TypeError(f"a string field takes a str, not {type(value).__name__}")
+        st, old = KO.struct_swap(s.mem, self._id, at, new)
+        if st < 0:
+            if new:
+                StringRef._trusted(s, new).drop()
+            self._fail(st, "set")
+        if old:  # each setter drops exactly what it swapped out: no leak, no double drop
+            StringRef._trusted(s, old).drop()
+
+    get_key = __getitem__
+    set_key = __setitem__
+
+    def to_dict(self) -> dict:
+        """Every field's value."""
+        return {name: self[name] for name in self.struct.dtype.names}
+
+    def drop(self) -> None:
+        """Free the record and the strings it owns (nested structs' included)."""
+        struct = self.struct
+        for at in struct.string_offsets:
+            self._swap_string(at, None)
+        super().drop()
+        self._struct = None
+
+    def __repr__(self):
+        try:
+            name = self.struct.name
+        except SharedStoreError:
+            name = "dropped"
+        return f"<StructRef {name} id={self._id} of store {self._store.name!r}>"
+
+
+class StructProxy:
+    """A struct record with attribute access: ``q.mass += 1``.  ``q._ref`` is its StructRef
+    (field names cannot start with ``_``, so they never clash)."""
+
+    __slots__ = ("_ref",)
+
+    def __init__(self, ref, id: int | None = None):
+        """``StructProxy(struct_ref)``, or ``StructProxy(store, id)`` for the record ``id``."""
+        if id is not None:
+            ref = StructRef(ref, id)
+        elif not isinstance(ref, StructRef):
+            raise TypeError(f"StructProxy wraps a StructRef (or takes a store and an id), not "
+                            f"{type(ref).__name__}")
+        object.__setattr__(self, "_ref", ref)
+
+    def __getattr__(self, name):
+        try:
+            return self._ref[name]
+        except KeyError:
+            raise AttributeError(f"{self._ref.struct.name} has no field {name!r}") from None
+
+    def __setattr__(self, name, value):
+        try:
+            self._ref[name] = value
+        except KeyError:
+            raise AttributeError(f"{self._ref.struct.name} has no field {name!r}") from None
+
+    def __dir__(self):
+        return list(self._ref.struct.dtype.names)
+
+    def _drop(self):
+        self._ref.drop()
+
+    @property
+    def _id(self):
+        return self._ref.id
+
+    def __reduce__(self):
+        return StructProxy, (self._ref,)
+
+    def __repr__(self):
+        return f"<StructProxy of {self._ref!r}>"
+
+
+_CLASSES[L.KIND_STRUCT] = StructRef

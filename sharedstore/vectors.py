@@ -32,12 +32,11 @@ import operator
 import numpy as np
 
 from . import _layout as L
-from . import _pycall
-from ._pins import pinned_array
-from ._records import drop_strings, owned_strings, table_rows
 from ._kernels import status as S
 from ._kernels import vector as KV
 from ._kernels.pyentry import element_code
+from ._pins import pinned_array
+from ._records import drop_strings, owned_strings, table_rows
 from .errors import InvalidHandleError
 from .refs import _CLASSES, Ref, StringRef
 from .structs import Struct
@@ -95,10 +94,8 @@ class VectorRef(Ref):
     def _create(cls, store, dtype, capacity: int = 0, shape=None) -> VectorRef:
         dt, struct, text = dtype_descriptor(dtype, shape)
         schema = store._intern(text)
-        args = (store.mem, store._token, schema, dt.itemsize, int(capacity))
-        h = KV.vector_new(*args)
-        if h < 0:
-            h = store._slow(h, KV.vector_new, args, "store.vector()", hint=dt.itemsize * capacity)
+        h = store._call(KV.vector_new, store.mem, store._token, schema, dt.itemsize,
+                        int(capacity), what="store.vector()", hint=dt.itemsize * capacity)
         v = cls._trusted(store, h)
         v._dtype, v._struct, v._shape = dt, struct, shape
         return v
@@ -132,9 +129,8 @@ class VectorRef(Ref):
         s = self._store
         out = np.empty(64, dtype=np.int64)
         while True:
-            n = KV.vector_free_slots(s.mem, out, self._id)
-            if n < 0:
-                n = s._slow(n, KV.vector_free_slots, (s.mem, out, self._id), "free_slots()")
+            n = s._call(KV.vector_free_slots, s.mem, out, self._id, what="free_slots()",
+                        h=self._id)
             if n <= len(out):
                 return out[:n].tolist()
             out = np.empty(n * 2, dtype=np.int64)
@@ -165,35 +161,30 @@ class VectorRef(Ref):
         strings made for them are dropped again if it fails."""
         rows, made = records
         try:
-            return self._call(fn, *args, rows.view(np.uint8).reshape(-1), what=what,
+            return self._op(fn, *args, rows.view(np.uint8).reshape(-1), what=what,
                               hint=rows.nbytes)
         except BaseException:
             drop_strings(self._store, made)
             raise
 
-    def _call(self, fn, *args, what: str, hint: int = 0):
+    def _op(self, kernel, *args, what: str, hint: int = 0) -> int:
+        """``kernel(mem, token, id, *args)``, a change to this vector, its statuses resolved
+        (``Store._call``); ERR_NOT_FOUND (no such slot) comes back to the caller."""
         s = self._store
-        full = (s.mem, s._token, self._id) + args
-        r = fn(*full)
-        if r < 0:
-            r = s._slow(r, fn, full, what, self._id, passthrough=(S.ERR_NOT_FOUND,), hint=hint)
-        return r
+        return s._call(kernel, s.mem, s._token, self._id, *args, what=what, h=self._id,
+                       hint=hint, accept=(S.ERR_NOT_FOUND,))
 
-    # an ndarray of the vector's dtype is copied by a C function (_pycall.method); the rest here
-    extend = _pycall.method("vector_extend", "_slow_extend", "(values, /)",
-                            "Append many slots in one call (an array of the dtype is copied "
-                            "directly).", slots=("_cx", "_id", "_dtype"), arrays=True)
-
-    def _slow_extend(self, values) -> None:
+    def extend(self, values) -> None:
+        """Append many slots in one call: an array of the vector's dtype (copied as it is),
+        any sequence of numbers for a plain vector, of records for a table (see
+        ``_records.py``).  (The c backend copies an array of the dtype in C.)"""
         records = self._records(values)
         if len(records[0]):
             self._write(KV.vector_extend, records, what="extend()")
 
-    # one number into a numeric vector runs as a C function (_pycall.method); the rest here
-    append = _pycall.method("vector_append", "_slow_append", "(value, /)", "Append one slot.",
-                            slots=("_cx", "_id", "_element"))
-
-    def _slow_append(self, value) -> None:
+    def append(self, value) -> None:
+        """Append one slot: a number, or one record of a table (any form ``_records.py``
+        takes).  (The c backend appends a number to a numeric vector in C.)"""
         if self._element is None:
             self._element = element_code(self.dtype)  # (the next append can take the C path)
         self._write(KV.vector_extend, self._records(value, one=True), what="append()")
@@ -213,7 +204,7 @@ class VectorRef(Ref):
         """Zero slot ``index`` (dropping the strings a table record owns) and free it for reuse."""
         index = operator.index(index)
         old = self._owned(index, 1) if 0 <= index < len(self) else []
-        r = self._call(KV.vector_remove, index, what="remove()")
+        r = self._op(KV.vector_remove, index, what="remove()")
         if r == S.ERR_NOT_FOUND:
             raise IndexError(f"slot {index} is not in use (length {len(self)}, or already removed)")
         drop_strings(self._store, old)
@@ -258,7 +249,7 @@ class VectorRef(Ref):
             raise ValueError("a length cannot be negative")
         cur = len(self)
         old = self._owned(n, cur - n)
-        self._call(KV.vector_truncate, n, what="resize()", hint=n * self.dtype.itemsize)
+        self._op(KV.vector_truncate, n, what="resize()", hint=n * self.dtype.itemsize)
         drop_strings(self._store, old)
 
     def clear(self) -> None:
@@ -277,12 +268,10 @@ class VectorRef(Ref):
         s = self._store
         dt = self.dtype
         out = np.empty(max(count, 1) * dt.itemsize, dtype=np.uint8)
-        args = (s.mem, out, self._id, start, count)
-        r = KV.vector_read(*args)
-        if r < 0:
-            r = s._slow(r, KV.vector_read, args, "vector read", self._id, passthrough=(S.ERR_NOT_FOUND,))
-            if r == S.ERR_NOT_FOUND:
-                raise IndexError(f"vector index out of range (length {len(self)})")
+        r = s._call(KV.vector_read, s.mem, out, self._id, start, count, what="vector read",
+                    h=self._id, accept=(S.ERR_NOT_FOUND,))
+        if r == S.ERR_NOT_FOUND:
+            raise IndexError(f"vector index out of range (length {len(self)})")
         return out[:count * dt.itemsize].view(dt)
 
     def __getitem__(self, index):
@@ -307,11 +296,12 @@ class VectorRef(Ref):
         """A zero-copy, writable array over the slots as they are now (see the module doc)."""
         s = self._store
         dt = self.dtype
+        deadline = None
         while True:
             d, n, off = KV.vector_pin(s.mem, self._id, s._token)
             if d >= 0:
                 break
-            s._recover(d, "view()", self._id)
+            deadline = s._recover(d, "view()", self._id, deadline=deadline)
         return pinned_array(s, d, dt, n, off)
 
     def to_pandas(self):
@@ -363,10 +353,7 @@ class VectorRef(Ref):
         their memory until they are gone."""
         old = self._owned(0, len(self))  # (a removed slot is zeroed: it owns nothing)
         s = self._store
-        args = (s.mem, s._token, self._id)
-        r = KV.vector_drop(*args)
-        if r < 0:
-            s._slow(r, KV.vector_drop, args, "VectorRef.drop()", self._id)
+        s._call(KV.vector_drop, s.mem, s._token, self._id, what="VectorRef.drop()", h=self._id)
         drop_strings(s, old)
 
     def _repr_html_(self) -> str:

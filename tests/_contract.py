@@ -557,8 +557,13 @@ def run_step(kind: str, step: str, ref) -> str:
     raise AssertionError(f"{kind}: the object is still there after drop()")
 
 
-def run_steps(kind: str, refs: dict) -> dict:
-    """:func:`run_step` for each ``{step: ref}``: ``{step: "ok" or the error}``."""
+def run_steps(kind: str, refs: dict, backend: str | None = None) -> dict:
+    """:func:`run_step` for each ``{step: ref}``: ``{step: "ok" or the error}``; a spawned
+    worker first switches to the test's fast-path ``backend``."""
+    if backend is not None and ss.fastpath().backend != backend:
+        from sharedstore import _fastpath
+
+        _fastpath.use(backend == "c", f"the test's {backend} backend")
     out = {}
     for step, ref in refs.items():
         try:

@@ -4,6 +4,7 @@ import uuid
 import pytest
 
 import sharedstore as ss
+from sharedstore import _fastpath
 
 SHM = "/dev/shm"
 
@@ -50,6 +51,21 @@ def store(name):
 
 
 CONTEXTS = ["fork", "spawn", "forkserver"]
+
+
+@pytest.fixture(params=["c", "python"])
+def each_backend(request, monkeypatch):
+    """Run a test with the fast path's c backend and with the Python methods alone: the same
+    assertions hold both ways (``pytestmark = pytest.mark.usefixtures("each_backend")``).
+    Processes the test starts follow it (SHAREDSTORE_FASTPATH)."""
+    before = ss.fastpath()
+    enabled = request.param == "c"
+    monkeypatch.setenv("SHAREDSTORE_FASTPATH", "auto" if enabled else "0")
+    _fastpath.use(enabled, f"the test's {request.param} backend")
+    try:
+        yield request.param
+    finally:
+        _fastpath.use(before.backend == "c", before.reason)
 
 
 def pytest_addoption(parser):

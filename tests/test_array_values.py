@@ -13,6 +13,8 @@ from sharedstore import _layout as L
 
 from . import _workers as W
 
+pytestmark = pytest.mark.usefixtures("each_backend")  # the same tests, both backends
+
 ARRAYS = [
     np.arange(12, dtype=np.float32).reshape(3, 4),
     np.array(3.5),  # 0-d

@@ -12,6 +12,7 @@ import pytest
 from . import _contract as C
 
 SPAWNED = "spawned worker"
+pytestmark = pytest.mark.usefixtures("each_backend")
 
 
 @pytest.fixture(scope="module")
@@ -21,26 +22,27 @@ def spawned():
         yield pool
 
 
-def _warm(store, kind, spawned):
+def _warm(store, kind, spawned, backend):
     """Run every step once first, here and in the worker: the store interns a vector's dtype
     once, and a process's first view makes its pin list; those stay (they are not an
     object's to free)."""
     steps = C.KINDS[kind].steps
     make = C.KINDS[kind].make
     here = C.run_steps(kind, {s: make(store) for s in steps})
-    there = spawned.submit(C.run_steps, kind, {s: make(store) for s in steps}).result(120)
+    there = spawned.submit(C.run_steps, kind, {s: make(store) for s in steps}, backend)
+    there = there.result(120)
     assert {s: r for s, r in {**here, **there}.items() if r != "ok"} == {}
 
 
 @pytest.mark.parametrize("way", [*C.WAYS, SPAWNED])
 @pytest.mark.parametrize("kind", list(C.KINDS))
-def test_every_step_of_every_ref_every_way(store, kind, way, spawned):
-    _warm(store, kind, spawned)
+def test_every_step_of_every_ref_every_way(store, kind, way, spawned, each_backend):
+    _warm(store, kind, spawned, each_backend)
     gc.collect()
     before = C.snapshot(store)
     made = {step: C.KINDS[kind].make(store) for step in C.KINDS[kind].steps}
     if way == SPAWNED:
-        results = spawned.submit(C.run_steps, kind, made).result(timeout=120)
+        results = spawned.submit(C.run_steps, kind, made, each_backend).result(timeout=120)
     else:
         refs = {step: C.WAYS[way](store, ref) for step, ref in made.items()}
         assert all(type(refs[s]) is type(made[s]) for s in made)

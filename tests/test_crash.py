@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 
+from sharedstore import _calls
 from sharedstore import _layout as L
 from sharedstore._kernels import heap as KH
 
@@ -76,7 +77,7 @@ def test_kills_during_writes_in_place_leave_no_torn_record(store):
         os.kill(p.pid, signal.SIGKILL)
         p.join(30)
         assert p.exitcode == -signal.SIGKILL
-        held += int(store.mem[store._lock_word(v.id)]) != 0
+        held += int(store.mem[_calls.lock_word(store._att, v.id)]) != 0
         cut += int(store.mem[vw + L.VH_UNDO_AT]) != 0
         if round_ % 2:  # a write takes the lock over first (and mends), or ...
             v.extend(np.zeros(1, dtype=dt))

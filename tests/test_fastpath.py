@@ -1,18 +1,21 @@
-"""The hot paths' C methods (``_pycall``/``_kernels/pyentry.py``): the same results as the
+"""The hot paths' C methods (``_fastpath``/``_kernels/pyentry.py``): the same results as the
 Python methods, every case they do not handle handed over to those (never wrong, never a
 partial write), no reference leaked."""
 
 import inspect
 import os
+import subprocess
 import sys
 
 import numpy as np
 import pytest
 
 import sharedstore as ss
-from sharedstore import _pycall
+from sharedstore import _fastpath
+from sharedstore._fastpath import cpython as CP
 from sharedstore._kernels import pyentry as PE
-from sharedstore.refs import IntRef, MapRef, NumberRef
+from sharedstore.maps import MapRef
+from sharedstore.refs import IntRef, NumberRef
 from sharedstore.store import Store
 from sharedstore.vectors import VectorRef
 
@@ -66,9 +69,10 @@ def test_the_c_methods_are_installed_on_cpython(store):
                        (VectorRef, ("append", "extend"))):
         for name in names:
             assert type(cls.__dict__[name]).__name__ == "method_descriptor", (cls, name)
-    assert _pycall.slot_offset(VectorRef, "_element") == PE.SLOT_ELEMENT
-    assert _pycall.slot_offset(VectorRef, "_dtype") == PE.SLOT_DTYPE
-    assert _pycall._ARRAYS  # numpy's array layout is where pyentry.A_* reads it
+    assert CP.slot_offset(VectorRef, "_element") == PE.SLOT_ELEMENT
+    assert CP.slot_offset(VectorRef, "_dtype") == PE.SLOT_DTYPE
+    assert CP.array_layout_ok()  # numpy's array layout is where pyentry.A_* reads it
+    assert ss.fastpath().backend == "c" and not ss.fastpath().missing
     assert str(inspect.signature(MapRef.get)) == "(self, /, key, default=None)"
     assert "default" in MapRef.get.__doc__
 
@@ -192,18 +196,26 @@ def test_a_ref_without_its_slots_fails_cleanly(store):
         bare["k"] = 1
 
 
-def test_a_class_whose_slots_are_elsewhere_gets_the_python_method():
-    class Moved:
-        __slots__ = ("_a", "_cx", "_id")  # _cx is not where the entry points read it
+class _Moved:
+    __slots__ = ("_a", "_cx", "_id")  # _cx is not where the entry points read it
 
-        get = _pycall.method("map_get", "_slow_get", "(key, default=None)", "doc")
+    def get(self, key, default=None):
+        return ("python", key, default)
 
-        def _slow_get(self, key, default=None):
-            return ("python", key, default)
 
-    assert not _pycall.usable(Moved, ("_cx", "_id"))
-    assert Moved().get("k") == ("python", "k", None)
-    assert Moved.__dict__["get"] is Moved.__dict__["_slow_get"]
+def test_a_class_whose_slots_are_elsewhere_keeps_its_python_method(monkeypatch):
+    monkeypatch.setattr(_fastpath, "METHODS", (_fastpath.Method("x._Moved", "get", "map_get"),))
+    monkeypatch.setattr(_fastpath, "_class", lambda path: _Moved)
+    try:
+        with pytest.warns(RuntimeWarning, match="fast path is off for 1 methods"):
+            info = _fastpath.choose()
+        assert info.backend == "c" and info.methods == ()
+        assert "_Moved.get" in info.missing and "slots" in info.missing["_Moved.get"]
+        assert _Moved().get("k") == ("python", "k", None)
+    finally:
+        monkeypatch.undo()
+        _fastpath.choose()
+    assert ss.fastpath().backend == "c" and len(ss.fastpath().methods) == len(_fastpath.METHODS)
 
 
 def test_no_reference_leaks(store):
@@ -409,3 +421,38 @@ def test_kinds_are_checked(store):
         fake.get()
     with pytest.raises(ss.InvalidHandleError):
         MapRef._trusted(store, i.id)["k"]
+
+
+def _backend_in_subprocess(value: str) -> subprocess.CompletedProcess:
+    code = ("import sharedstore as ss, sharedstore.maps as M; f = ss.fastpath(); "
+            "print(f.backend, type(M.MapRef.__dict__['__getitem__']).__name__)")
+    env = dict(os.environ, SHAREDSTORE_FASTPATH=value)
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.mark.parametrize("value, backend", [("0", "python function"), ("1", "c _StandIn"),
+                                            ("auto", "c _StandIn")])
+def test_the_backend_is_chosen_once_at_import(value, backend):
+    out = _backend_in_subprocess(value)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == backend.split()
+
+
+def test_a_bad_setting_is_refused_at_import():
+    out = _backend_in_subprocess("yes")
+    assert out.returncode != 0 and "SHAREDSTORE_FASTPATH='yes': use auto, 0 or 1" in out.stderr
+
+
+def test_the_gates_are_explicit(monkeypatch):
+    assert _fastpath.gates() == ""  # this CPython qualifies
+    monkeypatch.setattr(_fastpath, "PY_MAX", (3, 9))
+    assert "outside the versions" in _fastpath.gates()
+    monkeypatch.setattr(_fastpath, "free_threaded", lambda: True)
+    monkeypatch.setattr(_fastpath, "PY_MAX", (3, 99))
+    assert "free-threaded" in _fastpath.gates()
+    monkeypatch.setenv("SHAREDSTORE_FASTPATH", "1")
+    with pytest.raises(ImportError, match="free-threaded"):
+        _fastpath.choose()
+    monkeypatch.undo()
+    assert _fastpath.choose().backend == "c"

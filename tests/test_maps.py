@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 import sharedstore as ss
 from sharedstore import _layout as L
@@ -24,6 +31,8 @@ from sharedstore.kernels import (
 
 from . import _workers as W
 from .conftest import unique_name
+
+pytestmark = pytest.mark.usefixtures("each_backend")  # the same tests, both backends
 
 
 def test_mapping_semantics_like_dict(store):
@@ -360,5 +369,6 @@ class MapPairMachine(RuleBasedStateMachine):
             ss.unlink(self.name)
 
 
-MapPairMachine.TestCase.settings = settings(max_examples=15, stateful_step_count=25, deadline=None)
-TestMapPair = MapPairMachine.TestCase
+def test_map_behaves_as_a_dict_with_a_second_process():
+    run_state_machine_as_test(
+        MapPairMachine, settings=settings(max_examples=15, stateful_step_count=25, deadline=None))

@@ -8,6 +8,8 @@ import pytest
 
 import sharedstore as ss
 
+pytestmark = pytest.mark.usefixtures("each_backend")  # the same tests, both backends
+
 P = ss.Struct("P", {"x": "float64", "n": "int64", "label": "string", "pos": "float32[2]"})
 OUTER = ss.Struct("Outer", {"id": "int32", "inner": P})
 

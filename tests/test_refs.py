@@ -4,6 +4,8 @@ import pytest
 
 import sharedstore as ss
 
+pytestmark = pytest.mark.usefixtures("each_backend")  # the same tests, both backends
+
 
 @pytest.mark.parametrize("text", ["", "Hello World", "ünïcödé ✓ 🎉", "x" * 100_000, "\ud800 lone"])
 def test_string_roundtrip(store, text):

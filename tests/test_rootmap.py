@@ -2,11 +2,20 @@ import numpy as np
 import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    rule,
+    run_state_machine_as_test,
+)
 
 import sharedstore as ss
 
 from .conftest import unique_name
+
+pytestmark = pytest.mark.usefixtures("each_backend")  # the same tests, both backends
 
 
 def test_named_values(store):
@@ -127,5 +136,6 @@ class RootMapMachine(RuleBasedStateMachine):
             ss.unlink(self.name)
 
 
-RootMapMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
-TestRootMap = RootMapMachine.TestCase
+def test_root_map_behaves_as_a_dict():
+    run_state_machine_as_test(
+        RootMapMachine, settings=settings(max_examples=60, stateful_step_count=40, deadline=None))

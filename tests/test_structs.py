@@ -8,6 +8,8 @@ import pytest
 
 import sharedstore as ss
 
+pytestmark = pytest.mark.usefixtures("each_backend")  # the same tests, both backends
+
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
 
 

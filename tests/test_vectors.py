@@ -1,8 +1,8 @@
 """VectorRef: typed vectors and tables of records, free lists, and views that stay safe."""
 
 import gc
-import os
 import multiprocessing as mp
+import os
 import time
 
 import numba
@@ -10,12 +10,15 @@ import numpy as np
 import pytest
 
 import sharedstore as ss
+from sharedstore import _calls
 from sharedstore import _layout as L
 from sharedstore._kernels import heap as KH
 from sharedstore.kernels import vector_append, vector_length
 
 from . import _workers as W
 from .test_structs import SCHEMAS
+
+pytestmark = pytest.mark.usefixtures("each_backend")  # the same tests, both backends
 
 
 def test_numeric_vector_like_a_list(store):
@@ -382,7 +385,7 @@ def test_insert_killed_mid_copy_leaves_its_free_slot_zeroed(store):
     at = int(store.mem[vw + L.VH_DATA]) + 8 + L.D_RECORDS + 4 * dt.itemsize
     store.mem.view(np.uint8)[at:at + 8] = 0xAB  # half the record, then the kill
     store.mem[vw + L.VH_WRITING] = 5
-    store.mem[store._lock_word(v.id)] = _dead_token(store)
+    store.mem[_calls.lock_word(store._att, v.id)] = _dead_token(store)
     v.remove(7)  # takes the lock over, repairs, removes
     assert v.to_numpy()[4].tolist() == (0, 0.0) and sorted(v.free_slots()) == [4, 7]
     assert int(store.mem[vw + L.VH_WRITING]) == 0 and store.check().clean
@@ -403,7 +406,7 @@ def test_remove_killed_mid_zeroing_is_finished_by_the_next_reader(store):
     store.mem.view(np.uint8)[at:at + 8] = 0  # half the record, then the kill
     store.mem[vw + L.VH_WRITING] = 5
     store.mem[vw + L.VH_VERSION] += 1
-    store.mem[store._lock_word(v.id)] = _dead_token(store)
+    store.mem[_calls.lock_word(store._att, v.id)] = _dead_token(store)
     assert v[4] == (0, 0.0) and sorted(v.free_slots()) == [1, 4]
     assert int(store.mem[vw + L.VH_WRITING]) == 0 and int(store.mem[vw + L.VH_VERSION]) % 2 == 0
     assert store.check().clean
@@ -428,7 +431,7 @@ def test_write_in_place_killed_mid_chunk_is_rolled_back(store):
     store.mem[vw + L.VH_UNDO_AT] = 6  # slots 5 .. 7 logged, then half overwritten and killed
     buf[data + 5 * dt.itemsize:data + 6 * dt.itemsize + 8] = 0xAB
     store.mem[vw + L.VH_VERSION] += 1
-    store.mem[store._lock_word(v.id)] = _dead_token(store)
+    store.mem[_calls.lock_word(store._att, v.id)] = _dead_token(store)
     v[9] = (3, 3.0)  # takes the lock over, rolls the chunk back, writes
     assert v.to_numpy().tolist() == [(2, 2.0)] + [(1, 1.0)] * 8 + [(3, 3.0)]
     assert int(store.mem[vw + L.VH_UNDO_AT]) == 0 and store.check().clean

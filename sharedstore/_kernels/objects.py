@@ -8,10 +8,9 @@ sees ``seq`` move and reads again.
 """
 
 import numpy as np
-
-from .. import _layout as L
 from numba import types as T
 
+from .. import _layout as L
 from .._jit import BYTES, MEM, helper, kernel
 from . import status as S
 from .atomics import (

@@ -1,0 +1,507 @@
+"""Maps and lists in shared memory: :class:`MapRef` (str, bytes or int keys, any values) and
+:class:`ListRef` (a list of any values, kept as a map keyed by index).
+
+Readers never lock: they validate what they read against the map's version word, which every
+write bumps.  The hot paths (``m[k]``, ``m[k] = v``, ``k in m``, ``m.get``, ``m.get_many`` of a
+list) run as C functions under the fast path's c backend (``_fastpath``), which hands what
+it does not do to the methods here: they are the real methods, with the same results and
+errors.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import ItemsView, Mapping, MutableMapping, MutableSequence, ValuesView
+
+import numpy as np
+
+from . import _layout as L
+from ._kernels import hashmap as KM
+from ._kernels import status as S
+from ._pins import pinned_array, release_pin
+from ._values import (
+    _float_from_bits,
+    array_head,
+    array_meta,
+    corrupt_text,
+    decode_key,
+    decode_value,
+    encode_key,
+    encode_value,
+    float_bits,
+)
+from .refs import _CLASSES, Ref
+
+_REC = struct.Struct("<qqqq")
+_REC3 = struct.Struct("<qqq")
+_V_INT = L.V_INT
+_V_STR = L.V_STR
+_V_FLOAT = L.V_FLOAT
+_GET_ANSWERS = (S.ERR_NOT_FOUND, S.ERR_SCRATCH)  # (a missing key; a value to read again)
+
+
+def _elements(a: np.ndarray) -> np.ndarray:
+    """An array's elements as read-only C-order bytes (a copy only if ``a`` is not contiguous)."""
+    flat = np.ascontiguousarray(a).reshape(-1).view(np.uint8)
+    flat.flags.writeable = False
+    return flat
+
+
+def _encode_keys(keys: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Keys as (one uint8 array of their bytes, offsets into it, key tags) for batch kernels."""
+    if all(type(k) is str for k in keys):
+        parts = [k.encode("utf-8", "surrogatepass") for k in keys]
+        tags = np.full(len(keys), _V_STR, dtype=np.int64)
+    else:
+        encoded = [encode_key(k) for k in keys]
+        parts = [kb for kb, _ in encoded]
+        tags = np.array([kt for _, kt in encoded], dtype=np.int64)
+    offs = np.zeros(len(keys) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, parts), dtype=np.int64, count=len(parts)), out=offs[1:])
+    blob = np.frombuffer(b"".join(parts) or b"\0", dtype=np.uint8)
+    return blob, offs, tags
+
+
+class _ItemsView(ItemsView):
+    def __iter__(self):
+        return iter(self._mapping._dump(True))
+
+
+class _ValuesView(ValuesView):
+    def __iter__(self):
+        return (v for _, v in self._mapping._dump(True))
+
+
+class MapRef(Ref, MutableMapping):
+    """A shared hash map: str, bytes or int keys; any values.  Readers never lock.
+
+    Values: None, bool, int64, float, str and bytes are stored as themselves, numpy arrays as
+    typed blocks (read back as new arrays), refs as their handles (read back as refs), anything
+    else pickled.  Replacing or deleting a value frees what the map stored for it; the objects
+    refs point to stay (``drop(recursive=True)`` drops them too)."""
+
+    __slots__ = ()
+    _kind = L.KIND_MAP
+
+    # ---------------------------------------------------------------- reads
+    # (the c backend runs __getitem__, __contains__, get, get_many and __setitem__ as C
+    # functions for the common cases: sharedstore._fastpath)
+    def __getitem__(self, key):
+        """``m[key]``: the value stored at ``key``.
+
+        Raises
+        ------
+        KeyError
+            If ``key`` is not in the map.
+        TypeError
+            If ``key`` is not a str, bytes or int.
+        """
+        return self._get(key)
+
+    def _get(self, key):
+        """``self[key]`` through the map_get kernel: every key and value type, and the errors."""
+        kb, kt = encode_key(key)
+        s = self._store
+        mem = s.mem  # (a closed store raises here)
+        try:
+            out, view, ints, floats = s._tls.bufs
+        except AttributeError:
+            s._out()
+            out, view, ints, floats = s._tls.bufs
+        r = s._call(KM.map_get, mem, out, self._id, kb, kt, what="map get", h=self._id,
+                    accept=_GET_ANSWERS)
+        if r < 0:
+            if r == S.ERR_SCRATCH:  # (the value is longer than the scratch buffer)
+                s._out(ints[2])
+                return self._get(key)
+            raise KeyError(key)
+        if r == _V_STR:
+            try:
+                return str(view[24:24 + ints[2]], "utf-8", "surrogatepass")
+            except UnicodeDecodeError as e:
+                raise corrupt_text(e) from e
+        if r <= _V_FLOAT:  # payload-only values: no bytes to copy out
+            return decode_value(s, r, ints[1], None)
+        return decode_value(s, r, ints[1], view[24:24 + ints[2]])
+
+    def __contains__(self, key) -> bool:
+        """``key in m`` (False for a key of a type no map holds)."""
+        try:
+            self._get(key)
+        except (KeyError, TypeError):
+            return False
+        return True
+
+    def get(self, key, default=None):
+        """``m[key]``, or ``default`` if ``key`` is not in the map."""
+        try:
+            return self._get(key)
+        except KeyError:
+            return default
+
+    def view(self, key) -> np.ndarray:
+        """A zero-copy, read-only view of the array stored at ``key`` (``m[key]`` returns a
+        copy).  Its memory stays valid as long as the view (or any array derived from it)
+        lives, also after the value is replaced or deleted: the view keeps showing the array
+        it was taken of, and the memory is freed once the last view in every process is
+        garbage (as for vector views, ``sharedstore.vectors``).  KeyError if ``key`` is
+        missing, TypeError if its value is not an array."""
+        kb, kt = encode_key(key)
+        s = self._store
+        head = bytearray(256)
+        deadline = None
+        while True:
+            out = np.frombuffer(head, dtype=np.uint8)
+            d, at, n, hl = KM.map_pin_array(s.mem, out, self._id, kb, kt, s._token)
+            if d >= 0:
+                break
+            if d == S.ERR_NOT_FOUND:
+                raise KeyError(key)
+            if d == S.ERR_KIND:
+                raise TypeError(f"the value of {key!r} is not an array: only arrays have views")
+            if d == S.ERR_SCRATCH:
+                head = bytearray(hl)
+                continue
+            deadline = s._recover(d, "view()", self._id, deadline=deadline)  # (then again)
+        try:
+            dtype, shape, _ = array_meta(bytes(head[:hl]))
+            count = n // dtype.itemsize if dtype.itemsize else 0
+            arr = pinned_array(s, d, dtype, count, at, readonly=True)
+        except BaseException:
+            release_pin(s._att, d)
+            raise
+        return arr.reshape(shape)
+
+    def get_many(self, keys, default=None) -> list:
+        """The values of ``keys`` (``default`` for missing ones), in one kernel call (the c
+        backend loops over a list of str, bytes and int keys with native values in C)."""
+        keys = list(keys)
+        if not keys:
+            return []
+        blob_a, offs, tags = _encode_keys(keys)
+        s = self._store
+        out = s._out(len(keys) * 24 + 64)
+        while True:
+            n = s._call(KM.map_get_many, s.mem, out, self._id, blob_a, offs, tags,
+                        what="map get_many", h=self._id)
+            if n <= len(out):
+                break
+            out = s._out(n)
+        if n == 24 * len(keys):  # every value is payload-only (or missing): decode vectorised
+            rec = out[:n].view(np.int64).reshape(-1, 3)
+            vtags = rec[:, 0]
+            if (vtags == _V_FLOAT).all():
+                return rec[:, 1].view(np.float64).tolist()
+            if (vtags == _V_INT).all():
+                return rec[:, 1].tolist()
+        buf = out[:n].tobytes()
+        res = []
+        pos = 0
+        unpack = _REC3.unpack_from
+        for _ in keys:
+            tag, payload, vlen = unpack(buf, pos)
+            pos += 24
+            if tag == _V_FLOAT:
+                res.append(_float_from_bits(payload))
+            elif tag == _V_INT:
+                res.append(payload)
+            elif tag == S.ERR_NOT_FOUND:
+                res.append(default)
+            else:
+                res.append(decode_value(s, tag, payload, buf[pos:pos + vlen]))
+                pos += (vlen + 7) & ~7
+        return res
+
+    def __len__(self) -> int:
+        s = self._store
+        return s._call(KM.map_len, s.mem, self._id, what=f"{type(self).__name__} len()")
+
+    def _dump(self, with_values: bool) -> list:
+        """A consistent snapshot of the entries: [(key, value or None)]."""
+        s = self._store
+        out = s._out(4096)
+        while True:
+            n = s._call(KM.map_dump, s.mem, out, self._id, int(with_values),
+                        what="map snapshot", h=self._id)
+            if n <= len(out):
+                break
+            out = s._out(n)
+        buf = out[:n].tobytes()
+        res = []
+        pos = 0
+        while pos < n:
+            kw, vtag, payload, vlen = _REC.unpack_from(buf, pos)
+            klen = kw >> 8
+            pos += 32
+            key = decode_key(kw & 0xFF, buf[pos:pos + klen])
+            pos += (klen + 7) & ~7
+            value = None
+            if with_values:
+                value = decode_value(s, vtag, payload, buf[pos:pos + vlen])
+                pos += (vlen + 7) & ~7
+            res.append((key, value))
+        return res
+
+    def __iter__(self):
+        # a snapshot: safe while other processes write, and never yields a key twice
+        return iter([k for k, _ in self._dump(False)])
+
+    def items(self):
+        """A view of the items; iterating it reads one consistent snapshot."""
+        return _ItemsView(self)
+
+    def values(self):
+        """A view of the values; iterating it reads one consistent snapshot."""
+        return _ValuesView(self)
+
+    # ---------------------------------------------------------------- writes
+    def __setitem__(self, key, value) -> None:
+        """``m[key] = value``: any value (see the class doc); replacing a value frees what the
+        map stored for it."""
+        self._set(key, value)
+
+    def _set(self, key, value) -> None:
+        """``self[key] = value`` through the map_set kernel: every value, and the errors."""
+        kb, kt = encode_key(key)
+        s = self._store
+        if type(value) is np.ndarray and not value.dtype.hasobject:
+            # the elements go straight from the array into their data block
+            head, data = array_head(value), _elements(value)
+            s._call(KM.map_set_array, s.mem, s._token, self._id, kb, kt, head, data,
+                    what="map set", h=self._id, hint=len(kb) + len(head) + len(data) + 64)
+            return
+        vt, ip, fp, data = encode_value(value, s._handle_of)
+        s._call(KM.map_set, s.mem, s._token, self._id, kb, kt, vt, ip, fp, data,
+                what="map set", h=self._id, hint=len(kb) + len(data))
+
+    def set(self, key, value) -> None:
+        """``m[key] = value`` (seed 1's name)."""
+        self[key] = value
+
+    add = set
+
+    def set_many(self, keys, values) -> int:
+        """Set ``keys[i]`` to ``values[i]`` for all ``i`` in one kernel call; return how many
+        keys were new."""
+        keys = list(keys)
+        values = list(values)
+        if len(keys) != len(values):
+            raise ValueError(f"set_many got {len(keys)} keys but {len(values)} values")
+        if not keys:
+            return 0
+        s = self._store
+        recs = np.empty(len(keys) * KM.SET_REC, dtype=np.int64)
+        parts = []
+        pos = 0
+        for i, (k, v) in enumerate(zip(keys, values)):
+            kb, kt = encode_key(k)
+            vt, ip, fp, data = encode_value(v, s._handle_of)
+            if vt == _V_FLOAT:
+                ip = float_bits(fp)
+            recs[i * 7:i * 7 + 7] = (pos, len(kb), kt, vt, ip, pos + len(kb), len(data))
+            parts.append(kb)
+            parts.append(data)
+            pos += len(kb) + len(data)
+        blob = np.frombuffer(b"".join(parts) or b"\0", dtype=np.uint8)
+        progress = np.zeros(2, dtype=np.int64)  # [items stored, new keys among them]
+        deadline = None
+        while True:
+            r = KM.map_set_many(s.mem, s._token, self._id, blob, recs, progress)
+            if r >= 0:
+                return int(progress[1])
+            deadline = s._recover(r, "map set_many", self._id, hint=pos, deadline=deadline)
+
+    def update(self, other=(), /, **kwargs) -> None:
+        """Like ``dict.update``, storing everything in one kernel call."""
+        if isinstance(other, Mapping):
+            items = list(other.items())
+        elif hasattr(other, "keys"):
+            items = [(k, other[k]) for k in other.keys()]
+        else:
+            items = list(other)
+        items += kwargs.items()
+        if items:
+            self.set_many([k for k, _ in items], [v for _, v in items])
+
+    def __delitem__(self, key) -> None:
+        if not self.delete(key):
+            raise KeyError(key)
+
+    def delete(self, key) -> bool:
+        """Remove ``key``; True if it was there."""
+        kb, kt = encode_key(key)
+        s = self._store
+        return bool(s._call(KM.map_delete, s.mem, s._token, self._id, kb, kt,
+                            what="map delete", h=self._id))
+
+    def pop(self, key, *default):
+        """Remove ``key`` and return its value (or ``default`` if given and the key is missing)."""
+        if len(default) > 1:
+            raise TypeError(f"pop expected at most 2 arguments, got {1 + len(default)}")
+        try:
+            value = self[key]
+        except KeyError:
+            if default:
+                return default[0]
+            raise
+        self.delete(key)
+        return value
+
+    def popitem(self):
+        """Remove and return some ``(key, value)`` pair; KeyError if the map is empty."""
+        for key in self:
+            try:
+                return key, self.pop(key)
+            except KeyError:
+                continue  # removed by another process meanwhile
+        raise KeyError("popitem(): map is empty")
+
+    def clear(self) -> None:
+        """Remove every key, in one kernel call."""
+        s = self._store
+        s._call(KM.map_clear, s.mem, s._token, self._id, what="map clear", h=self._id)
+
+    def drop(self, recursive: bool = False) -> None:
+        """Free the map and the values it stores.  The objects its refs point to stay, unless
+        ``recursive``: then they are dropped too (maps recursively; each object once)."""
+        if recursive:
+            self._drop_tree(set())
+        else:
+            self._drop_one()
+
+    def _drop_tree(self, seen: set) -> None:
+        seen.add(self._id)
+        for _, v in self._dump(True):
+            if isinstance(v, Ref) and v._id not in seen:
+                seen.add(v._id)
+                if isinstance(v, MapRef):
+                    v._drop_tree(seen)
+                else:
+                    v.drop()
+        self._drop_one()
+
+    def _drop_one(self) -> None:
+        s = self._store
+        s._call(KM.map_drop, s.mem, s._token, self._id, what=f"{type(self).__name__}.drop()",
+                h=self._id)
+
+    __eq__ = MutableMapping.__eq__
+    __hash__ = None
+
+    def __repr__(self):
+        return f"<MapRef id={self._id} of store {self._store.name!r}, {len(self)} keys>"
+
+    def _repr_html_(self) -> str:
+        from . import _html
+
+        return _html.mapping(f"MapRef id={self._id}: {len(self)} keys", iter(self.items()), len(self))
+
+
+class ListRef(Ref, MutableSequence):
+    """A shared list of any values (``store.vector()`` with no dtype; seed 1's VectorRef).
+
+    It is a map keyed by index: values are stored as a map stores them (refs as handles,
+    anything else natively or pickled), and reads never lock.  ``append`` is atomic (its index
+    is the length, taken under the list's lock), so several processes can append at once;
+    ``insert`` and ``del`` in the middle shift the items after it in several steps."""
+
+    __slots__ = ()
+    _kind = L.KIND_LIST
+
+    def _map(self) -> MapRef:
+        return MapRef._trusted(self._store, self._id)  # (the same object: a list is a map)
+
+    def __len__(self) -> int:
+        return len(self._map())
+
+    def _index(self, i, n: int) -> int:
+        if isinstance(i, bool) or not isinstance(i, int):
+            raise TypeError(f"list indices must be integers, not {type(i).__name__}")
+        j = i + n if i < 0 else i
+        if not 0 <= j < n:
+            raise IndexError(f"list index {i} out of range (length {n})")
+        return j
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        try:
+            return self._map()[self._index(i, len(self))]
+        except KeyError:
+            raise IndexError(f"list index {i} out of range (changed meanwhile)") from None
+
+    def __setitem__(self, i, value) -> None:
+        if isinstance(i, slice):
+            raise TypeError("slice assignment is not supported on a ListRef")
+        self._map()[self._index(i, len(self))] = value
+
+    def append(self, value) -> None:
+        """Append ``value`` (atomic: concurrent appends from several processes all land)."""
+        s = self._store
+        vt, ip, fp, data = encode_value(value, s._handle_of)
+        s._call(KM.list_append, s.mem, s._token, self._id, vt, ip, fp, data,
+                what="ListRef.append()", h=self._id, hint=len(data))
+
+    def extend(self, values) -> None:
+        for v in values:
+            self.append(v)
+
+    def _truncate(self, n: int) -> None:
+        s = self._store
+        s._call(KM.list_truncate, s.mem, s._token, self._id, n, what="ListRef.truncate",
+                h=self._id)
+
+    def __delitem__(self, i) -> None:
+        n = len(self)
+        if isinstance(i, slice):
+            keep = [v for j, v in enumerate(self) if j not in set(range(*i.indices(n)))]
+            self._truncate(0)
+            self.extend(keep)
+            return
+        j = self._index(i, n)
+        tail = self[j + 1:]
+        self._truncate(j)
+        self.extend(tail)
+
+    def insert(self, i, value) -> None:
+        n = len(self)
+        j = max(0, min(n, i + n if i < 0 else i))
+        tail = self[j:]
+        self._truncate(j)
+        self.append(value)
+        self.extend(tail)
+
+    def pop(self, i: int = -1):
+        n = len(self)
+        j = self._index(i, n)
+        value = self[j]
+        if j == n - 1:
+            self._truncate(j)
+        else:
+            del self[j]
+        return value
+
+    def clear(self) -> None:
+        self._truncate(0)
+
+    def __iter__(self):
+        # one consistent snapshot, in index order
+        return iter([v for _, v in sorted(self._map()._dump(True), key=lambda kv: kv[0])])
+
+    def __eq__(self, other):
+        if isinstance(other, (list, tuple, ListRef)):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None
+
+    def drop(self, recursive: bool = False) -> None:
+        """Free the list (and, if ``recursive``, the objects its refs point to)."""
+        self._map().drop(recursive=recursive)
+
+    def __repr__(self):
+        return f"<ListRef id={self._id} of store {self._store.name!r}, {len(self)} items>"
+
+
+_CLASSES[L.KIND_MAP] = MapRef
+_CLASSES[L.KIND_LIST] = ListRef
