@@ -341,11 +341,15 @@ class Store:
             KV.vector_after_dead_owner(self._mem, h)
 
     def _grow(self, hint: int = 0) -> None:
-        """Commit more of the reservation (at least ``hint`` bytes more, usually 50% more)."""
+        """Commit more of the reservation: usually 50% more, and at least enough for a block
+        holding ``hint`` bytes past the heap's top."""
         cur = int(self._mem[L.W_COMMITTED])  # aligned int64 loads are atomic
         if cur >= self.reserved:
             raise_status(S.ERR_FULL, "commit", store=self)
-        step = max(cur // 2, _COMMIT_STEP, hint + L.PAGE)
+        # The block is up to a quarter bigger than ``hint`` (its size class): committing only
+        # ``hint`` more made a big allocation commit twice, a second ``hint`` it did not need.
+        need = int(self._mem[L.W_HEAP_TOP]) + _block_span(hint) - cur if hint else 0
+        step = max(cur // 2, _COMMIT_STEP, need + L.PAGE)
         new = min(self.reserved, (cur + step + L.PAGE - 1) // L.PAGE * L.PAGE)
         seg.commit(self._fd, cur, new - cur, self.name, self.path)
         KH.heap_commit_max(self._mem, new)
@@ -599,6 +603,20 @@ def _delegate(name: str):
 for _name in ("keys", "values", "items", "set", "add", "delete", "pop", "popitem",
               "setdefault", "update", "clear", "get_many", "set_many"):
     setattr(Store, _name, _delegate(_name))
+
+
+def _block_span(nbytes: int) -> int:
+    """Bytes spanned by a block whose data holds ``nbytes``: its size class, header word
+    included (as ``_kernels/heap.py`` ``alloc_locked`` rounds it)."""
+    need = nbytes + 8
+    lo, hi = 0, L.N_CLASSES  # the smallest class that spans ``need``
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if L.class_size(mid) < need:
+            lo = mid + 1
+        else:
+            hi = mid
+    return L.class_size(lo) if lo < L.N_CLASSES else need
 
 
 def _utf8(value) -> bytes:

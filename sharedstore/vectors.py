@@ -94,7 +94,9 @@ class VectorRef(Ref):
         args = (store.mem, store._token, schema, dt.itemsize, int(capacity))
         h = KV.vector_new(*args)
         if h < 0:
-            h = store._slow(h, KV.vector_new, args, "store.vector()", hint=dt.itemsize * capacity)
+            # the data block: its header words, then the records
+            h = store._slow(h, KV.vector_new, args, "store.vector()",
+                            hint=L.D_RECORDS + dt.itemsize * capacity)
         v = cls._trusted(store, h)
         v._dtype, v._struct, v._shape = dt, struct, shape
         return v
