@@ -159,11 +159,11 @@ def release(name: str, holder) -> bool:
         h.store.close()
 
 
-def held(name: str) -> Store | None:
-    """The Store this process holds as node store ``name``, if any."""
+def is_holder(name: str, holder) -> bool:
+    """Whether ``holder`` holds node store ``name`` (its ``hold`` succeeded)."""
     with _holds_lock:
         h = _holds.get(name)
-        return h.store if h is not None else None
+        return h is not None and holder in h.holders
 
 
 def _open_shared(name: str, size: int | None) -> _Hold:

@@ -141,6 +141,8 @@ class NodeStore(NannyPlugin):
     async def teardown(self, nanny) -> None:
         name = self.store_name(nanny)
         _ns.set_env_store(nanny.env, self.run, None)
+        if not _ns.is_holder(name, id(nanny)):
+            return  # its setup failed (or never ran): nothing to undo
         if nanny.status == Status.running and nanny.process is not None:
             # unregistered while the nanny stays: its worker must not go on with a store that
             # is about to go away

@@ -98,6 +98,16 @@ def test_registering_again_is_ignored(client):
     assert _worker_pids(client) == before  # no restart
 
 
+def test_a_plugin_that_cannot_set_up_fails_its_registration_and_changes_nothing(client):
+    before = _worker_pids(client)
+    run = f"bad{uuid.uuid4().hex[:6]}"
+    with pytest.raises(ValueError, match="too small"):
+        client.register_plugin(NodeStore(run, size=4096))
+    assert not os.path.exists(f"/dev/shm/{ss._segment.PREFIX}{store_name(run)}")
+    assert _worker_pids(client) == before  # no restart; and its teardown will undo nothing
+    assert set(client.run(T.whoami)) == set(before)  # the workers keep their own node store
+
+
 def test_a_table_in_the_node_store_is_held_once_per_node(client):
     nbytes = 100 * 10**6
     report = _dask_memory.measure(client, nbytes, RUN)
