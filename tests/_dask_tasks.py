@@ -53,10 +53,11 @@ def append_rows(n):
 
 def write_loop(tag, seconds):
     """Locked writes into the node store for ``seconds`` (a map set, a vector append, then an
-    atomic count of the iterations done); returns the iterations and the longest pause between
-    two of them."""
+    atomic count of the iterations done), holding a view of the vector (a pin) all along;
+    returns the iterations and the longest pause between two of them."""
     store = node_store()
     kv, log, done = store["kv"], store["log"], store[f"n:{tag}"]
+    pinned = log.view()  # pins the log's data block while the loop makes it grow
     store["started"].add(1)
     last = start = time.monotonic()
     worst, i = 0.0, 0
@@ -68,6 +69,7 @@ def write_loop(tag, seconds):
         now = time.monotonic()
         worst = max(worst, now - last)
         last = now
+    del pinned  # released here; a killed worker's pin is released when it is reaped
     return {"pid": os.getpid(), "n": i, "worst": worst}
 
 

@@ -137,6 +137,7 @@ def test_a_worker_killed_during_locked_writes_is_restarted_and_reattaches(client
         assert time.monotonic() < deadline, "the write loops did not start"
         time.sleep(0.05)
     time.sleep(0.5)
+    assert store.check().stats["pinned_blocks"] >= 1  # the loops' views pin retired blocks
     os.kill(pids[victim], signal.SIGKILL)
     results = client.gather([futures[a] for a in survivors])
     futures[victim].cancel()
@@ -168,6 +169,7 @@ def test_a_worker_killed_during_locked_writes_is_restarted_and_reattaches(client
     assert pids[victim] not in [w["pid"] for w in store.workers()]  # reaped
 
     report = store.check()
+    assert report.stats["pinned_blocks"] == 0  # the dead worker's pin was released when reaped
     assert report.ok, str(report)  # at worst debris of the killed write, which repair reclaims
     if not report.clean:
         assert store.check(repair=True).ok
