@@ -139,11 +139,15 @@ class Attachment:
 
     # ------------------------------------------------------------------ memory and processes
     def grow(self, hint: int = 0) -> None:
-        """Commit more of the reservation (at least ``hint`` bytes more, usually 50% more)."""
+        """Commit more of the reservation: usually 50% more, and at least enough for a block
+        holding ``hint`` bytes past the heap's top."""
         cur = int(self.mem[L.W_COMMITTED])  # aligned int64 loads are atomic
         if cur >= self.reserved:
             raise_status(S.ERR_FULL, "commit", store=self)
-        step = max(cur // 2, _COMMIT_STEP, hint + L.PAGE)
+        # The block is up to a quarter bigger than ``hint`` (its size class): committing only
+        # ``hint`` more made a big allocation commit twice, a second ``hint`` it did not need.
+        need = int(self.mem[L.W_HEAP_TOP]) + _block_span(hint) - cur if hint else 0
+        step = max(cur // 2, _COMMIT_STEP, need + L.PAGE)
         new = min(self.reserved, (cur + step + L.PAGE - 1) // L.PAGE * L.PAGE)
         seg.commit(self.fd, cur, new - cur, self.name, self.path)
         KH.heap_commit_max(self.mem, new)
@@ -160,6 +164,20 @@ class Attachment:
             if not seg.pid_alive(pid, start):
                 n += _calls.call(self, KV.proc_reap, mem, self.token, i, pid, what="reap")
         return n
+
+
+def _block_span(nbytes: int) -> int:
+    """Bytes spanned by a block whose data holds ``nbytes``: its size class, header word
+    included (as ``_kernels/heap.py`` ``alloc_locked`` rounds it)."""
+    need = nbytes + 8
+    lo, hi = 0, L.N_CLASSES  # the smallest class that spans ``need``
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if L.class_size(mid) < need:
+            lo = mid + 1
+        else:
+            hi = mid
+    return L.class_size(lo) if lo < L.N_CLASSES else need
 
 
 # ---------------------------------------------------------------------- finding and mapping

@@ -14,6 +14,8 @@ Run it as ``python -m sharedstore COMMAND`` (or ``sharedstore COMMAND`` once ins
                                  walk the store, report every inconsistency (exit 1 if damaged)
     rm NAME                      remove a store
     gc [--dry-run]               remove the stores no live process is attached to
+    dask-memory [--size SIZE] [--workers N] [--json]
+                                 a table's memory on a Dask node: node store vs copy per worker
 
 Every command returns an exit code: 0 on success, 1 when sharedstore reports an error (one line
 on stderr, no traceback), 2 for a usage error and 130 when interrupted.
@@ -71,6 +73,20 @@ def run_bench(args: argparse.Namespace) -> int:
     from .bench import main as bench_main
 
     return bench_main(quick=args.quick, as_json=args.json, repeat=args.repeat, only=args.only)
+
+
+# ---------------------------------------------------------------------- dask-memory
+def run_dask_memory(args: argparse.Namespace) -> int:
+    """``dask-memory``: PSS of a LocalCluster's workers holding a table once in the node store
+    and as a copy per worker (:mod:`sharedstore._dask_memory`; needs sharedstore[dask])."""
+    try:
+        from ._dask_memory import main as memory_main
+        from .dask import NodeStore  # noqa: F401  (is distributed installed?)
+    except ImportError as e:
+        print(f"sharedstore dask-memory: error: {e}; pip install 'sharedstore[dask]'",
+              file=sys.stderr)
+        return 1
+    return memory_main(args.size, args.workers, as_json=args.json)
 
 
 # ---------------------------------------------------------------------- shared formatting
@@ -515,6 +531,15 @@ def build_parser() -> argparse.ArgumentParser:
     gc = sub.add_parser("gc", help="remove the stores no live process is attached to")
     gc.add_argument("--dry-run", action="store_true", help="only print what would be removed")
     gc.set_defaults(func=run_gc)
+
+    memory = sub.add_parser("dask-memory",
+                            help="a table's memory on a Dask node: node store vs copy per worker")
+    memory.add_argument("--size", default="1GB", metavar="SIZE",
+                        help="the table's size, such as 1GB or 256MiB (default: 1GB)")
+    memory.add_argument("--workers", type=positive_int, default=3, metavar="N",
+                        help="worker processes of the LocalCluster (default: 3)")
+    memory.add_argument("--json", action="store_true", help="print JSON")
+    memory.set_defaults(func=run_dask_memory)
     return parser
 
 

@@ -59,6 +59,11 @@ class StoreClosedError(SharedStoreError, ValueError):
     """The store was closed in this process."""
 
 
+class NodeStoreError(SharedStoreError, RuntimeError):
+    """No node store is set up for this process: :func:`sharedstore.dask.node_store` was called
+    outside the tasks of a Dask worker whose nanny runs the ``NodeStore`` plugin."""
+
+
 class SchemaError(SharedStoreError, ValueError):
     """A struct schema is malformed."""
 

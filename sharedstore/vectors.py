@@ -94,8 +94,10 @@ class VectorRef(Ref):
     def _create(cls, store, dtype, capacity: int = 0, shape=None) -> VectorRef:
         dt, struct, text = dtype_descriptor(dtype, shape)
         schema = store._intern(text)
+        # (hint: the data block, its header words and then the records)
         h = store._call(KV.vector_new, store.mem, store._token, schema, dt.itemsize,
-                        int(capacity), what="store.vector()", hint=dt.itemsize * capacity)
+                        int(capacity), what="store.vector()",
+                        hint=L.D_RECORDS + dt.itemsize * capacity)
         v = cls._trusted(store, h)
         v._dtype, v._struct, v._shape = dt, struct, shape
         return v

@@ -4,6 +4,7 @@ import pytest
 import sharedstore as ss
 from sharedstore import _layout as L
 from sharedstore._kernels import heap as KH
+from sharedstore.store import _block_span
 
 
 def test_size_classes_cover_and_agree():
@@ -54,6 +55,18 @@ def test_commit_grows_with_use(store):
     s = store.string("x" * (50 << 20))
     assert store.stats()["committed"] >= c0 + (50 << 20)
     assert len(s.get()) == 50 << 20
+
+
+def test_a_big_allocation_commits_its_block_once(store):
+    """Committed memory is real memory on tmpfs: a big block commits what it spans, not twice."""
+    for n in (1 << 20, 12_500_000, 1 << 24):  # 8 MB, 100 MB (class 96 MiB), 128 MiB (160 MiB)
+        assert _block_span(n * 8) == L.class_size(KH.size_class(n * 8 + 8))
+        before = store.stats()
+        store.vector("float64", capacity=n)
+        st = store.stats()
+        slack_before = before["committed"] - before["used"]
+        # what the block needs and a page more, or the usual 50% step if that is more
+        assert st["committed"] - st["used"] <= max(slack_before, before["committed"] // 2) + L.PAGE
 
 
 def test_full_store_raises_and_stays_usable(name):

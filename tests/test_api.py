@@ -18,6 +18,7 @@ def test_error_tree_mixes_in_builtins():
         ss.SchemaError: ValueError,
         ss.LockTimeoutError: TimeoutError,
         ss.InvalidNameError: ValueError,
+        ss.NodeStoreError: RuntimeError,
     }
     for err, base in pairs.items():
         assert issubclass(err, ss.SharedStoreError)

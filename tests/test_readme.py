@@ -1,5 +1,6 @@
-"""The README's first example runs as written (with a store name of its own)."""
+"""The README's examples run as written (with store names of their own)."""
 
+import ast
 import re
 import subprocess
 import sys
@@ -20,3 +21,21 @@ def test_readme_example_runs(tmp_path):
     assert "['Hello World', 'Hello World'" in out.stdout
     assert out.stdout.splitlines()[-1].startswith("8 ")
     assert not (Path("/dev/shm") / f"sharedstore.{name}").exists()
+
+
+def test_readme_dask_example_runs(tmp_path):
+    """The Dask section's example: a LocalCluster whose nodes share one store."""
+    section = README.read_text().split("## Dask", 1)[1]
+    block = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    run = unique_name("readme")[-9:]  # the run names the store (with this machine's hash)
+    script = tmp_path / "dask_example.py"
+    script.write_text(block.replace('"run1"', repr(run)))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-5000:]
+    lines = out.stdout.splitlines()
+    assert lines[0] == "332833500.0"
+    [(name, hits)] = ast.literal_eval(lines[1]).items()  # {store name: hits}
+    assert hits == 1000 and name.startswith(run)
+    assert ast.literal_eval(lines[2]) == {name}
+    assert not (Path("/dev/shm") / f"sharedstore.{name}").exists()  # removed with the cluster
