@@ -4,7 +4,7 @@ import pytest
 import sharedstore as ss
 from sharedstore import _layout as L
 from sharedstore._kernels import heap as KH
-from sharedstore.store import _block_span
+from sharedstore._attachment import _block_span
 
 
 def test_size_classes_cover_and_agree():
