@@ -106,11 +106,10 @@ def error_for(status: int, what: str, *, store=None) -> SharedStoreError:
     cls, template, fix = STATUS.get(
         status, (SharedStoreError, "{what}: unexpected status " + str(status),
                  "report this as a bug of sharedstore"))
-    name = store.name if store is not None else "?"
-    text = template.format(what=what, store=f"store {name!r}" if store is not None
-                           else "the store", name=name,
-                           reserved=_human(store.reserved if store is not None else 0))
-    err = cls(f"{text}: {fix}")
+    name = store.name if store is not None else "NAME"
+    fields = {"what": what, "store": f"store {name!r}" if store is not None else "the store",
+              "name": name, "reserved": _human(store.reserved if store is not None else 0)}
+    err = cls(f"{template.format(**fields)}: {fix.format(**fields)}")
     err.status = status
     return err
 

@@ -11,6 +11,7 @@ import pytest
 import sharedstore as ss
 from sharedstore import _layout as L
 from sharedstore import _segment as seg
+from sharedstore._kernels import status as S
 
 MiB = 1 << 20
 
@@ -317,3 +318,15 @@ def test_store_of_another_user_is_refused(store, name):
         ss.attach(name, insecure=True).close()
     finally:
         os.chown(store.path, 0, -1)
+
+
+def test_every_status_has_a_message_with_its_fix(store):
+    """errors.STATUS: each status gives its class, with the fix filled in and the status kept."""
+    from sharedstore import errors
+
+    for status, (cls, _, _) in errors.STATUS.items():
+        err = errors.error_for(status, "doing it", store=store)
+        assert type(err) is cls and err.status == status
+        assert "{" not in str(err) and str(err).startswith(("doing it", f"store {store.name!r}"))
+    assert f"check {store.name}" in str(errors.error_for(S.ERR_CORRUPT, "x", store=store))
+    assert errors.error_for(-99, "x").status == -99  # (an unknown status: a SharedStoreError)
