@@ -32,7 +32,7 @@ from numba import types as T
 from numba.extending import overload
 
 from .. import _layout as L
-from .._jit import BYTES, MEM, OUT, RO_BYTES, WORDS, helper, hot, inline, kernel
+from .._jit import BYTES, MEM, OUT, RO_BYTES, WORDS, helper, hot, kernel
 from . import status as S
 from .atomics import (
     atomic_add,
@@ -134,7 +134,7 @@ def _pad8(n):
 
 
 # ---------------------------------------------------------------------------- structure
-@inline
+@hot
 def _resolve_map(mem, h):
     """Handle entry of map ``h`` (a map, or a list: a map keyed 0 .. len-1), or a status."""
     e = handle_resolve(mem, h, -1)
@@ -145,7 +145,7 @@ def _resolve_map(mem, h):
     return e
 
 
-@inline
+@hot
 def _table_cap(mem, t):
     """Capacity of table block ``t`` if it is well formed and in bounds, else -1."""
     if not block_ok(mem, t, 24):
@@ -156,13 +156,13 @@ def _table_cap(mem, t):
     return cap
 
 
-@inline
+@hot
 def _map_words(mem, e):
     """Word index of the map header data for handle entry ``e``, or -1 if out of bounds."""
     return object_words(mem, e, L.MAP_WORDS)
 
 
-@inline
+@hot
 def _entry_key_len(mem, eoff):
     """Key length of entry ``eoff``, or -1 if the entry is out of bounds."""
     if not block_ok(mem, eoff, _ENTRY_HDR):
@@ -173,7 +173,7 @@ def _entry_key_len(mem, eoff):
     return klen
 
 
-@inline
+@hot
 def _key_eq(mem, buf, eoff, key, ktag):
     n = len(key)
     klen = _entry_key_len(mem, eoff)
@@ -191,7 +191,7 @@ def _key_eq(mem, buf, eoff, key, ktag):
     return (load_le64(buf, at + i) & ((np.uint64(1) << tail) - np.uint64(1))) == _load8(key, i, n)
 
 
-@inline
+@hot
 def _probe(mem, buf, t, cap, hv, key, ktag):
     """Slot index holding ``key``, or -(1 + index where it would be inserted) if absent.
 
@@ -226,7 +226,7 @@ def _cap_for(n):
     return cap
 
 
-@inline
+@hot
 def _read_begin(mem, h):
     """Start an optimistic read of map ``h``: (header word index or a status, version, table
     offset, table capacity or -1 if the table read is not well formed)."""
@@ -241,7 +241,7 @@ def _read_begin(mem, h):
     return mw, v1, t, _table_cap(mem, t)
 
 
-@inline
+@hot
 def _read_ok(mem, mw, v1):
     """End an optimistic read: True if no writer changed the map since it began."""
     fence_acquire()  # the data loads above complete before the version is read again
@@ -349,7 +349,7 @@ def map_new(mem, token, kind):
 
 
 # ---------------------------------------------------------------------------- reads
-@inline
+@hot
 def _find(mem, buf, h, key, ktag):
     """One optimistic probe for ``key``: (value tag or status, entry offset, key length,
     header word index, version at the start).  Valid only if ``_read_ok`` agrees after the
@@ -357,7 +357,7 @@ def _find(mem, buf, h, key, ktag):
     return _find_hashed(mem, buf, h, key, ktag, hash_key(key, ktag, mem[L.W_HASH_SEED]))
 
 
-@inline
+@hot
 def _find_hashed(mem, buf, h, key, ktag, hv):
     """``_find`` of a key whose hash ``hv`` the caller has computed."""
     mw, v1, t, cap = _read_begin(mem, h)
@@ -375,7 +375,7 @@ def _find_hashed(mem, buf, h, key, ktag, hv):
     return mem[eoff // 8 + 1 + L.E_META] >> 8 & 0xFF, eoff, klen, mw, v1
 
 
-@inline
+@hot
 def _array_data(mem, eoff):
     """(byte offset, length) of the data of array entry ``eoff``: a data block of its own
     (``_layout``: V_ARRAY); length -1 if the payload names no sound data block."""

@@ -24,7 +24,7 @@ only when it has changed nothing.
 import numpy as np
 
 from .. import _layout as L
-from .._jit import inline, method
+from .._jit import hot, method
 from . import status as S
 from .atomics import float32_bits, float_from_bits, float_to_bits, prefetch
 from .hashmap import (
@@ -117,7 +117,7 @@ E_UINT = 4  # unsigned ints
 E_BOOL = 5
 
 
-@inline
+@hot
 def _self(self, nargs, kwnames, lo, hi):
     """(context, the store's memory, handle, ok) of a call on ``self``; not ok if the Python
     method must take it: keyword arguments, a number of arguments outside ``lo..hi``, a ref
@@ -142,7 +142,7 @@ def _self(self, nargs, kwnames, lo, hi):
     return ctx, address_words(at, n if ok else 0), h, ok
 
 
-@inline
+@hot
 def _forward(meth, args, nargs, kwnames):
     """``meth(*args, **kwargs)`` for the arguments of a METH_FASTCALL | METH_KEYWORDS call:
     the Python method that takes what the entry does not (``meth``: a new reference, or 0 with
@@ -172,17 +172,17 @@ def _forward(meth, args, nargs, kwnames):
     return r
 
 
-@inline
+@hot
 def _arg(args, i):
     return load_word(args + 8 * i)
 
 
-@inline
+@hot
 def _type(ctx, obj):
     return load_word(obj + ctx[C_TYPE_AT])
 
 
-@inline
+@hot
 def _key_of(ctx, obj):
     """(key tag, int value or bytes address, bytes length) of a str, bytes or int key; tag 0
     for any other key (bool and subclasses too: the Python path encodes those)."""
@@ -199,7 +199,7 @@ def _key_of(ctx, obj):
     return 0, 0, 0
 
 
-@inline
+@hot
 def _value_of(ctx, obj):
     """(value tag, payload, bytes address, bytes length) of a value stored natively; tag 0 for
     any other value (the Python path pickles it, or stores a ref or an array)."""
@@ -225,7 +225,7 @@ def _value_of(ctx, obj):
 
 
 # ---------------------------------------------------------------------------- maps
-@inline
+@hot
 def _get(ctx, mem, h, key, ktag, hv):
     """The value of ``key`` (hash ``hv``) as a new object, _ABSENT, or _TAKE_SLOW (a value the
     Python path decodes: refs, pickles, arrays, text that is not strict UTF-8; or a status)."""
@@ -264,7 +264,7 @@ def _get(ctx, mem, h, key, ktag, hv):
     return _TAKE_SLOW
 
 
-@inline
+@hot
 def _lookup(ctx, mem, h, key):
     """``_get`` of a key object: the value, _ABSENT, _TAKE_SLOW (keys of other types too)."""
     ktag, k, n = _key_of(ctx, key)
@@ -278,7 +278,7 @@ def _lookup(ctx, mem, h, key):
     return _TAKE_SLOW
 
 
-@inline
+@hot
 def _hash_of(ctx, key, seed):
     """The map hash of a key object, or 0 if it is not a native key (a hint's input only)."""
     ktag, k, n = _key_of(ctx, key)
@@ -293,7 +293,7 @@ _AHEAD = 8  # get_many on a big map: at key i, fetch key i+24, i+16's slot, i+8'
 _CACHED_SLOTS = 4096  # a table this big (32 KiB) stays in cache: nothing to fetch ahead
 
 
-@inline
+@hot
 def _fetch_ahead(ctx, mem, keys, n, i, sw, mask, seed):
     """Ask the CPU for key object ``i + 24``, the table slot of key ``i + 16`` and the entry of
     key ``i + 8``, so the lookups find them in cache (hints only: the lookups check everything)."""
@@ -404,7 +404,7 @@ def map_setitem(self, args, nargs, kwnames):
 
 
 # ---------------------------------------------------------------------------- numbers
-@inline
+@hot
 def _number(ctx, obj):
     """(1, value) for an int or float argument, (0, 0.0) for anything else."""
     t = _type(ctx, obj)
@@ -470,7 +470,7 @@ def float_get(self, args, nargs, kwnames):
 
 
 # ---------------------------------------------------------------------------- vectors
-@inline
+@hot
 def _element_bits(ctx, obj, code, nbytes):
     """(1, bits) of a Python number as one slot of a numeric vector, (0, 0) if the Python path
     must convert it (or refuse it): only exact ints and floats that fit without change."""
