@@ -1,108 +1,27 @@
-"""The one place where numba compile flags and the kernel cache location are decided.
+"""The one place where numba compile flags are decided, and kernels made lazily.
 
 Every kernel is compiled with :data:`FLAGS` (``nogil=True`` so several threads can run kernels
-at once, ``cache=True`` where a writable cache directory exists).
+at once) on first use, or loaded from the kernel cache (:mod:`sharedstore._cache`: a portable
+layer shipped in the package, then this machine's).  :func:`load_all` makes sure every kernel
+is cached first (:mod:`sharedstore._compile` compiles what is missing in parallel processes),
+then loads them all: the process that creates a store calls it, so workers never compile.
 
-The cache lives in a directory keyed by a digest of *all* kernel sources (every ``.py`` file in
-``_kernels/``, ``_layout.py`` and this file, which holds the flags) and the numba version.
-numba's own cache is keyed per source file only, so an edit in ``atomics.py`` would otherwise
-leave a stale copy of it inlined in the cached ``hashmap.py`` kernels.
-The directory is the first writable one of:
-
-1. ``$SHAREDSTORE_CACHE_DIR``
-2. ``$NUMBA_CACHE_DIR/sharedstore``
-3. ``$XDG_CACHE_HOME/sharedstore`` (default ``~/.cache/sharedstore``)
-4. ``_kernels/__pycache__`` next to the sources
-
-If none is writable (a read-only install with a read-only home), kernels compile without a
-cache: slower to start, never a failure at import.
+This module is part of every kernel's cache stamp (the flags shape the code); the cache and
+compile machinery is imported inside functions, so editing it recompiles nothing.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import os
 import sys
-import tempfile
-from pathlib import Path
 
 import numba
-from numba.core import caching
-
-_PKG = Path(__file__).resolve().parent
-_KERNEL_DIR = _PKG / "_kernels"
-
-
-def _source_digest() -> str:
-    # (the entry points in pyentry.py read slots at offsets past the object header)
-    h = hashlib.sha256(f"{numba.__version__} {object.__basicsize__}".encode())
-    for path in sorted(_KERNEL_DIR.glob("*.py")) + [_PKG / "_layout.py", _PKG / "_jit.py"]:
-        h.update(path.name.encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()[:16]
-
-
-DIGEST = _source_digest()
-
-
-def _writable(path: Path) -> bool:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=path).close()
-        return True
-    except OSError:
-        return False
-
-
-def _cache_root() -> Path | None:
-    candidates = []
-    if os.environ.get("SHAREDSTORE_CACHE_DIR"):
-        candidates.append(Path(os.environ["SHAREDSTORE_CACHE_DIR"]))
-    if os.environ.get("NUMBA_CACHE_DIR"):
-        candidates.append(Path(os.environ["NUMBA_CACHE_DIR"]) / "sharedstore")
-    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    candidates.append(Path(xdg) / "sharedstore")
-    candidates.append(_KERNEL_DIR / "__pycache__")
-    for root in candidates:
-        if _writable(root / DIGEST):
-            return root / DIGEST
-    return None
-
-
-CACHE_DIR = _cache_root()
-
-
-class _KernelCacheLocator(caching._SourceFileBackedLocatorMixin, caching._CacheLocator):
-    """Cache locator for sharedstore kernels only: one directory per kernel-source digest."""
-
-    def __init__(self, py_func, py_file):
-        self._py_file = py_file
-        self._lineno = py_func.__code__.co_firstlineno
-        self._cache_path = str(CACHE_DIR / Path(py_file).stem)
-
-    def get_cache_path(self):
-        return self._cache_path
-
-    def get_source_stamp(self):
-        # The digest already covers every kernel source; mtimes would only add false misses
-        # (a fresh checkout has new mtimes but the same code).
-        return DIGEST
-
-    @classmethod
-    def from_function(cls, py_func, py_file):
-        if CACHE_DIR is None or Path(py_file).resolve().parent != _KERNEL_DIR:
-            return None
-        return super().from_function(py_func, py_file)
-
-
-_CACHE = CACHE_DIR is not None and hasattr(caching, "CacheImpl")
-if _CACHE and _KernelCacheLocator not in caching.CacheImpl._locator_classes:
-    caching.CacheImpl._locator_classes.insert(0, _KernelCacheLocator)
 
 #: numba flags for every kernel.  ``boundscheck`` stays off: kernels check every offset they
 #: read from shared memory themselves, against the committed size.
-FLAGS = dict(nogil=True, cache=_CACHE, error_model="numpy", boundscheck=False)
+FLAGS = dict(nogil=True, error_model="numpy", boundscheck=False)
+
+_UNSET = object()
 
 
 class LazyKernel:
@@ -118,15 +37,57 @@ class LazyKernel:
         self.py_func = func
         self.dispatcher = None
         self.entry = None
+        self.compiled = None  # once loaded: whether it was compiled here (not from a cache)
+        self._cache = _UNSET
         functools.update_wrapper(self, func)
+
+    @property
+    def name(self) -> str:
+        """``module:qualname``, how :mod:`sharedstore._compile` names a kernel to its workers."""
+        return f"{self.py_func.__module__}:{self.py_func.__qualname__}"
+
+    def cache(self):
+        """This kernel's :class:`sharedstore._cache.KernelCache`, or None with no cache layer."""
+        if self._cache is _UNSET:
+            from . import _cache
+
+            found = _cache.layers()
+            self._cache = _cache.KernelCache(self.py_func, found) if found else None
+        return self._cache
+
+    def cached(self) -> bool:
+        """Whether a cache layer holds this kernel (its index is read; its code is not)."""
+        from numba.core.registry import cpu_target
+
+        c = self.cache()
+        return c is not None and c.has(self.signature, cpu_target.target_context.codegen())
+
+    def _compile(self, cache):
+        """The numba dispatcher of this kernel, loaded from ``cache`` or compiled into it."""
+        d = numba.njit(**FLAGS)(self.py_func)
+        if cache is not None:
+            d._cache = cache
+        d.compile(self.signature)
+        d.disable_compile()
+        return d
 
     def load(self):
         """Compile (or load) the kernel and put its fastest callable in its module's namespace."""
         if self.dispatcher is None:
-            self.dispatcher = numba.njit(self.signature, **FLAGS)(self.py_func)
+            self.dispatcher = self._build()
             self.entry = _entry_point(self.dispatcher)
             setattr(sys.modules[self.py_func.__module__], self.py_func.__name__, self.entry)
         return self.entry
+
+    def _build(self):
+        cache = self.cache()
+        self.compiled = cache is None or not self.cached()
+        if not self.compiled or cache is None:
+            return self._compile(cache)
+        from . import _compile
+
+        with _compile.lock():  # compiling: not while another process compiles into the cache
+            return self._compile(cache)
 
     def __call__(self, *args):
         return self.load()(*args)
@@ -174,10 +135,22 @@ class LazyMethod(LazyKernel):
     with :data:`METHOD_SIGNATURE`; ``load()`` returns its address (``sharedstore._pycall``
     makes a method descriptor of it)."""
 
+    def _compile(self, cache):
+        from numba.core import sigutils
+        from numba.core.ccallback import CFunc
+
+        # numba.cfunc(sig, cache=...)(func), with this kernel's cache in place of numba's
+        options = {k: v for k, v in FLAGS.items() if k != "nogil"}  # called with the GIL
+        c = CFunc(self.py_func, sigutils.normalize_signature(self.signature), locals={},
+                  options=options)
+        if cache is not None:
+            c._cache = cache
+        c.compile()
+        return c
+
     def load(self):
         if self.dispatcher is None:
-            options = {k: v for k, v in FLAGS.items() if k != "nogil"}  # called with the GIL
-            self.dispatcher = numba.cfunc(self.signature, **options)(self.py_func)
+            self.dispatcher = self._build()
             self.entry = self.dispatcher.address
         return self.entry
 
@@ -192,8 +165,24 @@ def method(func):
     return k
 
 
-def load_all() -> None:
-    """Compile or load from the cache every kernel and entry point defined so far."""
+def import_kernel_modules() -> None:
+    """Import every package module that defines kernels, so :data:`_KERNELS` holds them all
+    (``_kernels/check.py`` is otherwise imported only by ``store.check()``)."""
+    import importlib
+
+    from . import _cache
+
+    for module in _cache.kernel_modules():
+        importlib.import_module(module)
+
+
+def load_all(jobs: int | None = None, progress=None) -> None:
+    """Load every kernel and entry point of the package, compiling first, in ``jobs``
+    processes, whatever no cache layer holds (see :func:`sharedstore._compile.ensure`)."""
+    from . import _compile
+
+    import_kernel_modules()
+    _compile.ensure(_KERNELS, jobs=jobs, progress=progress)
     for k in _KERNELS:
         k.load()
 

@@ -6,6 +6,9 @@ Run it as ``python -m sharedstore COMMAND`` (or ``sharedstore COMMAND`` once ins
                                  worker processes share a table, a map and a counter
     bench [--quick] [--repeat N] [--only NAME] [--json]
                                  time sharedstore against its peers; print the ratios
+    compile [--jobs N] [--portable [--python PY ...]]
+                                 compile the kernels ahead (this machine's cache, or the
+                                 portable one shipped in the package)
     ls [--json]                  the stores in /dev/shm, their sizes and processes
     info NAME [--json]           a store's stats, named values and processes
     stats NAME [--json]          a store's sizes, objects by kind and processes
@@ -64,6 +67,8 @@ def run_demo(args: argparse.Namespace) -> int:
     """``demo``: worker processes share a table, a map and a counter (:mod:`sharedstore.demo`)."""
     from .demo import run
 
+    if not args.json:  # (with --json, create() compiles what it must, with no bar)
+        compile_kernels(_console())
     return run(args.workers, args.records, args.steps, keep=args.keep, as_json=args.json)
 
 
@@ -87,6 +92,59 @@ def run_dask_memory(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     return memory_main(args.size, args.workers, as_json=args.json)
+
+# ---------------------------------------------------------------------- compile
+def compile_kernels(console, jobs: int | None = None) -> list[str]:
+    """Load every kernel, compiling what no cache holds in ``jobs`` processes behind a progress
+    bar (rich; drawn only if there is something to compile).  The names compiled."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from . import _jit
+
+    done: list[str] = []
+    with Progress("[bold]compiling kernels for this machine (once)", BarColumn(),
+                  MofNCompleteColumn(), TimeElapsedColumn(), console=console,
+                  transient=False) as bar:
+        task = None
+
+        def progress(n, total, name):
+            nonlocal task
+            if task is None:
+                task = bar.add_task("", total=total)
+            if name:
+                done.append(name)
+            bar.update(task, completed=n)
+
+        _jit.load_all(jobs=jobs, progress=progress)
+    return done
+
+
+def run_compile(args: argparse.Namespace) -> int:
+    """``compile``: every kernel into this machine's cache, or (``--portable``) into the
+    portable cache shipped in the package, for each interpreter of ``--python``."""
+    from . import _cache, _compile, _jit
+
+    console = _console()
+    started = time.perf_counter()
+    if not args.portable:
+        compiled = compile_kernels(console, args.jobs)
+        where = _cache.local_dir()
+        shipped = _cache.shipped_dir()
+        console.print(f"{len(_jit._KERNELS)} kernels ready in {time.perf_counter() - started:.1f}"
+                      f" s: {len(compiled)} compiled into {where}"
+                      + (f", the rest from {shipped}" if shipped else ""))
+        return 0
+    _jit.import_kernel_modules()  # (nothing is loaded here: the workers compile)
+    pythons = args.python or [_compile.find_python(v) or f"python{v}"
+                              for v in _compile.SHIPPED_PYTHONS]
+    for python in pythons:
+        t0 = time.perf_counter()
+        interpreter = _compile.build_env(python)
+        out = _compile.build_portable(interpreter, list(_jit._KERNELS), jobs=args.jobs)
+        size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+        console.print(f"{out.name}: {len(_jit._KERNELS)} kernels in "
+                      f"{time.perf_counter() - t0:.1f} s, {human_bytes(size)} ({python})")
+    return 0
 
 
 # ---------------------------------------------------------------------- shared formatting
@@ -496,6 +554,18 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run only this comparison (repeatable)")
     bench.add_argument("--json", action="store_true", help="print JSON")
     bench.set_defaults(func=run_bench)
+
+    comp = sub.add_parser("compile", help="compile the kernels ahead (image builds, CI)")
+    comp.add_argument("--jobs", type=positive_int, metavar="N",
+                      help="compile in N processes (default: one per CPU)")
+    comp.add_argument("--portable", action="store_true",
+                      help="build the cache shipped in the package (generic x86-64 code) for "
+                           "each --python, in place of this machine's cache")
+    comp.add_argument("--python", nargs="+", metavar="PY",
+                      help="with --portable: the interpreters to build for (default: CPython "
+                           "3.10-3.13 found on PATH or under pyenv; each gets a virtualenv "
+                           "with the numba version to ship if it lacks it)")
+    comp.set_defaults(func=run_compile)
 
     ls = sub.add_parser("ls", help="list the stores with their sizes and attached processes")
     ls.add_argument("--json", action="store_true", help="print JSON")
