@@ -194,15 +194,20 @@ def worker() -> None:
 
 # ---------------------------------------------------------------------------- portable
 def find_python(version: str) -> str | None:
-    """An interpreter of CPython ``version`` ("3.12"): on PATH, or under pyenv."""
-    found = shutil.which(f"python{version}")
-    if found:
-        return found
+    """An interpreter of CPython ``version`` ("3.12") that runs: on PATH, or under pyenv."""
     root = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
-    found = glob.glob(os.path.join(root, "versions", f"{version}.*", "bin", "python"))
-    patch = [int(p.split(os.sep)[-3].split(".")[2]) if p.split(os.sep)[-3].split(".")[2].isdigit()
-             else -1 for p in found]
-    return max(zip(patch, found))[1] if found else None
+    pyenv = glob.glob(os.path.join(root, "versions", f"{version}.*", "bin", "python"))
+    # (newest patch release first; a pyenv shim on PATH fails for a version not selected)
+    pyenv.sort(key=lambda p: [int(x) if x.isdigit() else -1
+                              for x in p.split(os.sep)[-3].split(".")], reverse=True)
+    for python in [shutil.which(f"python{version}"), *pyenv]:
+        if python:
+            try:
+                if _run(python, "import sys; print('%d.%d' % sys.version_info[:2])") == version:
+                    return python
+            except (OSError, subprocess.CalledProcessError):
+                continue
+    return None
 
 
 def _run(python: str, code: str, env=None) -> str:
