@@ -96,26 +96,30 @@ def run_dask_memory(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- compile
 def compile_kernels(console, jobs: int | None = None) -> list[str]:
     """Load every kernel, compiling what no cache holds in ``jobs`` processes behind a progress
-    bar (rich; drawn only if there is something to compile).  The names compiled."""
+    bar (rich; shown only once there is something to compile).  The names compiled."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from . import _jit
 
     done: list[str] = []
-    with Progress("[bold]compiling kernels for this machine (once)", BarColumn(),
-                  MofNCompleteColumn(), TimeElapsedColumn(), console=console,
-                  transient=False) as bar:
-        task = None
+    bar = Progress("[bold]compiling kernels for this machine (once)", BarColumn(),
+                   MofNCompleteColumn(), TimeElapsedColumn(), console=console)
+    task = None
 
-        def progress(n, total, name):
-            nonlocal task
-            if task is None:
-                task = bar.add_task("", total=total)
-            if name:
-                done.append(name)
-            bar.update(task, completed=n)
+    def progress(n, total, name):
+        nonlocal task
+        if task is None:
+            bar.start()
+            task = bar.add_task("", total=total)
+        if name:
+            done.append(name)
+        bar.update(task, completed=n)
 
+    try:
         _jit.load_all(jobs=jobs, progress=progress)
+    finally:
+        if task is not None:
+            bar.stop()
     return done
 
 
