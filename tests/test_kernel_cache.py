@@ -97,6 +97,17 @@ def test_editing_a_module_changes_the_stamps_of_what_depends_on_it(package_copy)
     assert not {"heap", "locks", "objects"} & changed  # they do not
 
 
+def test_a_new_import_is_followed(package_copy):
+    """Imports are read from each file's content (remembered by its digest): a module that
+    starts importing another depends on it from then on."""
+    heap = f"{PKG}._kernels.heap"
+    assert f"{PKG}._kernels.vector" not in _cache.dependencies(heap)
+    path = package_copy / "_kernels" / "heap.py"
+    path.write_text(path.read_text() + "\nfrom . import vector  # noqa\n")
+    _cache.imports.cache_clear()
+    assert f"{PKG}._kernels.vector" in _cache.dependencies(heap)
+
+
 def test_stamps_cover_the_numba_version_and_optimisation_level():
     m = f"{PKG}._kernels.locks"
     assert _cache.module_stamp(m, "0.68.1", 3) != _cache.module_stamp(m, "0.69.0", 3)
