@@ -32,7 +32,7 @@ from numba import types as T
 from numba.extending import overload
 
 from .. import _layout as L
-from .._jit import BYTES, MEM, OUT, RO_BYTES, WORDS, helper, hot, kernel
+from .._jit import BYTES, MEM, OUT, RO_BYTES, WORDS, helper, hot, inline, kernel
 from . import status as S
 from .atomics import (
     atomic_add,
@@ -134,7 +134,7 @@ def _pad8(n):
 
 
 # ---------------------------------------------------------------------------- structure
-@hot
+@inline
 def _resolve_map(mem, h):
     """Handle entry of map ``h`` (a map, or a list: a map keyed 0 .. len-1), or a status."""
     e = handle_resolve(mem, h, -1)
@@ -145,7 +145,7 @@ def _resolve_map(mem, h):
     return e
 
 
-@hot
+@inline
 def _table_cap(mem, t):
     """Capacity of table block ``t`` if it is well formed and in bounds, else -1."""
     if not block_ok(mem, t, 24):
@@ -156,13 +156,13 @@ def _table_cap(mem, t):
     return cap
 
 
-@hot
+@inline
 def _map_words(mem, e):
     """Word index of the map header data for handle entry ``e``, or -1 if out of bounds."""
     return object_words(mem, e, L.MAP_WORDS)
 
 
-@hot
+@inline
 def _entry_key_len(mem, eoff):
     """Key length of entry ``eoff``, or -1 if the entry is out of bounds."""
     if not block_ok(mem, eoff, _ENTRY_HDR):
@@ -173,7 +173,7 @@ def _entry_key_len(mem, eoff):
     return klen
 
 
-@hot
+@inline
 def _key_eq(mem, buf, eoff, key, ktag):
     n = len(key)
     klen = _entry_key_len(mem, eoff)
@@ -191,7 +191,7 @@ def _key_eq(mem, buf, eoff, key, ktag):
     return (load_le64(buf, at + i) & ((np.uint64(1) << tail) - np.uint64(1))) == _load8(key, i, n)
 
 
-@hot
+@inline
 def _probe(mem, buf, t, cap, hv, key, ktag):
     """Slot index holding ``key``, or -(1 + index where it would be inserted) if absent.
 
@@ -241,7 +241,7 @@ def _read_begin(mem, h):
     return mw, v1, t, _table_cap(mem, t)
 
 
-@hot
+@inline
 def _read_ok(mem, mw, v1):
     """End an optimistic read: True if no writer changed the map since it began."""
     fence_acquire()  # the data loads above complete before the version is read again

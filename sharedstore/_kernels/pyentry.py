@@ -24,7 +24,7 @@ only when it has changed nothing.
 import numpy as np
 
 from .. import _layout as L
-from .._jit import hot, method
+from .._jit import hot, inline, method
 from . import status as S
 from .atomics import float32_bits, float_from_bits, float_to_bits, prefetch
 from .hashmap import (
@@ -117,7 +117,7 @@ E_UINT = 4  # unsigned ints
 E_BOOL = 5
 
 
-@hot
+@inline
 def _self(self, nargs, kwnames, lo, hi):
     """(context, the store's memory, handle, ok) of a call on ``self``; not ok if the Python
     method must take it: keyword arguments, a number of arguments outside ``lo..hi``, a ref
@@ -172,17 +172,17 @@ def _forward(meth, args, nargs, kwnames):
     return r
 
 
-@hot
+@inline
 def _arg(args, i):
     return load_word(args + 8 * i)
 
 
-@hot
+@inline
 def _type(ctx, obj):
     return load_word(obj + ctx[C_TYPE_AT])
 
 
-@hot
+@inline
 def _key_of(ctx, obj):
     """(key tag, int value or bytes address, bytes length) of a str, bytes or int key; tag 0
     for any other key (bool and subclasses too: the Python path encodes those)."""
@@ -199,7 +199,7 @@ def _key_of(ctx, obj):
     return 0, 0, 0
 
 
-@hot
+@inline
 def _value_of(ctx, obj):
     """(value tag, payload, bytes address, bytes length) of a value stored natively; tag 0 for
     any other value (the Python path pickles it, or stores a ref or an array)."""
@@ -404,7 +404,7 @@ def map_setitem(self, args, nargs, kwnames):
 
 
 # ---------------------------------------------------------------------------- numbers
-@hot
+@inline
 def _number(ctx, obj):
     """(1, value) for an int or float argument, (0, 0.0) for anything else."""
     t = _type(ctx, obj)
@@ -470,7 +470,7 @@ def float_get(self, args, nargs, kwnames):
 
 
 # ---------------------------------------------------------------------------- vectors
-@hot
+@inline
 def _element_bits(ctx, obj, code, nbytes):
     """(1, bits) of a Python number as one slot of a numeric vector, (0, 0) if the Python path
     must convert it (or refuse it): only exact ints and floats that fit without change."""
