@@ -139,8 +139,12 @@ def run_compile(args: argparse.Namespace) -> int:
                       + (f", the rest from {shipped}" if shipped else ""))
         return 0
     _jit.import_kernel_modules()  # (nothing is loaded here: the workers compile)
-    pythons = args.python or [_compile.find_python(v) or f"python{v}"
-                              for v in _compile.SHIPPED_PYTHONS]
+    pythons = args.python or [_compile.find_python(v) for v in _compile.SHIPPED_PYTHONS]
+    if None in pythons:
+        missing = [v for v, p in zip(_compile.SHIPPED_PYTHONS, pythons) if p is None]
+        print(f"sharedstore compile: error: no CPython {', '.join(missing)} on PATH or under "
+              "pyenv: install it, or name the interpreters with --python", file=sys.stderr)
+        return 1
     for python in pythons:
         t0 = time.perf_counter()
         interpreter = _compile.build_env(python)
