@@ -4,6 +4,11 @@ Structs as NumPy structured dtypes, maps, strings, numbers and atomics in shared
 attach by name and get zero-copy views.  See README.md.
 """
 
+import numba as _numba
+
+if _numba.config.DISABLE_JIT:  # (the kernels' atomics and the fast path exist only compiled)
+    raise ImportError("sharedstore needs numba's JIT: unset NUMBA_DISABLE_JIT to use it")
+
 from . import _fastpath
 from ._fastpath import info as fastpath
 from .errors import (

@@ -32,8 +32,8 @@ from . import _calls
 from . import _layout as L
 from . import _segment as seg
 from ._kernels import heap as KH
+from ._kernels import pins as KP
 from ._kernels import status as S
-from ._kernels import vector as KV
 from .errors import StoreCorruptError, StoreFullError, raise_status
 
 _COMMIT_STEP = 4 << 20
@@ -162,7 +162,7 @@ class Attachment:
         for i in np.flatnonzero(rows[:, L.P_PID]).tolist():
             pid, start = int(rows[i, L.P_PID]), int(rows[i, L.P_START])
             if not seg.pid_alive(pid, start):
-                n += _calls.call(self, KV.proc_reap, mem, self.token, i, pid, what="reap")
+                n += _calls.call(self, KP.proc_reap, mem, self.token, i, pid, what="reap")
         return n
 
 

@@ -19,7 +19,7 @@ In both, a kernel's files live in ``<module>-<stamp>/``.  A module's *stamp* has
 and the sources of the package modules it imports, transitively (found by reading the imports,
 not from a list), with the numba version, ``NUMBA_OPT`` and the object header size the entry
 points read past: numba inlines helpers across files, so an edit anywhere below a kernel must
-reach its stamp, and an edit elsewhere must not.  Editing ``pyentry.py`` recompiles the entry
+reach its stamp, and an edit elsewhere must not.  Editing ``_fastpath/entries.py`` recompiles the entry
 points only; editing ``atomics.py``, everything.
 
 A version mismatch of any kind (Python, numba, platform, stamp, optimisation level) finds no

@@ -131,8 +131,8 @@ METHOD_SIGNATURE = numba.types.intp(numba.types.intp, numba.types.intp, numba.ty
 
 
 class LazyMethod(LazyKernel):
-    """A method entry point (``_kernels/pyentry.py``): compiled on first use as a C function
-    with :data:`METHOD_SIGNATURE`; ``load()`` returns its address (``sharedstore._pycall``
+    """A method entry point (``_fastpath/entries.py``): compiled on first use as a C function
+    with :data:`METHOD_SIGNATURE`; ``load()`` returns its address (``sharedstore._fastpath``
     makes a method descriptor of it)."""
 
     def _compile(self, cache):
@@ -155,7 +155,7 @@ class LazyMethod(LazyKernel):
         return self.entry
 
     def __call__(self, *args):
-        raise TypeError(f"{self.py_func.__name__} is a method entry point: see _pycall")
+        raise TypeError(f"{self.py_func.__name__} is a method entry point: see sharedstore._fastpath")
 
 
 def method(func):

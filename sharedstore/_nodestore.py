@@ -83,25 +83,15 @@ _kernel_lock = threading.Lock()
 
 
 def load_kernels() -> None:
-    """Compile or load every kernel into this process, one process of the machine at a time.
+    """Load every kernel into this process: from the shipped cache, or from this machine's,
+    compiled first if neither holds it (:func:`sharedstore._jit.load_all`: the missing kernels
+    compile in parallel worker processes, under a file lock on the local cache, so the nannies
+    of one machine compile once between them and the others wait, then load).
 
-    The nanny calls it (in a thread, off its event loop) before its worker starts, so the
-    numba cache is warm when workers attach: they load kernels, never compile them.  A file lock
-    in the cache directory serialises the nannies of one machine (several processes compiling
-    one cold cache at once have crashed numba): the first compiles, the others load.
-
-    This is the one place to switch to the precompiled cache and parallel compile of issue 16
-    when they land."""
-    with _kernel_lock:
-        if _jit.CACHE_DIR is None:  # no cache to share: each process compiles its own
-            _jit.load_all()
-            return
-        fd = os.open(_jit.CACHE_DIR / ".load.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            _jit.load_all()
-        finally:
-            os.close(fd)  # releases the lock
+    The nanny calls it (in a thread, off its event loop) before its worker starts, so workers
+    load kernels and never compile them."""
+    with _kernel_lock:  # (the nannies of a LocalCluster share one process)
+        _jit.load_all()
 
 
 # ---------------------------------------------------------------------- a process's hold

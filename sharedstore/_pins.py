@@ -16,8 +16,8 @@ import weakref
 import numpy as np
 
 from . import _calls
+from ._kernels import pins as KP
 from ._kernels import status as S
-from ._kernels import vector as KV
 
 
 def pinned_array(store, block: int, dtype, count: int, offset: int, *,
@@ -55,5 +55,5 @@ def _unpin(att, block: int, pid: int) -> None:
 def release_pin(att, block: int) -> None:
     """Release one of this process's pins on data block ``block`` (its handles may be closed)."""
     # (ERR_INVALID: the pin was released already, by a reap or a repair: nothing to do)
-    _calls.call(att, KV.vector_unpin, att.mem, att.token, block, what="view release",
+    _calls.call(att, KP.pin_release, att.mem, att.token, block, what="view release",
                 accept=(S.ERR_INVALID,))

@@ -60,7 +60,6 @@ from numba.typed.listobject import _container_get_data
 from . import _layout as L
 from ._jit import helper, hot, inline
 from ._kernels import status as _S
-from ._kernels.atomics import float_from_bits, float_to_bits, prefetch, prefetch_address
 from ._kernels.hashmap import (
     _index_key,
     _read_begin,
@@ -70,7 +69,7 @@ from ._kernels.hashmap import (
     lookup_hashed,
     store_value,
 )
-from ._kernels.pyapi import unowned
+from ._kernels.memory import float_from_bits, float_to_bits, prefetch, prefetch_address, unowned
 from ._kernels.vector import append_bytes, vector_length
 
 STATUS_COMMIT = _S.ERR_COMMIT

@@ -17,6 +17,7 @@ import numpy as np
 
 from . import _layout as L
 from ._kernels import hashmap as KM
+from ._kernels import lists as KLI
 from ._kernels import status as S
 from ._pins import pinned_array, release_pin
 from ._values import (
@@ -439,7 +440,7 @@ class ListRef(Ref, MutableSequence):
         """Append ``value`` (atomic: concurrent appends from several processes all land)."""
         s = self._store
         vt, ip, fp, data = encode_value(value, s._handle_of)
-        s._call(KM.list_append, s.mem, s._token, self._id, vt, ip, fp, data,
+        s._call(KLI.list_append, s.mem, s._token, self._id, vt, ip, fp, data,
                 what="ListRef.append()", h=self._id, hint=len(data))
 
     def extend(self, values) -> None:
@@ -448,7 +449,7 @@ class ListRef(Ref, MutableSequence):
 
     def _truncate(self, n: int) -> None:
         s = self._store
-        s._call(KM.list_truncate, s.mem, s._token, self._id, n, what="ListRef.truncate",
+        s._call(KLI.list_truncate, s.mem, s._token, self._id, n, what="ListRef.truncate",
                 h=self._id)
 
     def __delitem__(self, i) -> None:

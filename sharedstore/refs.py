@@ -23,7 +23,7 @@ class Ref:
     """Base of every ref: an object in a store, named by ``id``."""
 
     # _cx: the address of the store's _fastpath.cpython.Context, for the entry points, which
-    # read it and _id (pyentry.SLOT_*)
+    # read it and _id (_fastpath.entries.SLOT_*)
     __slots__ = ("_cx", "_id", "_store")
     _kind = -1
 

@@ -6,9 +6,9 @@ map*), and it makes the shared objects: ``store.string(...)``, ``store.number(..
 ``store.integer(...)``, ``store.map()``.
 
 Every call into the shared memory is one kernel call.  Kernels never block for long: when a lock
-stays held past their spin budget they return, and :meth:`Store._slow` decides what to do: wait
+stays held past their spin budget they return, and :meth:`Store._call` decides what to do: wait
 for a live owner (up to ``lock_timeout``), or take the lock over from a dead one and repair what
-it guards (``Attachment.recover``).  The same place commits more memory when the allocator asks
+it guards (``_calls.py``).  The same place commits more memory when the allocator asks
 for it.
 """
 

@@ -32,9 +32,9 @@ import operator
 import numpy as np
 
 from . import _layout as L
+from ._fastpath.entries import element_code
 from ._kernels import status as S
 from ._kernels import vector as KV
-from ._kernels.pyentry import element_code
 from ._pins import pinned_array
 from ._records import drop_strings, owned_strings, table_rows
 from .errors import InvalidHandleError
@@ -88,7 +88,7 @@ class VectorRef(Ref):
         self._dtype = None  # (_struct and _shape are read with it, by the dtype property)
         self._struct = None
         self._shape = None
-        self._element = None  # pyentry.element_code of the dtype, once known (append)
+        self._element = None  # _fastpath.entries.element_code of the dtype, once known (append)
 
     @classmethod
     def _create(cls, store, dtype, capacity: int = 0, shape=None) -> VectorRef:

@@ -3,8 +3,8 @@ import pytest
 
 import sharedstore as ss
 from sharedstore import _layout as L
-from sharedstore._kernels import heap as KH
 from sharedstore._attachment import _block_span
+from sharedstore._kernels import heap as KH
 
 
 def test_size_classes_cover_and_agree():

@@ -330,3 +330,32 @@ def test_every_status_has_a_message_with_its_fix(store):
         assert "{" not in str(err) and str(err).startswith(("doing it", f"store {store.name!r}"))
     assert f"check {store.name}" in str(errors.error_for(S.ERR_CORRUPT, "x", store=store))
     assert errors.error_for(-99, "x").status == -99  # (an unknown status: a SharedStoreError)
+
+
+def _block_of(store, ref) -> int:
+    """The byte offset of ``ref``'s block (its handle entry's value word)."""
+    slot = ref.id & 0xFFFFFFFF
+    chunk = int(store.mem[L.HT_DIR // 8 + (slot >> L.HT_CHUNK_SHIFT)])
+    entry = chunk // 8 + (slot & (L.HT_CHUNK - 1)) * L.HT_WORDS
+    return int(store.mem[entry + L.H_VALUE])
+
+
+def _read_damaged_string(name, value):
+    with ss.attach(name) as store:
+        try:
+            store["s"].get()
+        except ss.StoreCorruptError:
+            return 0
+        return 1
+
+
+def test_a_block_length_with_its_top_bit_set_is_corrupt_not_copied(name):
+    """The fuzzer's find: a string's block header set to -1 made its length read as -1, which
+    passed the bounds check (8 + -1 bytes) and was copied as 2**64 - 1 bytes into the reader's
+    buffer; the heap of the reader's process was destroyed.  Lengths are unsigned now."""
+    with ss.create(name, size=8 << 20) as store:
+        store["s"] = s = store.string("hello")
+        store.mem[_block_of(store, s) // 8] = -1
+        assert _in_child(_read_damaged_string, name, -1) == 0
+        store.mem[_block_of(store, s) // 8] = -(1 << 63) | 5 << 16  # (the top bit, a sane length)
+        assert _in_child(_read_damaged_string, name, 0) == 0

@@ -1,4 +1,4 @@
-"""The hot paths' C methods (``_fastpath``/``_kernels/pyentry.py``): the same results as the
+"""The hot paths' C methods (``sharedstore._fastpath``): the same results as the
 Python methods, every case they do not handle handed over to those (never wrong, never a
 partial write), no reference leaked."""
 
@@ -13,7 +13,7 @@ import pytest
 import sharedstore as ss
 from sharedstore import _fastpath
 from sharedstore._fastpath import cpython as CP
-from sharedstore._kernels import pyentry as PE
+from sharedstore._fastpath import entries as PE
 from sharedstore.maps import MapRef
 from sharedstore.refs import IntRef, NumberRef
 from sharedstore.store import Store
@@ -23,13 +23,13 @@ NATIVE_KEYS = ["k", "é€𝄞", "", b"raw\x00", b"", 0, -1, 2**63 - 1, -(2**63)
 NATIVE_VALUES = [None, True, False, 0, -7, 2**63 - 1, -(2**63), 1.5, float("inf"), -0.0,
                  "", "text", "é€𝄞" * 50, b"", b"\x00\xff" * 300]
 
-SLOW_METHODS = [(MapRef, n) for n in ("_slow_getitem", "_slow_setitem", "_slow_contains",
-                                      "_slow_get")]
-SLOW_METHODS += [(Store, n) for n in ("_slow_getitem", "_slow_setitem", "_slow_contains",
-                                      "_slow_get")]
-SLOW_METHODS += [(IntRef, "_slow_add"), (IntRef, "_slow_get"), (NumberRef, "_slow_add"),
-                 (NumberRef, "_slow_get"), (VectorRef, "_slow_append"),
-                 (VectorRef, "_slow_extend")]
+SLOW_METHODS = [(MapRef, n) for n in ("_python_getitem", "_python_setitem", "_python_contains",
+                                      "_python_get")]
+SLOW_METHODS += [(Store, n) for n in ("_python_getitem", "_python_setitem", "_python_contains",
+                                      "_python_get")]
+SLOW_METHODS += [(IntRef, "_python_add"), (IntRef, "_python_get"), (NumberRef, "_python_add"),
+                 (NumberRef, "_python_get"), (VectorRef, "_python_append"),
+                 (VectorRef, "_python_extend")]
 
 
 @pytest.fixture
@@ -53,7 +53,7 @@ def handed(monkeypatch):
 
 def test_the_c_methods_are_installed_on_cpython(store):
     """A renamed or added slot would move what the entry points read: the probe must agree
-    with pyentry.SLOT_*, or every hot path silently becomes the Python one."""
+    with entries.SLOT_*, or every hot path silently becomes the Python one."""
     if sys.implementation.name != "cpython":
         pytest.skip("CPython only")
     v = store.vector("float64")
@@ -71,7 +71,7 @@ def test_the_c_methods_are_installed_on_cpython(store):
             assert type(cls.__dict__[name]).__name__ == "method_descriptor", (cls, name)
     assert CP.slot_offset(VectorRef, "_element") == PE.SLOT_ELEMENT
     assert CP.slot_offset(VectorRef, "_dtype") == PE.SLOT_DTYPE
-    assert CP.array_layout_ok()  # numpy's array layout is where pyentry.A_* reads it
+    assert CP.array_layout_ok()  # numpy's array layout is where entries.A_* reads it
     assert ss.fastpath().backend == "c" and not ss.fastpath().missing
     assert str(inspect.signature(MapRef.get)) == "(self, /, key, default=None)"
     assert "default" in MapRef.get.__doc__
@@ -102,7 +102,7 @@ def test_native_keys_and_values_take_the_fast_path(store, handed):
 
 
 def test_a_missing_key_raises_key_error_through_the_python_method(store, handed):
-    seen = handed(MapRef, "_slow_getitem")
+    seen = handed(MapRef, "_python_getitem")
     m = store.map()
     with pytest.raises(KeyError, match="nope"):
         m["nope"]
@@ -119,7 +119,7 @@ class StrKey(str):
                                  bytearray(b"k"), 1.5, None])
 def test_other_keys_go_the_python_way(store, key, handed):
     m = store.map()
-    seen = handed(MapRef, "_slow_get")
+    seen = handed(MapRef, "_python_get")
     try:
         assert m.get(key) is None
     except TypeError:  # (not a key type: the Python method says so)
@@ -143,12 +143,12 @@ def test_other_keys_go_the_python_way(store, key, handed):
 def test_other_values_go_the_python_way(store, value, monkeypatch, handed):
     m = store.map()
     skipped = []
-    monkeypatch.setattr(MapRef, "_slow_setitem", lambda self, k, v: skipped.append(k))
+    monkeypatch.setattr(MapRef, "_python_setitem", lambda self, k, v: skipped.append(k))
     m["k"] = value
     assert skipped == ["k"] and "k" not in m  # handed over having written nothing
     monkeypatch.undo()
     m["k"] = value
-    seen = handed(MapRef, "_slow_getitem")
+    seen = handed(MapRef, "_python_getitem")
     got = m["k"]
     if isinstance(value, np.ndarray):
         assert np.array_equal(got, value)
@@ -162,7 +162,7 @@ def test_refs_and_pickles_read_back_through_the_python_path(store, handed):
     m = store.map()
     s = store.string("hi")
     m["s"], m["obj"] = s, {"n": [1]}
-    seen = handed(MapRef, "_slow_getitem")
+    seen = handed(MapRef, "_python_getitem")
     assert m["s"] == s and m["obj"] == {"n": [1]}
     assert seen == [("s",), ("obj",)]
 
@@ -327,8 +327,8 @@ def test_vector_append_grows_and_keeps_views(store):
 
 def test_vector_extend_takes_arrays_of_its_dtype_in_c(store, handed):
     """An exact ndarray, 1-d, C-contiguous, of the vector's own dtype object is copied by the C
-    method; every other argument is handed to _slow_extend, with the same result."""
-    slow = handed(VectorRef, "_slow_extend")
+    method; every other argument is handed to _python_extend, with the same result."""
+    slow = handed(VectorRef, "_python_extend")
     v = store.vector("float64")
     v.extend(np.arange(3.0))
     v.extend(np.arange(5000.0))  # (big: copied outside the vector's lock)

@@ -56,9 +56,9 @@ def test_flags_decided_in_one_place():
 
 
 def test_dependencies_come_from_imports():
-    deps = _cache.dependencies(f"{PKG}._kernels.pyentry")
-    for m in ("_kernels.pyentry", "_kernels.hashmap", "_kernels.atomics", "_kernels.vector",
-              "_kernels.pyapi", "_kernels.status", "_layout", "_jit"):
+    deps = _cache.dependencies(f"{PKG}._fastpath.entries")
+    for m in ("_fastpath.entries", "_kernels.hashmap", "_kernels.atomics", "_kernels.vector",
+              "_fastpath.pyapi", "_kernels.memory", "_kernels.status", "_layout", "_jit"):
         assert f"{PKG}.{m}" in deps
     # the cache machinery, the Python layer and the package's __init__ are not compiled code
     for m in ("_cache", "_compile", "store", "refs"):
@@ -87,14 +87,14 @@ def package_copy(tmp_path, monkeypatch):
 
 
 def test_editing_a_module_changes_the_stamps_of_what_depends_on_it(package_copy):
-    modules = [m for m in _cache.kernel_modules() if "._kernels." in m]
+    modules = [m for m in _cache.kernel_modules() if "._kernels." in m or ".entries" in m]
     before = {m: _cache.module_stamp(m) for m in modules}
     vector = package_copy / "_kernels" / "vector.py"
     vector.write_text(vector.read_text() + "\n# an edit\n")
     after = {m: _cache.module_stamp(m) for m in modules}
     changed = {m.rpartition(".")[2] for m in modules if before[m] != after[m]}
-    assert {"vector", "hashmap", "pyentry"} <= changed  # hashmap imports vector
-    assert not {"heap", "locks", "objects"} & changed  # they do not
+    assert {"vector", "hashmap", "lists", "entries"} <= changed  # they import vector
+    assert not {"heap", "locks", "objects", "pins"} & changed  # they do not
 
 
 def test_a_new_import_is_followed(package_copy):
@@ -215,8 +215,8 @@ def test_a_stale_module_recompiles_alone(tmp_path):
     """A module whose stamp does not match (its source, or one it imports, was edited) is
     compiled locally, in parallel workers, and nothing else is; the log says so once."""
     shipped = _shipped_copy(tmp_path)
-    [pyentry] = (shipped / _cache.tag()).glob("_kernels.pyentry-*")
-    pyentry.rename(pyentry.with_name("_kernels.pyentry-0000000000000000"))
+    [entries] = (shipped / _cache.tag()).glob("_fastpath.entries-*")
+    entries.rename(entries.with_name("_fastpath.entries-0000000000000000"))
     local = tmp_path / "local"
     out = _run(f"""
         import sharedstore as ss
@@ -229,7 +229,7 @@ def test_a_stale_module_recompiles_alone(tmp_path):
         tmp_path)
     assert out.stdout.strip() == "[]"  # the parent compiled nothing itself: the workers did
     assert {p.name.rpartition("-")[0] for p in local.iterdir() if p.is_dir()} == {
-        "_kernels.pyentry"}
+        "_fastpath.entries"}
     assert out.stderr.count("compiling sharedstore kernels for this machine, once") == 1
 
 

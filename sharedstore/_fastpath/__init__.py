@@ -1,12 +1,12 @@
 """The fast path: the hot methods as C functions, a backend chosen once at import.
 
 The classes define every method in Python: those are the real, documented methods, and the
-*python* backend runs them.  The *c* backend puts C entry points (``_kernels/pyentry.py``) in
+*python* backend runs them.  The *c* backend puts C entry points (``entries.py``) in
 the place of the methods listed in :data:`METHODS`: ``m[k]`` then runs no Python frame and
 costs about what ``d[k]`` costs plus the lookup.  An entry point does the common cases (str,
 bytes or int keys; None, bool, int64, float, str, bytes values; numbers) and hands everything
 else (refs, arrays, pickled values, keyword arguments, a busy lock, memory to commit, a closed
-store) to the Python method, kept as the class's ``_slow_<name>`` attribute, with the same
+store) to the Python method, kept as the class's ``_python_<name>`` attribute, with the same
 results and errors.
 
 The choice, made once when ``sharedstore`` is imported:
@@ -78,7 +78,7 @@ class Method:
     @property
     def fallback(self) -> str:
         """Where the Python method is kept for the entry point to hand over to."""
-        return "_slow_" + self.name.strip("_")
+        return "_python_" + self.name.strip("_")
 
 
 #: every method the c backend runs (the entry points call the ``fallback`` attribute)
@@ -208,8 +208,8 @@ class _StandIn:
         self.__doc__ = python.__doc__
 
     def install(self):
-        from .._kernels import pyentry as PE
         from . import cpython
+        from . import entries as PE
 
         cls, name = self.cls, self.method.name
         current = cls.__dict__.get(name)

@@ -1,13 +1,13 @@
 """CPython facts the fast path relies on, probed; method descriptors of C entry points; the
 context array the entry points read.
 
-Each entry point (``_kernels/pyentry.py``) is a C function with CPython's
+Each entry point (``entries.py``) is a C function with CPython's
 ``METH_FASTCALL | METH_KEYWORDS`` signature.  :func:`descriptor` describes one to the
 interpreter with a ``PyMethodDef`` and makes a method descriptor of it (``PyDescr_NewMethod``,
 as C extension types do), so ``m[k]`` runs no Python code: the interpreter calls the C function
 with the ref and the arguments.  The entry point reads the ref's ``_cx`` slot (the address of
-its store's :class:`Context`) and ``_id`` slot at fixed offsets (``pyentry.SLOT_*``), and
-numpy arrays' fields at ``pyentry.A_*``; :func:`slot_offset` and :func:`array_layout_ok` check
+its store's :class:`Context`) and ``_id`` slot at fixed offsets (``entries.SLOT_*``), and
+numpy arrays' fields at ``entries.A_*``; :func:`slot_offset` and :func:`array_layout_ok` check
 those offsets on this interpreter before anything is installed.
 """
 
@@ -18,7 +18,7 @@ import sys
 
 import numpy as np
 
-from .._kernels import pyentry as PE
+from . import entries as PE
 
 _METH_FASTCALL_KEYWORDS = 0x0080 | 0x0002
 
@@ -77,7 +77,7 @@ def _word(address: int) -> int:
 
 def array_layout_ok() -> bool:
     """Whether numpy arrays keep their data pointer, dimensions, dtype and flags where
-    ``pyentry.A_*`` says (probed on a few arrays, contiguous or not)."""
+    ``entries.A_*`` says (probed on a few arrays, contiguous or not)."""
     if TYPE_OFFSET < 0:
         return False
     base = np.arange(12.0)

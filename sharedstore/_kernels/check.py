@@ -29,7 +29,7 @@ from .. import _layout as L
 from .._jit import MEM, WORDS, helper, kernel
 from .atomics import atomic_add
 from .hashmap import _ENTRY_HDR, _pad8, _slot_tag, hash_key
-from .heap import class_size, entry_word
+from .heap import ULEN_MASK, block_ulen, class_size, entry_word
 
 P_WORDS = 4
 
@@ -126,7 +126,7 @@ def _bsize(mem, off):
     """Bytes spanned by the block at ``off`` (header included)."""
     hdr = mem[off // 8]
     if hdr & 0xFF == L.CLASS_EXACT:
-        return 8 + (hdr >> 16)
+        return 8 + ((hdr >> 16) & ULEN_MASK)
     return class_size(hdr & 0xFF)
 
 
@@ -151,7 +151,7 @@ def _data_len(mem, marks, top, off):
     m = _mark_of(off, top)
     if m < 0 or marks[m] & M_BLOCK == 0:
         return 0
-    return mem[off // 8] >> 16
+    return block_ulen(mem, off)
 
 
 @helper
@@ -210,7 +210,7 @@ def _check_map(mem, buf, marks, top, h, v, probs, nrec, np_, repair):
             ktag = meta & 0xFF
             vtag = (meta >> 8) & 0xFF
             klen = meta >> 16
-            vlen = mem[eoff // 8] >> 16
+            vlen = block_ulen(mem, eoff)
             bad = (ktag != L.V_INT and ktag != L.V_STR and ktag != L.V_BYTES) or not (
                 L.V_NONE <= vtag <= L.V_ARRAY) or klen > L.KEY_MAX or (
                 _ENTRY_HDR + _pad8(klen) + vlen > _bsize(mem, eoff))
@@ -396,7 +396,7 @@ def _check_pins(mem, marks, top, probs, nrec, np_, repair):
         if pl == 0 or m < 0 or marks[m] & M_REF == 0:
             continue
         alive = mem[L.PROC_TABLE // 8 + i * L.PROC_WORDS + L.P_PID] != 0
-        for j in range(mem[pl // 8] >> 16):
+        for j in range(block_ulen(mem, pl)):
             w = pl // 8 + 1 + 2 * j
             d = mem[w]
             c = mem[w + 1]
@@ -467,7 +467,7 @@ def heap_check(mem, marks, slots, probs, stats, repair):
         hdr = mem[off // 8]
         c = hdr & 0xFF
         tag = (hdr >> 8) & 0xFF
-        ulen = hdr >> 16
+        ulen = (hdr >> 16) & ULEN_MASK
         if c == L.CLASS_EXACT:
             size = 8 + ulen
             ok = tag == L.TAG_HCHUNK and ulen > 0 and ulen % 8 == 0
@@ -522,7 +522,7 @@ def heap_check(mem, marks, slots, probs, stats, repair):
             continue
         m = _mark_of(d - 8, top)
         if (m < 0 or marks[m] & M_BLOCK == 0 or mem[d // 8 - 1] & 0xFF != L.CLASS_EXACT
-                or mem[d // 8 - 1] >> 16 != L.HT_CHUNK * L.HT_WORDS * 8):
+                or block_ulen(mem, d - 8) != L.HT_CHUNK * L.HT_WORDS * 8):
             return _add(probs, nrec, np_, P_HT_DIR, ch, d, 0)  # handle entries are unreadable
         marks[m] |= M_REF
     cur = mem[L.W_HT_FREE]

@@ -34,20 +34,11 @@ from numba.extending import overload
 from .. import _layout as L
 from .._jit import BYTES, MEM, OUT, RO_BYTES, WORDS, helper, hot, inline, kernel
 from . import status as S
-from .atomics import (
-    atomic_add,
-    fence_acquire,
-    float_to_bits,
-    load_acquire,
-    load_le64,
-    memcpy,
-    mul_fold,
-    prefetch,
-    store_release,
-)
+from .atomics import atomic_add, fence_acquire, load_acquire, store_release
 from .heap import (
     alloc_locked,
     block_ok,
+    block_ulen,
     bytes_put,
     free_locked,
     handle_free_locked,
@@ -56,7 +47,9 @@ from .heap import (
     object_words,
 )
 from .locks import lock_release, lock_try
-from .vector import _new_data_locked, _pin_locked, _records_at, _retire_locked
+from .memory import float_to_bits, load_le64, memcpy, mul_fold, prefetch
+from .pins import _pin_locked, _retire_locked
+from .vector import _new_data_locked, _records_at
 
 READ_RETRIES = 100000
 _TAG_BITS = 63 - L.SLOT_TAG_SHIFT
@@ -168,7 +161,7 @@ def _entry_key_len(mem, eoff):
     if not block_ok(mem, eoff, _ENTRY_HDR):
         return -1
     klen = mem[eoff // 8 + 1 + L.E_META] >> 16
-    if klen < 0 or not block_ok(mem, eoff, _ENTRY_HDR + _pad8(klen) + (mem[eoff // 8] >> 16)):
+    if klen < 0 or not block_ok(mem, eoff, _ENTRY_HDR + _pad8(klen) + block_ulen(mem, eoff)):
         return -1
     return klen
 
@@ -382,7 +375,7 @@ def _array_data(mem, eoff):
     d = mem[eoff // 8 + 1 + L.E_PAYLOAD]
     if not block_ok(mem, d, 8 + L.D_RECORDS) or (mem[d // 8] >> 8) & 0xFF != L.TAG_VDATA:
         return 0, -1
-    n = mem[d // 8] >> 16
+    n = block_ulen(mem, d)
     if not block_ok(mem, d, 8 + L.D_RECORDS + n):
         return 0, -1
     return _records_at(d), n
@@ -402,7 +395,7 @@ def _get_into(mem, buf, h, key, ktag, out, pos):
         size = 0
         dat, dlen = 0, 0
         if res > 0:
-            vlen = mem[eoff // 8] >> 16
+            vlen = block_ulen(mem, eoff)
             if vlen < 0 or not block_ok(mem, eoff, _ENTRY_HDR + _pad8(klen) + vlen):
                 vlen = 0  # the block changed since _find checked it: _read_ok fails below
             if res == L.V_ARRAY:
@@ -540,7 +533,7 @@ def map_dump(mem, out, h, with_values):
             if klen < 0:
                 pos = S.ERR_CORRUPT
                 break
-            vlen = mem[eoff // 8] >> 16
+            vlen = block_ulen(mem, eoff)
             if vlen < 0 or not block_ok(mem, eoff, _ENTRY_HDR + _pad8(klen) + vlen):
                 vlen = 0  # the block changed since it was checked: _read_ok fails below
             meta = mem[eoff // 8 + 1 + L.E_META]
@@ -707,7 +700,7 @@ def map_pin_array(mem, out, h, key, ktag, token):
     r = res if res < 0 else S.ERR_KIND
     at, n, hl = 0, 0, 0
     if mw >= 0 and res == L.V_ARRAY:
-        hl = mem[eoff // 8] >> 16
+        hl = block_ulen(mem, eoff)
         at, n = _array_data(mem, eoff)
         d = mem[eoff // 8 + 1 + L.E_PAYLOAD]
         if n < 0 or hl < 0 or not block_ok(mem, eoff, _ENTRY_HDR + _pad8(klen) + hl):
@@ -729,36 +722,6 @@ def _index_key(i):
     return (np.uint8(i & 0xFF), np.uint8((i >> 8) & 0xFF), np.uint8((i >> 16) & 0xFF),
             np.uint8((i >> 24) & 0xFF), np.uint8((i >> 32) & 0xFF), np.uint8((i >> 40) & 0xFF),
             np.uint8((i >> 48) & 0xFF), np.uint8((i >> 56) & 0xFF))
-
-
-@kernel(T.int64(MEM, T.int64, T.int64, T.int64, T.int64, T.float64, BYTES))
-def list_append(mem, token, h, vtag, ipay, fpay, vdata):
-    """Append a value to list ``h`` under its lock (its key is the list's length); the new
-    length, or a status."""
-    e = _lock_map(mem, h, token)
-    if e < 0:
-        return e
-    mw = _map_words(mem, e)
-    n = mem[mw + L.M_COUNT]
-    payload = float_to_bits(fpay) if vtag == L.V_FLOAT else ipay
-    r = _set_locked(mem, mem.view(np.uint8), mw, _index_key(n), L.V_INT, vtag, payload, vdata)
-    _unlock_map(mem, e)
-    return n + 1 if r >= 0 else r
-
-
-@kernel(T.int64(MEM, T.int64, T.int64, T.int64))
-def list_truncate(mem, token, h, n):
-    """Drop a list's items from index ``n`` on; the new length."""
-    e = _lock_map(mem, h, token)
-    if e < 0:
-        return e
-    mw = _map_words(mem, e)
-    buf = mem.view(np.uint8)
-    count = mem[mw + L.M_COUNT]
-    for i in range(count - 1, max(n, 0) - 1, -1):
-        _delete_locked(mem, buf, mw, _index_key(i), L.V_INT)
-    _unlock_map(mem, e)
-    return min(count, max(n, 0))
 
 
 #: words per item of ``map_set_many``'s ``recs``

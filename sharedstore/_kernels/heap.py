@@ -17,8 +17,9 @@ from numba.extending import overload
 from .. import _layout as L
 from .._jit import helper, hot, kernel
 from . import status as S
-from .atomics import atomic_add, atomic_cas, load_acquire, memcpy, store_release
+from .atomics import atomic_add, atomic_cas, load_acquire, store_release
 from .locks import lock_release, lock_try
+from .memory import memcpy
 
 _TAG_HCHUNK = L.TAG_HCHUNK
 
@@ -63,9 +64,16 @@ def block_ok(mem, off, nbytes):
     return off >= L.HEAP_START and off % 8 == 0 and nbytes >= 0 and off + nbytes <= committed(mem)
 
 
+#: a block header's length field: its top 48 bits, unsigned
+ULEN_MASK = (1 << 48) - 1
+
+
 @helper
 def block_ulen(mem, off):
-    return mem[off // 8] >> 16
+    """The length field of block ``off``'s header, unsigned: a damaged header whose top bit is
+    set reads as a length no bounds check passes, never as a negative one (a copy of -1 bytes
+    is a copy of 2**64 - 1)."""
+    return (mem[off // 8] >> 16) & ULEN_MASK
 
 
 @helper

@@ -13,20 +13,11 @@ from numba import types as T
 from .. import _layout as L
 from .._jit import BYTES, MEM, helper, kernel
 from . import status as S
-from .atomics import (
-    atomic_add,
-    atomic_cas,
-    atomic_xchg,
-    fence_acquire,
-    float_from_bits,
-    float_to_bits,
-    load_acquire,
-    memcpy,
-    store_release,
-)
+from .atomics import atomic_add, atomic_cas, atomic_xchg, fence_acquire, load_acquire, store_release
 from .heap import (
     alloc_locked,
     block_ok,
+    block_ulen,
     bytes_put,
     free_locked,
     handle_free_locked,
@@ -34,6 +25,7 @@ from .heap import (
     handle_resolve,
 )
 from .locks import lock_release, lock_try
+from .memory import float_from_bits, float_to_bits, memcpy
 
 READ_RETRIES = 1000
 
@@ -69,7 +61,7 @@ def string_read(mem, out, h):
         off = load_acquire(mem, e + L.H_VALUE)
         n = -1
         if block_ok(mem, off, 8):
-            n = mem[off // 8] >> 16
+            n = block_ulen(mem, off)
             if not block_ok(mem, off, 8 + n):
                 n = -1
             elif n <= len(out):
@@ -229,7 +221,7 @@ def struct_locate(mem, h):
     if e < 0:
         return e, 0, 0
     off = mem[e + L.H_VALUE]
-    if not block_ok(mem, off, 8 + L.S_RECORD + (mem[off // 8] >> 16)):
+    if not block_ok(mem, off, 8 + L.S_RECORD + block_ulen(mem, off)):
         return S.ERR_CORRUPT, 0, 0
     return 0, off + 8 + L.S_RECORD, mem[off // 8 + 1 + L.S_SCHEMA // 8]
 
@@ -241,7 +233,7 @@ def struct_swap(mem, h, at, new):
     if e < 0:
         return e, 0
     off = mem[e + L.H_VALUE]
-    n = mem[off // 8] >> 16
+    n = block_ulen(mem, off)
     if at < 0 or at % 8 != 0 or at + 8 > n or not block_ok(mem, off, 8 + L.S_RECORD + n):
         return S.ERR_INVALID, 0
     return 0, atomic_xchg(mem, (off + 8 + L.S_RECORD + at) // 8, new)

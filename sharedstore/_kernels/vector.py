@@ -40,17 +40,16 @@ from .._jit import MEM, RO_BYTES, WORDS, helper, kernel
 from . import status as S
 from .atomics import (
     atomic_add,
-    atomic_cas,
     cpu_pause,
     fence,
     fence_acquire,
     load_acquire,
-    memcpy,
     store_release,
 )
 from .heap import (
     alloc_locked,
     block_ok,
+    block_ulen,
     free_locked,
     handle_free_locked,
     handle_new_locked,
@@ -58,6 +57,8 @@ from .heap import (
     object_words,
 )
 from .locks import lock_release, lock_try
+from .memory import memcpy
+from .pins import _pin_locked, _retire_locked
 
 READ_RETRIES = 100000
 _MIN_CAP = 8
@@ -153,13 +154,6 @@ def _new_data_locked(mem, cap, itemsize):
         mem[d // 8 + 1 + L.D_STATE // 8] = 0
         mem[d // 8 + 2] = 0
     return d
-
-
-@helper
-def _retire_locked(mem, d):
-    """Retire data block ``d``: free it now if no process pins it, else when the last unpins."""
-    if atomic_add(mem, d // 8 + 1 + L.D_STATE // 8, 1) + 1 == 1:
-        free_locked(mem, d)
 
 
 @helper
@@ -411,7 +405,7 @@ def _undo_block(mem, vw, itemsize, token):
     only times this takes the allocator lock (ERR_BUSY_ALLOC if it is busy)."""
     u = mem[vw + L.VH_UNDO]
     want = max(1, min(L.UNDO_BYTES, mem[vw + L.VH_CAP] * itemsize) // itemsize)
-    if u == 0 or mem[u // 8] >> 16 < want:
+    if u == 0 or block_ulen(mem, u) < want:
         if not lock_try(mem, L.W_ALLOC_LOCK, token):
             return S.ERR_BUSY_ALLOC
         nu = alloc_locked(mem, want * itemsize, L.TAG_VUNDO, want)
@@ -429,7 +423,7 @@ def _write_logged(mem, vw, start, k, data, u):
     """Overwrite published slots ``start .. start+k`` with ``data`` (its lock held, undo block
     ``u``), a chunk at a time: each chunk's old records go to the undo block first."""
     itemsize = mem[vw + L.VH_ITEMSIZE]
-    chunk = mem[u // 8] >> 16
+    chunk = block_ulen(mem, u)
     buf = mem.view(np.uint8)
     at = _slot_at(mem, vw, start)
     _change_begin(mem, vw)
@@ -453,7 +447,7 @@ def _free_room_locked(mem, vw, count):
     nothing changed."""
     fl = mem[vw + L.VH_FREE]
     nfree = mem[vw + L.VH_NFREE]
-    fcap = 0 if fl == 0 else mem[fl // 8] >> 16
+    fcap = 0 if fl == 0 else block_ulen(mem, fl)
     if nfree + count > fcap:
         ncap = max(16, 2 * fcap, nfree + count)
         nfl = alloc_locked(mem, 8 * ncap, L.TAG_VFREE, ncap)
@@ -543,7 +537,7 @@ def vector_after_dead_owner(mem, h):
     if at >= 0:
         r = 1
         if (data_ok and 0 < k <= n - at and u != 0 and block_ok(mem, u, 8 + k * itemsize)
-                and k <= mem[u // 8] >> 16):
+                and k <= block_ulen(mem, u)):
             buf = mem.view(np.uint8)
             memcpy(buf, _slot_at(mem, vw, at), buf, u + 8, k * itemsize)
         mem[vw + L.VH_UNDO_AT] = 0
@@ -554,7 +548,7 @@ def vector_after_dead_owner(mem, h):
             _zero_slots(mem, vw, slot, 1)
             fl = mem[vw + L.VH_FREE]
             if (not _on_free_list(mem, vw, slot) and fl != 0
-                    and mem[vw + L.VH_NFREE] < mem[fl // 8] >> 16):  # (room was made first)
+                    and mem[vw + L.VH_NFREE] < block_ulen(mem, fl)):  # (room was made first)
                 _push_free(mem, vw, slot, 1)
         mem[vw + L.VH_WRITING] = 0
     if r == 1 or mem[vw + L.VH_VERSION] & 1:
@@ -688,71 +682,6 @@ def vector_read(mem, out, h, start, count):
     return S.ERR_RETRY
 
 
-@helper
-def _pin_list_word(token):
-    """Word index of the pin-list pointer of the process that holds ``token``, or -1."""
-    i = (token & 0xFFFF) - 1
-    if i < 0 or i >= L.PROC_MAX:
-        return -1
-    return L.PIN_LISTS // 8 + i
-
-
-@helper
-def _find_pin(mem, pl, d):
-    """In pin list ``pl`` (0: none): (word of the record counting block ``d`` or -1, word of
-    the first free record or -1)."""
-    found = -1
-    free = -1
-    if pl != 0 and block_ok(mem, pl, 8):
-        for j in range(mem[pl // 8] >> 16):
-            w = pl // 8 + 1 + 2 * j
-            if mem[w + 1] > 0 and mem[w] == d:
-                found = w
-                break
-            if free < 0 and mem[w + 1] == 0:
-                free = w
-    return found, free
-
-
-@helper
-def _pin_record_locked(mem, token, d):
-    """Word index of the record for data block ``d`` in this process's pin list: the one that
-    counts ``d`` already, or a free one (grown if needed).  A status if the list cannot grow."""
-    pw = _pin_list_word(token)
-    if pw < 0:
-        return S.ERR_INVALID
-    pl = mem[pw]
-    found, free = _find_pin(mem, pl, d)
-    if found >= 0:
-        return found
-    if free >= 0:
-        return free
-    cap = 0 if pl == 0 else mem[pl // 8] >> 16
-    ncap = max(8, 2 * cap)
-    npl = alloc_locked(mem, ncap * 16, L.TAG_PINS, ncap)
-    if npl < 0:
-        return npl
-    mem[npl // 8 + 1:npl // 8 + 1 + 2 * ncap] = 0
-    if cap:
-        mem[npl // 8 + 1:npl // 8 + 1 + 2 * cap] = mem[pl // 8 + 1:pl // 8 + 1 + 2 * cap]
-    store_release(mem, pw, npl)
-    if pl != 0:
-        free_locked(mem, pl)
-    return npl // 8 + 1 + 2 * cap
-
-
-@helper
-def _pin_locked(mem, token, d):
-    """Pin data block ``d`` for this process (under the allocator lock): ``d``, or a status."""
-    w = _pin_record_locked(mem, token, d)
-    if w < 0:
-        return w
-    atomic_add(mem, d // 8 + 1 + L.D_STATE // 8, 2)  # the pin, then its record
-    mem[w] = d
-    mem[w + 1] += 1
-    return d
-
-
 @kernel(T.UniTuple(T.int64, 3)(MEM, T.int64, T.int64))
 def vector_pin(mem, h, token):
     """Pin the current data block for a view of this process (``token``): (block offset or a
@@ -773,71 +702,9 @@ def vector_pin(mem, h, token):
     if _data_ok(mem, d, 0, 0):
         r = _pin_locked(mem, token, d)
         if r >= 0:
-            n = min(load_acquire(mem, vw + L.VH_LEN), mem[d // 8] >> 16)  # block's own capacity
+            n = min(load_acquire(mem, vw + L.VH_LEN), block_ulen(mem, d))  # block's own capacity
     lock_release(mem, L.W_ALLOC_LOCK)
     return r, n, _records_at(d)
-
-
-@helper
-def _unpin(mem, d):
-    """Drop one pin; True if that left the block retired and unpinned (the caller frees it)."""
-    return atomic_add(mem, d // 8 + 1 + L.D_STATE // 8, -2) - 2 == 1
-
-
-@helper
-def _release_locked(mem, w):
-    """Release one pin recorded at record word ``w``: the record first, then the block's state
-    (a kill in between leaves one pin too many, never one too few)."""
-    d = mem[w]
-    mem[w + 1] -= 1
-    if block_ok(mem, d, 8 + L.D_RECORDS) and mem[d // 8 + 1 + L.D_STATE // 8] >= 2:
-        if _unpin(mem, d):
-            free_locked(mem, d)
-            return 1
-    return 0
-
-
-@kernel(T.int64(MEM, T.int64, T.int64))
-def vector_unpin(mem, token, d):
-    """Release one of this process's pins on data block ``d``; frees the block if it was the last
-    pin of a retired block.  Returns 1 if it freed, 0 if not, or a status (then nothing changed)."""
-    if not block_ok(mem, d, 8 + L.D_RECORDS):
-        return S.ERR_INVALID
-    pw = _pin_list_word(token)
-    if pw < 0:
-        return S.ERR_INVALID
-    if not lock_try(mem, L.W_ALLOC_LOCK, token):
-        return S.ERR_BUSY_ALLOC
-    w, _ = _find_pin(mem, mem[pw], d)
-    r = S.ERR_NOT_FOUND if w < 0 else _release_locked(mem, w)
-    lock_release(mem, L.W_ALLOC_LOCK)
-    return r
-
-
-@kernel(T.int64(MEM, T.int64, T.int64, T.int64))
-def proc_reap(mem, token, index, pid):
-    """Free process-table entry ``index`` if it still holds the (dead) ``pid``, after releasing
-    every pin that process recorded.  1 if freed, 0 if not, or a status (ERR_BUSY_ALLOC)."""
-    if index < 0 or index >= L.PROC_MAX:
-        return S.ERR_INVALID
-    if not lock_try(mem, L.W_ALLOC_LOCK, token):
-        return S.ERR_BUSY_ALLOC
-    w0 = L.PROC_TABLE // 8 + index * L.PROC_WORDS
-    r = 0
-    if load_acquire(mem, w0 + L.P_PID) == pid:
-        pw = L.PIN_LISTS // 8 + index
-        pl = mem[pw]
-        if pl != 0 and block_ok(mem, pl, 8) and (mem[pl // 8] >> 8) & 0xFF == L.TAG_PINS:
-            cap = mem[pl // 8] >> 16
-            if block_ok(mem, pl, 8 + cap * 16):
-                for j in range(cap):
-                    w = pl // 8 + 1 + 2 * j
-                    while mem[w + 1] > 0:
-                        _release_locked(mem, w)
-        if atomic_cas(mem, w0 + L.P_PID, pid, 0) == pid:
-            r = 1
-    lock_release(mem, L.W_ALLOC_LOCK)
-    return r
 
 
 @kernel(T.int64(MEM, T.int64, T.int64))

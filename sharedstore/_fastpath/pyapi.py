@@ -1,4 +1,4 @@
-"""CPython C-API calls from jitted code, as numba intrinsics, for the entry points in ``pyentry``.
+"""CPython C-API calls from jitted code, as numba intrinsics, for the entry points (``entries``).
 
 A Python object is passed around as its address (an int64: ``PyObject *`` as an integer), so
 jitted code can compare type pointers and pick values out of argument arrays with plain integer
@@ -15,7 +15,9 @@ so the caller can take the Python path instead (which raises the right error its
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
-from numba.extending import intrinsic, overload
+from numba.extending import intrinsic
+
+from .._kernels.memory import _addr  # (a pointer as an int64 address)
 
 _I8P = ir.IntType(8).as_pointer()
 _I64 = ir.IntType(64)
@@ -30,85 +32,6 @@ def _c(builder, name, ret, args):
 def _obj(builder, value):
     """An int64 object address as a ``PyObject *``."""
     return builder.inttoptr(value, _I8P)
-
-
-def _addr(builder, ptr):
-    return builder.ptrtoint(ptr, _I64)
-
-
-@intrinsic
-def load_word(typingctx, addr):
-    """The int64 at address ``addr`` (an argument in the vector, an object's type pointer)."""
-    sig = types.int64(types.int64)
-
-    def codegen(context, builder, sig, args):
-        return builder.load(builder.inttoptr(args[0], _I64.as_pointer()))
-
-    return sig, codegen
-
-
-@intrinsic
-def address_words(typingctx, addr, n):
-    """A C-contiguous int64 array of ``n`` words at address ``addr`` (no owner, no copy)."""
-    sig = types.int64[::1](types.int64, types.int64)
-
-    def codegen(context, builder, sig, args):
-        aryty = sig.return_type
-        ary = context.make_array(aryty)(context, builder)
-        data = builder.inttoptr(args[0], context.get_value_type(aryty.dtype).as_pointer())
-        itemsize = context.get_constant(types.intp, 8)
-        context.populate_array(
-            ary, data=data, shape=[args[1]], strides=[itemsize], itemsize=itemsize, meminfo=None
-        )
-        return ary._getvalue()
-
-    return sig, codegen
-
-
-@intrinsic
-def address_bytes(typingctx, addr, n):
-    """A read-only C-contiguous uint8 array of ``n`` bytes at address ``addr``."""
-    aryty = types.Array(types.uint8, 1, "C", readonly=True)
-    sig = aryty(types.int64, types.int64)
-
-    def codegen(context, builder, sig, args):
-        ary = context.make_array(aryty)(context, builder)
-        one = context.get_constant(types.intp, 1)
-        context.populate_array(
-            ary, data=builder.inttoptr(args[0], _I8P), shape=[args[1]], strides=[one],
-            itemsize=one, meminfo=None,
-        )
-        return ary._getvalue()
-
-    return sig, codegen
-
-
-@intrinsic
-def array_address(typingctx, arr):
-    """The address of a 1-d array's first element."""
-    if not isinstance(arr, types.Array):
-        return None
-    sig = types.int64(arr)
-
-    def codegen(context, builder, sig, args):
-        ary = context.make_array(sig.args[0])(context, builder, args[0])
-        return _addr(builder, ary.data)
-
-    return sig, codegen
-
-
-def unowned(arr):
-    """The same int64 array without its owner: jitted code passes an array with an owner to
-    each helper with a reference count taken and dropped (two atomic operations per call), so a
-    hot loop over ``store.mem`` runs faster on this alias.  Valid while ``arr`` is alive."""
-    raise NotImplementedError("unowned is for jitted code")
-
-
-@overload(unowned, jit_options={"nogil": True})
-def _unowned(arr):
-    if isinstance(arr, types.Array) and arr.dtype == types.int64 and arr.ndim == 1:
-        return lambda arr: address_words(array_address(arr), len(arr))
-    return None
 
 
 # ---------------------------------------------------------------------------- reading objects

@@ -5,18 +5,18 @@ is unboxed into a numba value (an array argument costs a meminfo), about 250-400
 the development VM, more than a dict lookup; a Python method around a faster call still costs
 its frame (50-150 ns).  The functions here are compiled as C functions with CPython's
 ``METH_FASTCALL | METH_KEYWORDS`` signature ``(self, args, nargs, kwnames)`` (``_jit.method``)
-and put on the classes as method descriptors (``sharedstore._pycall``), so ``m[k]`` costs what
+and put on the classes as method descriptors (``sharedstore._fastpath``), so ``m[k]`` costs what
 ``d[k]`` costs plus the lookup itself.  They read their arguments as objects (``pyapi``) and
 return a new object.
 
 ``self`` is the ref (or the store): the entries read its slots ``_cx`` (the address of the
 store's *context*, an int64 array of this process, ``C_*`` below: where the store is mapped,
 this process's lock token, the addresses of the types and singletons the entries compare with)
-and ``_id`` (the object's handle) at the offsets ``SLOT_*``, which ``_pycall`` checks on each
+and ``_id`` (the object's handle) at the offsets ``SLOT_*``, which ``_fastpath.cpython`` checks on each
 class before it installs a method there.  The entries handle the common cases (str, bytes or
 int keys; None, bool, int64, float, str, bytes values; numbers) and for anything else, or
 whenever a kernel returns a status (a busy lock, memory to commit, a stale handle, a closed
-store), call the class's Python method for the same operation (``_slow_getitem``...), which
+store), call the class's Python method for the same operation (``_python_getitem``...), which
 does it through the ordinary kernels and raises the right error.  An entry hands a call over
 only when it has changed nothing.
 """
@@ -25,9 +25,8 @@ import numpy as np
 
 from .. import _layout as L
 from .._jit import hot, inline, method
-from . import status as S
-from .atomics import float32_bits, float_from_bits, float_to_bits, prefetch
-from .hashmap import (
+from .._kernels import status as S
+from .._kernels.hashmap import (
     _ENTRY_HDR,
     READ_RETRIES,
     _find_hashed,
@@ -39,12 +38,19 @@ from .hashmap import (
     hash_key,
     store_value,
 )
-from .heap import block_ok
-from .objects import float_fetch_add, int_fetch_add, scalar_bits
-from .pyapi import (
+from .._kernels.heap import block_ok, block_ulen
+from .._kernels.memory import (
     address_bytes,
     address_words,
+    float32_bits,
+    float_from_bits,
+    float_to_bits,
     load_word,
+    prefetch,
+)
+from .._kernels.objects import float_fetch_add, int_fetch_add, scalar_bits
+from .._kernels.vector import _resolve_vec, append_bytes, append_word
+from .pyapi import (
     py_as_float64,
     py_as_int64,
     py_attr,
@@ -68,9 +74,8 @@ from .pyapi import (
     py_tuple_size,
     py_utf8,
 )
-from .vector import _resolve_vec, append_bytes, append_word
 
-# the context: words of a process-local int64 array (filled by sharedstore._pycall)
+# the context: words of a process-local int64 array (filled by ``_fastpath.cpython.Context``)
 C_MEM = 0        # address of the store's mapping in this process; 0 once closed
 C_WORDS = 1      # the mapping's length in int64 words
 C_TOKEN = 2      # this process's lock token
@@ -90,7 +95,7 @@ CTX_WORDS = 16
 # sorted order after the object header (``object.__basicsize__`` bytes, part of the kernel
 # cache's digest), so Ref's slots ``_cx, _id, _store`` and Store's ``_cx, _id`` put ``_cx`` and
 # ``_id`` at the same places; VectorRef's own ``_dtype, _element, ...`` follow Ref's three.
-# ``_pycall`` probes every class before installing an entry on it.
+# ``_fastpath.cpython`` probes every class before installing an entry on it.
 _HEAD = object.__basicsize__
 SLOT_CX = _HEAD
 SLOT_ID = _HEAD + 8
@@ -98,7 +103,7 @@ SLOT_DTYPE = _HEAD + 24
 SLOT_ELEMENT = _HEAD + 32
 
 # Byte offsets in a numpy array object (PyArrayObject_fields, the same in numpy 1 and 2; checked
-# by ``_pycall`` on a few arrays before ``vector_extend`` is installed)
+# by ``_fastpath.cpython`` on a few arrays before ``vector_extend`` is installed)
 A_DATA = _HEAD        # char *data
 A_ND = _HEAD + 8      # int nd (4 bytes, then padding)
 A_DIMS = _HEAD + 16   # npy_intp *dimensions
@@ -242,7 +247,7 @@ def _get(ctx, mem, h, key, ktag, hv):
         elif res == L.V_INT:
             obj = py_int(mem[eoff // 8 + 1 + L.E_PAYLOAD])
         elif res == L.V_STR or res == L.V_BYTES:
-            vlen = mem[eoff // 8] >> 16
+            vlen = block_ulen(mem, eoff)
             # read again, so checked again: a writer may have reused the block meanwhile
             if vlen >= 0 and block_ok(mem, eoff, _ENTRY_HDR + _pad8(klen) + vlen):
                 at = ctx[C_MEM] + eoff + _ENTRY_HDR + _pad8(klen)
@@ -313,7 +318,7 @@ def map_getitem(self, args, nargs, kwnames):
         r = _lookup(ctx, mem, h, _arg(args, 0))
         if r >= 0:
             return r
-    return _forward(py_attr(self, "_slow_getitem"), args, nargs, kwnames)  # (raises KeyError)
+    return _forward(py_attr(self, "_python_getitem"), args, nargs, kwnames)  # (raises KeyError)
 
 
 @method
@@ -326,7 +331,7 @@ def map_get(self, args, nargs, kwnames):
             return py_incref(_arg(args, 1) if nargs == 2 else ctx[C_NONE])
         if r >= 0:
             return r
-    return _forward(py_attr(self, "_slow_get"), args, nargs, kwnames)
+    return _forward(py_attr(self, "_python_get"), args, nargs, kwnames)
 
 
 @method
@@ -365,7 +370,7 @@ def map_get_many(self, args, nargs, kwnames):
         py_decref(out)  # (its empty places are NULL: fine for the list's dealloc)
         if r == 0:
             return 0
-    return _forward(py_attr(self, "_slow_get_many"), args, nargs, kwnames)
+    return _forward(py_attr(self, "_python_get_many"), args, nargs, kwnames)
 
 
 @method
@@ -381,7 +386,7 @@ def map_contains(self, args, nargs, kwnames):
             return py_incref(ctx[C_TRUE])
         if r == 0:
             return 0
-    return _forward(py_attr(self, "_slow_contains"), args, nargs, kwnames)
+    return _forward(py_attr(self, "_python_contains"), args, nargs, kwnames)
 
 
 @method
@@ -400,7 +405,7 @@ def map_setitem(self, args, nargs, kwnames):
                 r = store_value(mem, token, h, address_bytes(k, n), ktag, vtag, payload, vdata)
             if r >= 0:
                 return py_incref(ctx[C_NONE])
-    return _forward(py_attr(self, "_slow_setitem"), args, nargs, kwnames)
+    return _forward(py_attr(self, "_python_setitem"), args, nargs, kwnames)
 
 
 # ---------------------------------------------------------------------------- numbers
@@ -431,7 +436,7 @@ def int_add(self, args, nargs, kwnames):
             st, new = int_fetch_add(mem, h, x)
             if st >= 0:
                 return py_int(new)
-    return _forward(py_attr(self, "_slow_add"), args, nargs, kwnames)
+    return _forward(py_attr(self, "_python_add"), args, nargs, kwnames)
 
 
 @method
@@ -444,7 +449,7 @@ def float_add(self, args, nargs, kwnames):
             st, new = float_fetch_add(mem, h, x)
             if st >= 0:
                 return py_float(new)
-    return _forward(py_attr(self, "_slow_add"), args, nargs, kwnames)
+    return _forward(py_attr(self, "_python_add"), args, nargs, kwnames)
 
 
 @method
@@ -455,7 +460,7 @@ def int_get(self, args, nargs, kwnames):
         st, bits = scalar_bits(mem, h, L.KIND_INT)
         if st >= 0:
             return py_int(bits)
-    return _forward(py_attr(self, "_slow_get"), args, nargs, kwnames)
+    return _forward(py_attr(self, "_python_get"), args, nargs, kwnames)
 
 
 @method
@@ -466,7 +471,7 @@ def float_get(self, args, nargs, kwnames):
         st, bits = scalar_bits(mem, h, L.KIND_FLOAT)
         if st >= 0:
             return py_float(float_from_bits(bits))
-    return _forward(py_attr(self, "_slow_get"), args, nargs, kwnames)
+    return _forward(py_attr(self, "_python_get"), args, nargs, kwnames)
 
 
 # ---------------------------------------------------------------------------- vectors
@@ -517,14 +522,14 @@ def vector_append(self, args, nargs, kwnames):
             fits, bits = _element_bits(ctx, _arg(args, 0), element & 15, nbytes)
             if fits and append_word(mem, ctx[C_TOKEN], h, bits, nbytes) >= 0:
                 return py_incref(ctx[C_NONE])
-    return _forward(py_attr(self, "_slow_append"), args, nargs, kwnames)
+    return _forward(py_attr(self, "_python_append"), args, nargs, kwnames)
 
 
 @method
 def vector_extend(self, args, nargs, kwnames):
     """``VectorRef.extend(values)`` of a 1-d C-contiguous ``numpy.ndarray`` (exactly) whose
     dtype is the vector's own dtype object (slot ``_dtype``): its bytes are appended as they
-    are, with no Python code and no numba dispatch.  Anything else goes to ``_slow_extend``."""
+    are, with no Python code and no numba dispatch.  Anything else goes to ``_python_extend``."""
     ctx, mem, h, ok = _self(self, nargs, kwnames, 1, 1)
     if ok:
         a = _arg(args, 0)
@@ -539,7 +544,7 @@ def vector_extend(self, args, nargs, kwnames):
                 data = address_bytes(load_word(a + A_DATA), n * mem[vw + L.VH_ITEMSIZE])
                 if append_bytes(mem, ctx[C_TOKEN], h, data) >= 0:
                     return py_incref(ctx[C_NONE])
-    return _forward(py_attr(self, "_slow_extend"), args, nargs, kwnames)
+    return _forward(py_attr(self, "_python_extend"), args, nargs, kwnames)
 
 
 def element_code(dtype) -> int:
