@@ -23,6 +23,9 @@ from sharedstore.dask import NodeStoreMemoryWarning, each_node, nodes, store_nam
 
 from . import _dask_tasks as T
 
+# a two-node SpecCluster with process workers: several seconds to start and close
+pytestmark = pytest.mark.slow
+
 NODES = ("a", "b")
 
 

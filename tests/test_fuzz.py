@@ -21,6 +21,9 @@ from sharedstore import _layout as L
 from .conftest import unique_name
 from .test_badinput import _in_child, _template, _write, read_everything
 
+# 150 examples, a forked child each: about 35 s
+pytestmark = pytest.mark.slow
+
 _WORDS = None
 
 

@@ -224,6 +224,7 @@ def _njit_roundtrip(mem, token, mid):
     return s, total, tag
 
 
+@pytest.mark.slow  # compiles the user's @njit function (no cache): seconds
 def test_njit_api_shares_keys_with_python(store):
     m = store.map()
     store.reserve(1 << 20)
@@ -239,6 +240,7 @@ def _njit_get(mem, mid):
     return map_get_float(mem, mid, "py", -1.0)
 
 
+@pytest.mark.slow  # compiles the user's @njit function (no cache): seconds
 def test_njit_api_from_two_processes(store):
     m = store.map()
     ctx = mp.get_context("fork")
@@ -267,6 +269,7 @@ def _njit_one_by_one(mem, mid, keys, default):
     return out
 
 
+@pytest.mark.slow  # compiles the user's @njit function (no cache): seconds
 @pytest.mark.parametrize("n", [50, 20_000])  # a table that stays in cache; one fetched ahead
 def test_njit_get_float_many_matches_single_lookups(store, n):
     m = store.map()
@@ -287,6 +290,7 @@ def test_njit_get_float_many_matches_single_lookups(store, n):
     assert not out[1::3].any() and not out[2::3].any()
 
 
+@pytest.mark.slow  # compiles the user's @njit function (no cache): seconds
 def test_njit_get_float_many_of_a_dropped_map(store):
     m = store.map({"a": 1.0})
     mid = m.id
@@ -295,6 +299,7 @@ def test_njit_get_float_many_of_a_dropped_map(store):
     assert found < 0 and out.tolist() == [5.0, 5.0]
 
 
+@pytest.mark.slow  # compiles the user's @njit function (no cache): seconds
 def test_njit_get_float_many_while_another_process_writes(store):
     n, rounds = 4000, 30
     m = store.map()

@@ -185,6 +185,7 @@ def _njit_append(mem, token, vid, n):
     return vector_length(mem, vid)
 
 
+@pytest.mark.slow  # compiles the user's @njit function (no cache): seconds
 def test_njit_append_and_view(store):
     v = store.vector("float64")
     store.reserve(1 << 20)
