@@ -38,9 +38,9 @@ _fastpath.choose()  # the hot methods' backend, once (SHAREDSTORE_FASTPATH: see 
 
 __all__ = [
     "ArrayRef",
+    "IntRef",
     "InvalidHandleError",
     "InvalidNameError",
-    "IntRef",
     "ListRef",
     "LockTimeoutError",
     "MapRef",
@@ -63,8 +63,8 @@ __all__ = [
     "UseAfterFreeError",
     "VectorRef",
     "attach",
-    "fastpath",
     "create",
+    "fastpath",
     "list_stores",
     "load_schema",
     "open",

@@ -19,8 +19,8 @@ In both, a kernel's files live in ``<module>-<stamp>/``.  A module's *stamp* has
 and the sources of the package modules it imports, transitively (found by reading the imports,
 not from a list), with the numba version, ``NUMBA_OPT`` and the object header size the entry
 points read past: numba inlines helpers across files, so an edit anywhere below a kernel must
-reach its stamp, and an edit elsewhere must not.  Editing ``_fastpath/entries.py`` recompiles the entry
-points only; editing ``atomics.py``, everything.
+reach its stamp, and an edit elsewhere must not.  Editing ``_fastpath/entries.py`` recompiles
+the entry points only; editing ``atomics.py``, everything.
 
 A version mismatch of any kind (Python, numba, platform, stamp, optimisation level) finds no
 shipped entry and falls through to the local layer, which compiles: never wrong code, never
@@ -92,9 +92,10 @@ _memo: dict | None = None
 
 def _statements(source: bytes) -> list:
     """``[level, module, names]`` of each import statement run at the top level of ``source``
-    (``from .. import x`` is ``[2, "", ["x"]]``, ``import a.b`` is ``[0, None, ["a.b"]]``).  Parsing is most of a stamp's cost at a warm
-    start (25-50 ms for the 11 files below the entry points), so what it finds is kept in the
-    local cache directory by the source's digest: an edited file is parsed again."""
+    (``from .. import x`` is ``[2, "", ["x"]]``, ``import a.b`` is ``[0, None, ["a.b"]]``).
+    Parsing is most of a stamp's cost at a warm start (25-50 ms for the 11 files below the
+    entry points), so what it finds is kept in the local cache directory by the source's
+    digest: an edited file is parsed again."""
     global _memo
     key = hashlib.sha256(source).hexdigest()[:32]
     if _memo is None:
@@ -120,7 +121,7 @@ def _statements(source: bytes) -> list:
     return _memo[key]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def imports(module: str) -> frozenset[str]:
     """The package modules that ``module`` imports at its top level (not transitively).
 
@@ -239,7 +240,7 @@ def _private_temp_dir() -> Path | None:
     return path if _writable(path) else None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def local_dir() -> Path | None:
     """The writable layer's root (see the module's doc), exported as ``$SHAREDSTORE_CACHE_DIR``;
     None if no place is usable."""

@@ -28,11 +28,12 @@ from .store import attach
 from .structs import load_schema
 
 #: the words of the generated text the workers count
-VOCABULARY = (
-    "shared memory store worker process numba kernel view table record particle map "
-    "vector counter atomic lock handle heap block page string number zero copy pin "
-    "grow attach spawn fork python numpy pandas arrow schema struct field"
-).split()
+VOCABULARY = [
+    "shared", "memory", "store", "worker", "process", "numba", "kernel", "view", "table", "record",
+    "particle", "map", "vector", "counter", "atomic", "lock", "handle", "heap", "block", "page",
+    "string", "number", "zero", "copy", "pin", "grow", "attach", "spawn", "fork", "python",
+    "numpy", "pandas", "arrow", "schema", "struct", "field",
+]
 
 #: words of generated text per record
 WORDS_PER_RECORD = 8

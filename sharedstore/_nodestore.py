@@ -5,10 +5,10 @@
 
 - **Name.**  One store per run and node.  The node is the host name and the device id of
   ``/dev/shm`` (containers with a ``/dev/shm`` of their own are separate nodes;
-  ``$SHAREDSTORE_NODE`` overrides both), and the user id keeps two users' stores apart (a store is theirs alone, mode
-  0600).  The name is the run's name cut short plus a hash of the three, short enough for macOS,
-  whose shared-memory names hold 31 characters at most, a leading ``/`` and sharedstore's
-  ``sharedstore.`` prefix included.
+  ``$SHAREDSTORE_NODE`` overrides both), and the user id keeps two users' stores apart (a
+  store is theirs alone, mode 0600).  The name is the run's name cut short plus a hash of the
+  three, short enough for macOS, whose shared-memory names hold 31 characters at most, a
+  leading ``/`` and sharedstore's ``sharedstore.`` prefix included.
 - **Hold.**  A nanny holds its node's store while its plugin is set up.  Nannies of one process
   share one :class:`Store` (one process-table entry).  Across processes, every process holding
   it keeps a shared ``flock`` on the store's file; the last to let go takes the lock exclusively

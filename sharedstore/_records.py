@@ -13,9 +13,9 @@ changing kind (``float32`` to ``float64``,
 
 ``"string"`` fields take a str (a new string in the store, owned by the record) or None;
 ``"ref"`` fields a ref of the same store or None.  (A structured array of the table's own dtype,
-or with integer columns for those fields, carries handles, copied as they are.)  Strings made for rows that
-never reach the table (a later record was refused, or the write failed) are dropped again:
-:func:`table_rows` returns them so that the caller can (:func:`drop_strings`).
+or with integer columns for those fields, carries handles, copied as they are.)  Strings made
+for rows that never reach the table (a later record was refused, or the write failed) are
+dropped again: :func:`table_rows` returns them so that the caller can (:func:`drop_strings`).
 """
 
 from __future__ import annotations

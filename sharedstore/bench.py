@@ -122,7 +122,7 @@ def _remove_leftovers() -> None:
             os.unlink(path)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def random_keys(n: int, seed: int = 0) -> tuple[str, ...]:
     """``n`` distinct ASCII str keys of 8 to 16 letters and digits, in random order.
 
@@ -142,13 +142,13 @@ def random_keys(n: int, seed: int = 0) -> tuple[str, ...]:
     return tuple(itertools.islice(keys, n))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def random_floats(n: int, seed: int = 1) -> tuple[float, ...]:
     rng = random.Random(seed)
     return tuple(rng.random() for _ in range(n))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def shuffled(keys: tuple, seed: int = 2) -> tuple:
     out = list(keys)
     random.Random(seed).shuffle(out)

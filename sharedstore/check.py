@@ -252,7 +252,8 @@ def _problems(probs: np.ndarray, n: int) -> list[Problem]:
     out = []
     for code, a, b, c in probs[:min(n, MAX_PROBLEMS) * KC.P_WORDS].reshape(-1, 4).tolist():
         name, repairable, msg = _CODES.get(
-            code, ("unknown", False, lambda a, b, c: f"problem {code} ({a}, {b}, {c})"))
+            code, ("unknown", False,
+                   lambda a, b, c, code=code: f"problem {code} ({a}, {b}, {c})"))
         out.append(Problem(name, msg(a, b, c), a, repairable))
     return out
 

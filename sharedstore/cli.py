@@ -325,7 +325,7 @@ def describe_value(store, key) -> dict | None:
         return None
     except UseAfterFreeError as e:
         return {"key": _json_key(key), "kind": "dropped", "preview": str(e)}
-    except Exception as e:  # noqa: BLE001  unpickling runs foreign code: any error is possible
+    except Exception as e:  # unpickling runs foreign code: any error is possible
         return {"key": _json_key(key), "kind": "unreadable", "preview": f"{type(e).__name__}: {e}"}
     if isinstance(value, Ref):
         return {"key": _json_key(key), "kind": type(value).__name__, "id": value.id,

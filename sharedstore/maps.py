@@ -105,10 +105,10 @@ class MapRef(Ref, MutableMapping):
         s = self._store
         mem = s.mem  # (a closed store raises here)
         try:
-            out, view, ints, floats = s._tls.bufs
+            out, view, ints, _ = s._tls.bufs
         except AttributeError:
             s._out()
-            out, view, ints, floats = s._tls.bufs
+            out, view, ints, _ = s._tls.bufs
         r = s._call(KM.map_get, mem, out, self._id, kb, kt, what="map get", h=self._id,
                     accept=_GET_ANSWERS)
         if r < 0:
@@ -317,7 +317,8 @@ class MapRef(Ref, MutableMapping):
         if isinstance(other, Mapping):
             items = list(other.items())
         elif hasattr(other, "keys"):
-            items = [(k, other[k]) for k in other.keys()]
+            # (dict.update's protocol: an object with keys() need not iterate over them)
+            items = [(k, other[k]) for k in other.keys()]  # noqa: SIM118
         else:
             items = list(other)
         items += kwargs.items()
@@ -395,7 +396,8 @@ class MapRef(Ref, MutableMapping):
     def _repr_html_(self) -> str:
         from . import _html
 
-        return _html.mapping(f"MapRef id={self._id}: {len(self)} keys", iter(self.items()), len(self))
+        n = len(self)
+        return _html.mapping(f"MapRef id={self._id}: {n} keys", iter(self.items()), n)
 
 
 class ListRef(Ref, MutableSequence):

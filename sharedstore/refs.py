@@ -30,7 +30,8 @@ class Ref:
     def __init__(self, store, id: int):
         """Reconnect to the object ``id`` of ``store`` (``store.ref(id)`` finds the class)."""
         if not hasattr(store, "_att"):
-            raise TypeError(f"a ref needs the Store its object lives in, not {type(store).__name__}")
+            raise TypeError(
+                f"a ref needs the Store its object lives in, not {type(store).__name__}")
         if isinstance(id, bool) or not isinstance(id, int):
             raise InvalidHandleError(f"an id is an int, not {type(id).__name__} ({id!r})")
         if not 0 < id < (1 << 63):

@@ -1,4 +1,5 @@
-"""The Store: create, attach, open, close and unlink a store; its root map; pickling; stats; workers.
+"""The Store: create, attach, open, close and unlink a store; its root map; pickling; stats and
+workers.
 
 A :class:`Store` is a handle on one shared segment, which this process maps once however many
 handles it opens (``_attachment.py``).  The store itself is a mapping of named values (its *root
@@ -103,12 +104,21 @@ class Store:
     @property
     def mem(self) -> np.ndarray:
         """The whole segment as an int64 array (for kernels; see ``_layout`` for its format)."""
-        if self._closed:
-            raise StoreClosedError(
-                f"store {self.name!r} was closed in this process: attach to it again "
-                f"(sharedstore.attach({self.name!r})) to use it"
-            )
-        return self._mem
+        mem = self._mem
+        if mem is None:  # (closed)
+            raise self._closed_error()
+        return mem
+
+    def _check_open(self) -> None:
+        """Raise StoreClosedError if this handle was closed."""
+        if self._mem is None:
+            raise self._closed_error()
+
+    def _closed_error(self) -> StoreClosedError:
+        return StoreClosedError(
+            f"store {self.name!r} was closed in this process: attach to it again "
+            f"(sharedstore.attach({self.name!r})) to use it"
+        )
 
     @property
     def token(self) -> int:
@@ -144,7 +154,8 @@ class Store:
         try:
             os.unlink(self.path)
         except FileNotFoundError:
-            raise StoreNotFoundError(f"store {self.name!r} ({self.path}) was removed already") from None
+            raise StoreNotFoundError(
+                f"store {self.name!r} ({self.path}) was removed already") from None
 
     def __enter__(self) -> Store:
         return self
@@ -330,7 +341,7 @@ class Store:
     @property
     def root(self) -> MapRef:
         """The root map: the store's named values."""
-        self.mem  # (raises StoreClosedError on a closed handle)
+        self._check_open()
         # a new ref each time: a ref holds its store, and a cycle would keep a handle (and so
         # the process's registration) alive until the cyclic garbage collector runs
         return MapRef._trusted(self, self._id)
@@ -423,7 +434,7 @@ class Store:
 
     # ------------------------------------------------------------------ introspection
     def _used(self) -> int:
-        return L.HEAP_START + int(self._mem[L.W_USED])
+        return L.HEAP_START + int(self.mem[L.W_USED])
 
     def stats(self) -> dict:
         """Sizes in bytes and live objects by kind.
@@ -484,7 +495,7 @@ class Store:
     def reap(self) -> int:
         """Free the process-table entries of processes that died without closing, releasing
         the views they held; return how many."""
-        self.mem  # (raises StoreClosedError on a closed handle)
+        self._check_open()
         return self._att.reap()
 
 
@@ -524,7 +535,8 @@ def create(name: str, size: int | None = None, *, path: str | os.PathLike | None
     if not isinstance(reserved, int) or isinstance(reserved, bool):
         raise TypeError(f"size must be an int number of bytes, not {type(reserved).__name__}")
     if reserved < L.MIN_RESERVATION:
-        raise ValueError(f"size={reserved} is too small: a store needs at least {L.MIN_RESERVATION} bytes")
+        raise ValueError(f"size={reserved} is too small: a store needs at least "
+                         f"{L.MIN_RESERVATION} bytes")
     reserved = reserved // L.PAGE * L.PAGE
     fd = seg.create_file(p, reserved, name)
     try:
@@ -604,7 +616,7 @@ def attach(name: str, *, path: str | os.PathLike | None = None, insecure: bool =
     return Store(att, name, created=False, insecure=insecure)
 
 
-def open(name: str, size: int | None = None, *, path=None, insecure: bool = False) -> Store:  # noqa: A001
+def open(name: str, size: int | None = None, *, path=None, insecure: bool = False) -> Store:
     """Attach to store ``name``, or create it if it does not exist (``insecure``: see
     :func:`attach`)."""
     for _ in range(10):

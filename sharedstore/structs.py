@@ -271,7 +271,8 @@ def _no_duplicates(path, text):
         seen = {}
         for k, v in pairs:
             if k in seen:
-                raise SchemaError(f"{path}, line {_line_of(text, None, k) or '?'}: duplicate name {k!r}")
+                line = _line_of(text, None, k) or "?"
+                raise SchemaError(f"{path}, line {line}: duplicate name {k!r}")
             seen[k] = v
         return seen
 

@@ -64,7 +64,8 @@ def _from_descriptor(text: str) -> tuple[np.dtype, Struct | None, tuple | None]:
         s = Struct.from_descriptor(d["struct"])
         return s.dtype, s, shape
     descr = d["descr"]
-    descr = [tuple(x) if isinstance(x, list) else x for x in descr] if isinstance(descr, list) else descr
+    if isinstance(descr, list):  # (JSON made the tuples of a structured descr lists)
+        descr = [tuple(x) if isinstance(x, list) else x for x in descr]
     return np.lib.format.descr_to_dtype(descr), None, shape
 
 
@@ -112,15 +113,23 @@ class VectorRef(Ref):
     @property
     def dtype(self) -> np.dtype:
         """The dtype of one slot (read from the store the first time)."""
-        if self._dtype is None:
-            _, _, schema = self._info()
-            self._dtype, self._struct, self._shape = self._store._interned(schema, _from_descriptor)
-        return self._dtype
+        dt = self._dtype
+        if dt is None:
+            dt = self._read_type()
+        return dt
+
+    def _read_type(self) -> np.dtype:
+        """Read the vector's type from the store: ``_dtype``, ``_struct`` and ``_shape``."""
+        _, _, schema = self._info()
+        dt, self._struct, self._shape = self._store._interned(schema, _from_descriptor)
+        self._dtype = dt
+        return dt
 
     @property
     def struct(self) -> Struct | None:
         """The :class:`Struct` of a table's records, or None for a plain vector."""
-        self.dtype
+        if self._dtype is None:
+            self._read_type()
         return self._struct
 
     def __len__(self) -> int:
@@ -153,7 +162,7 @@ class VectorRef(Ref):
                 raise ValueError(f"a vector of {dt} takes a 1-D sequence of values, not an "
                                  f"array of shape {arr.shape}")
             if not (np.can_cast(arr.dtype, dt, casting="same_kind")
-                    or arr.dtype.kind in "biu" and dt.kind in "biu"):  # ints of any sign/width
+                    or (arr.dtype.kind in "biu" and dt.kind in "biu")):  # ints of any sign/width
                 raise TypeError(f"cannot put {arr.dtype} values in a vector of {dt} without "
                                 "changing them: convert them first")
         return np.ascontiguousarray(np.asarray(values, dtype=dt).reshape(-1)), []
@@ -379,7 +388,8 @@ class ArrayRef(VectorRef):
 
     @property
     def shape(self) -> tuple:
-        self.dtype
+        if self._dtype is None:
+            self._read_type()
         return self._shape
 
     def view(self) -> np.ndarray:
@@ -421,7 +431,8 @@ class ArrayRef(VectorRef):
 
     def __repr__(self):
         try:
-            return f"<ArrayRef {self.dtype}{list(self.shape)} id={self._id} of store {self._store.name!r}>"
+            what = f"{self.dtype}{list(self.shape)}"
+            return f"<ArrayRef {what} id={self._id} of store {self._store.name!r}>"
         except Exception:
             return f"<ArrayRef id={self._id} (dropped) of store {self._store.name!r}>"
 

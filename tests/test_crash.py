@@ -22,7 +22,8 @@ def test_random_kills_during_writes(store):
     rng = random.Random(1)
     kills = 0
     for round_ in range(12):
-        procs = [ctx.Process(target=W.churn_forever, args=(store, m.id, counter.id, round_ * 10 + i))
+        procs = [ctx.Process(target=W.churn_forever,
+                             args=(store, m.id, counter.id, round_ * 10 + i))
                  for i in range(2)]
         for p in procs:
             p.start()

@@ -41,7 +41,7 @@ def template():
     top = int(words[L.W_HEAP_TOP])
     chunk = int(words[L.HT_DIR // 8])
     targets = (
-        list(range(0, L.W_CLASS_HEADS + L.N_CLASSES))                      # header
+        list(range(L.W_CLASS_HEADS + L.N_CLASSES))                         # header
         + list(range(L.PROC_TABLE // 8, L.PROC_TABLE // 8 + 16))           # process table
         + [L.HT_DIR // 8]                                                  # handle directory
         + list(range(chunk // 8, chunk // 8 + 24 * L.HT_WORDS))            # live handle entries
