@@ -6,7 +6,9 @@ attach by name and get zero-copy views.  See README.md.
 
 import numba as _numba
 
-if _numba.config.DISABLE_JIT:  # (the kernels' atomics and the fast path exist only compiled)
+# (the kernels' atomics and the fast path exist only compiled; numba.config sets its options at
+# run time, out of type checkers' sight)
+if _numba.config.DISABLE_JIT:  # type: ignore[attr-defined]
     raise ImportError("sharedstore needs numba's JIT: unset NUMBA_DISABLE_JIT to use it")
 
 from . import _fastpath

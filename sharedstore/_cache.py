@@ -41,6 +41,7 @@ import stat
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numba
 from numba.core import caching, compiler, config, sigutils
@@ -104,7 +105,7 @@ def _statements(source: bytes) -> list:
         with contextlib.suppress(OSError, ValueError):
             _memo = json.loads((root / _MEMO).read_text()) if root else {}
     if key not in _memo:
-        found = []
+        found: list[list[Any]] = []
         for node in _top_level(ast.parse(source).body):
             if isinstance(node, ast.Import):
                 found.append([0, None, [a.name for a in node.names]])
@@ -175,7 +176,8 @@ def module_stamp(module: str, numba_version: str | None = None, opt: int | None 
     """The stamp of ``module``'s kernels: a digest of the sources they are compiled from and of
     what else decides their code (``numba_version`` and ``opt``: numba's and ``NUMBA_OPT`` by
     default)."""
-    opt = int(config.OPT) if opt is None else opt
+    # (numba.config sets OPT at run time, out of type checkers' sight)
+    opt = int(config.OPT) if opt is None else opt  # type: ignore[attr-defined]
     h = hashlib.sha256(f"numba {numba_version or numba.__version__} opt {opt} "
                        f"object header {object.__basicsize__}".encode())
     for dep in dependencies(module):

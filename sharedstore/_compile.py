@@ -138,6 +138,7 @@ class _Workers:
         sel = selectors.DefaultSelector()
         try:
             for p in self.procs:
+                assert p.stdout is not None  # (Popen(stdout=PIPE))
                 sel.register(p.stdout, selectors.EVENT_READ, p)
             while len(sel.get_map()):
                 for key, _ in sel.select():
@@ -166,7 +167,8 @@ class _Workers:
                 if p.stdin and not p.stdin.closed:
                     p.stdin.close()
                 p.wait()
-                p.stdout.close()
+                if p.stdout:
+                    p.stdout.close()
         return seconds
 
 

@@ -27,6 +27,7 @@ import os
 import re
 import socket
 import threading
+from collections.abc import Hashable, Mapping, MutableMapping
 
 from . import _jit
 from . import _segment as seg
@@ -51,7 +52,7 @@ REGISTER_HINT = (
 
 
 # ---------------------------------------------------------------------- names
-def node_id(env: dict | None = None) -> str:
+def node_id(env: Mapping[str, str] | None = None) -> str:
     """This machine as a node: ``$SHAREDSTORE_NODE`` (from ``env`` first, then the process's
     environment), else the host name and the device id of ``/dev/shm``."""
     override = (env or {}).get(ENV_NODE) or os.environ.get(ENV_NODE)
@@ -102,14 +103,14 @@ class _Hold:
     def __init__(self, store: Store, fd: int):
         self.store = store
         self.fd = fd
-        self.holders: set = set()
+        self.holders: set[Hashable] = set()
 
 
 _holds: dict[str, _Hold] = {}
 _holds_lock = threading.Lock()
 
 
-def hold(name: str, size: int | None, holder) -> Store:
+def hold(name: str, size: int | None, holder: Hashable) -> Store:
     """Open node store ``name`` (creating it with reservation ``size`` if missing) for
     ``holder`` (any hashable key; a nanny's id), and return it.  Idempotent per holder.
     Blocks (kernel loading, file locks): call it off an event loop."""
@@ -122,7 +123,7 @@ def hold(name: str, size: int | None, holder) -> Store:
         return h.store
 
 
-def release(name: str, holder) -> bool:
+def release(name: str, holder: Hashable) -> bool:
     """``holder`` lets go of node store ``name``.  When it was this process's last holder, the
     process closes the store, and unlinks it if no other process holds it.  Returns whether
     the store was unlinked."""
@@ -149,7 +150,7 @@ def release(name: str, holder) -> bool:
         h.store.close()
 
 
-def is_holder(name: str, holder) -> bool:
+def is_holder(name: str, holder: Hashable) -> bool:
     """Whether ``holder`` holds node store ``name`` (its ``hold`` succeeded)."""
     with _holds_lock:
         h = _holds.get(name)
@@ -243,7 +244,7 @@ _attached: dict[str, Store] = {}
 _attach_lock = threading.Lock()
 
 
-def stores_from_env(environ=None) -> dict[str, str]:
+def stores_from_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """``{run: store name}`` of the node stores the nanny set up for this process."""
     text = (os.environ if environ is None else environ).get(ENV_STORES)
     if not text:
@@ -257,7 +258,7 @@ def stores_from_env(environ=None) -> dict[str, str]:
     return stores
 
 
-def set_env_store(env: dict, run: str, name: str | None) -> None:
+def set_env_store(env: MutableMapping[str, str], run: str, name: str | None) -> None:
     """Add (or with ``name=None`` remove) run ``run``'s store in the environment ``env`` (the
     nanny's ``env``, which its worker process starts with)."""
     stores = stores_from_env(env)

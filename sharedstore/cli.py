@@ -39,11 +39,14 @@ import time
 
 from . import (
     ArrayRef,
+    IntRef,
     ListRef,
     MapRef,
+    NumberRef,
     Ref,
     SharedStoreError,
     StoreNotFoundError,
+    StringRef,
     StructRef,
     UseAfterFreeError,
     VectorRef,
@@ -435,7 +438,7 @@ def _plain(value):
         return value.to_numpy().tolist()
     if isinstance(value, StructRef):
         return {k: _plain(v) for k, v in value.to_dict().items()}
-    if isinstance(value, Ref):
+    if isinstance(value, (StringRef, NumberRef, IntRef)):
         return value.get()
     if hasattr(value, "tolist"):
         return value.tolist()
