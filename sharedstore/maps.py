@@ -61,6 +61,7 @@ def _elements(a: np.ndarray) -> np.ndarray:
 
 def _encode_keys(keys: list[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Keys as (one uint8 array of their bytes, offsets into it, key tags) for batch kernels."""
+    tags: np.ndarray
     if all(type(k) is str for k in keys):
         parts = [k.encode("utf-8", "surrogatepass") for k in keys]
         tags = np.full(len(keys), _V_STR, dtype=np.int64)

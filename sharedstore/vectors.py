@@ -44,24 +44,26 @@ from .refs import _CLASSES, Ref, StringRef
 from .structs import Struct
 
 if TYPE_CHECKING:
-    import numpy.typing as npt
     import pandas as pd
     import pyarrow as pa
 
     from .store import Store
 
-#: what ``store.vector`` and ``store.array`` take as the type of a slot: a NumPy dtype (or
-#: anything ``numpy.dtype()`` takes, such as ``"float64"``), or a :class:`Struct` for records
-DTypeLike: TypeAlias = "npt.DTypeLike | Struct"
+#: what ``store.vector`` and ``store.array`` take as the type of a slot: a NumPy dtype, or what
+#: ``numpy.dtype()`` takes (``"float64"``, ``np.int32``, a list of fields...) but None (which
+#: ``store.vector`` takes for a ListRef), or a :class:`Struct` for records
+DTypeLike: TypeAlias = ("np.dtype[Any] | type[Any] | str | list[Any] | tuple[Any, ...] "
+                        "| dict[str, Any] | Struct")
 
 
 _V = TypeVar("_V", bound="VectorRef")
 
 
-def dtype_descriptor(dtype: DTypeLike, shape: tuple[int, ...] | None = None
+def dtype_descriptor(dtype: Any, shape: tuple[int, ...] | None = None
                      ) -> tuple[np.dtype, Struct | None, str]:
     """(numpy dtype, Struct or None, JSON descriptor) for what ``store.vector`` and
-    ``store.array`` accept; an array's descriptor also holds its shape."""
+    ``store.array`` accept (:data:`DTypeLike`; ``numpy.dtype()`` judges the rest, as its
+    overloads cannot take a union); an array's descriptor also holds its shape."""
     d: dict[str, Any]
     dt: np.dtype
     if isinstance(dtype, Struct):
