@@ -70,7 +70,13 @@ def store_name(run: str, node: str | None = None) -> str:
 
     The run's name (its letters, digits, ``_``, ``.`` and ``-``, at most 9 of them), a ``-``
     and 8 hex digits of a hash of the run, the node and the user: at most :data:`NAME_LIMIT`
-    (18) characters, so the full shared-memory name fits macOS's 31."""
+    (18) characters, so the full shared-memory name fits macOS's 31.
+
+    Raises
+    ------
+    ValueError
+        If ``run`` is not a non-empty str.
+    """
     if not isinstance(run, str) or not run:
         raise ValueError(f"a run name must be a non-empty str, not {run!r}")
     node = node_id() if node is None else node

@@ -148,7 +148,9 @@ class NodeStore(NannyPlugin):
         Raises
         ------
         ValueError
-            For an empty run name or a size that is no size.
+            For a run name that is not a non-empty str, or a size that is no size.
+        TypeError
+            For a size that is neither a number nor a str.
         """
         store_name(run, "")  # a bad run name fails here, in the client, not in every nanny
         self.run = run
@@ -229,7 +231,21 @@ def warn_memory(nanny: Nanny, store: Store) -> None:
 def nodes(client: Client, run: str | None = None) -> dict[str, list[str]]:
     """The cluster's workers by node: ``{store name: [worker address, ...]}``.
 
-    Route partitioned work to a node with ``client.submit(f, ..., workers=nodes[name])``."""
+    Route partitioned work to a node with ``client.submit(f, ..., workers=nodes[name])``.
+
+    Parameters
+    ----------
+    client
+        A client of the cluster.
+    run
+        The run whose stores name the nodes; needed only if the workers have several.
+
+    Raises
+    ------
+    NodeStoreError
+        If a worker has no node store (of ``run``): ``client.run`` passes the worker's error
+        on.
+    """
     names = client.run(_ns.store_name_here, run)
     out: dict[str, list[str]] = {}
     for address, name in sorted(names.items()):
@@ -242,6 +258,20 @@ def each_node(client: Client, fn: Callable[..., Any], *args: Any, run: str | Non
     """Run ``fn(*args, **kwargs)`` once on each node (as a task on one of its workers) and
     return the results by node store name: load read-mostly data into each node's store, or
     reduce each node's state, then combine the results on the client.
+
+    Parameters
+    ----------
+    client
+        A client of the cluster.
+    fn, *args, **kwargs
+        The task; ``fn`` finds the node's store with :func:`node_store`.
+    run
+        As for :func:`nodes`.
+
+    Returns
+    -------
+    dict
+        ``{store name: fn's result on that node}``.
 
     Examples
     --------

@@ -293,9 +293,14 @@ def _scalar(bad: str, t: str, where: str) -> np.dtype:
 
 # ---------------------------------------------------------------------------- schema files
 def load_schema(path: str | Path) -> dict[str, Struct]:
-    """Read a schema file (TOML, or JSON by its ``.json`` suffix): ``{name: Struct}``.
+    """Read a schema file (TOML, or JSON by its ``.json`` suffix).
 
     Structs may nest structs defined earlier in the same file (by name).
+
+    Returns
+    -------
+    dict
+        ``{name: Struct}``, in the file's order.
 
     Raises
     ------

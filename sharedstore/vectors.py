@@ -574,6 +574,7 @@ class ArrayRef(VectorRef):
                          "form: pandas holds 1-d and 2-d arrays of numbers; use view()")
 
     def _fixed(self, *args: Any, **kwargs: Any) -> NoReturn:
+        """Refused: an ArrayRef has a fixed shape (TypeError; a VectorRef grows)."""
         raise TypeError("an ArrayRef has a fixed shape: use store.vector(...) to grow")
 
     append = extend = insert = remove = pop = resize = clear = _fixed

@@ -195,7 +195,14 @@ def use(enabled: bool, reason: str) -> FastPath:
 
 def info() -> FastPath:
     """Which backend runs the hot methods, why, and which methods (public as
-    ``sharedstore.fastpath()``)."""
+    ``sharedstore.fastpath()``; ``SHAREDSTORE_FASTPATH`` chooses it at import).
+
+    Returns
+    -------
+    FastPath
+        ``backend`` (``"c"`` or ``"python"``), ``reason``, ``methods`` (those the c backend
+        runs) and ``missing`` (those it could not take, and why).
+    """
     return _state
 
 
