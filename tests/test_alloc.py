@@ -17,6 +17,7 @@ def test_size_classes_cover_and_agree():
         assert L.class_size(c) <= max(16, n * 1.25 + 8)  # at most 25% waste
 
 
+@pytest.mark.slow  # a million strings: 2 s
 def test_million_string_churn_keeps_used_flat(store):
     """Freed blocks and handle slots are reused: create/drop in a loop does not grow the heap."""
     for _ in range(1000):

@@ -166,6 +166,7 @@ def _spawned_workers(pid: int) -> list[int]:
     return workers
 
 
+@pytest.mark.slow  # the demo in a subprocess, interrupted: 2 s
 def test_demo_interrupted_stops_its_workers_and_removes_its_store():
     proc = subprocess.Popen([sys.executable, "-m", "sharedstore", "demo", "--records",
                              "2000000", "--steps", "500", "--json"],

@@ -7,12 +7,16 @@ import signal
 import time
 
 import numpy as np
+import pytest
 
 from sharedstore import _calls
 from sharedstore import _layout as L
 from sharedstore._kernels import heap as KH
 
 from . import _workers as W
+
+# rounds of writer processes killed with SIGKILL: 2-3 s a test
+pytestmark = pytest.mark.slow
 
 
 def test_random_kills_during_writes(store):

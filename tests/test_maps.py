@@ -193,6 +193,7 @@ def test_second_process_applies_ops(store, ctx):
     assert dict(m.items()) == {f"k{i}": i for i in range(1, 300, 2)}
 
 
+@pytest.mark.slow  # 100,000 crafted keys: 2-3 s
 def test_adversarial_keys_do_not_degrade():
     """100k keys crafted to collide under one seed spread out under the store's own random seed
     (the time to insert them, next to random keys, is in asv: bench_map.AdversarialKeys)."""

@@ -13,6 +13,7 @@ from .conftest import unique_name
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
+@pytest.mark.slow  # a spawn Pool in a subprocess: 1.5 s
 def test_readme_example_runs(tmp_path):
     block = re.search(r"```python\n(.*?)```", README.read_text(), re.S).group(1)
     name = unique_name("readme")
