@@ -6,7 +6,9 @@ attach by name and get zero-copy views.  See README.md.
 
 import numba as _numba
 
-if _numba.config.DISABLE_JIT:  # (the kernels' atomics and the fast path exist only compiled)
+# (the kernels' atomics and the fast path exist only compiled; numba.config sets its options at
+# run time, out of type checkers' sight)
+if _numba.config.DISABLE_JIT:  # type: ignore[attr-defined]
     raise ImportError("sharedstore needs numba's JIT: unset NUMBA_DISABLE_JIT to use it")
 
 from . import _fastpath
@@ -38,9 +40,9 @@ _fastpath.choose()  # the hot methods' backend, once (SHAREDSTORE_FASTPATH: see 
 
 __all__ = [
     "ArrayRef",
+    "IntRef",
     "InvalidHandleError",
     "InvalidNameError",
-    "IntRef",
     "ListRef",
     "LockTimeoutError",
     "MapRef",
@@ -63,8 +65,8 @@ __all__ = [
     "UseAfterFreeError",
     "VectorRef",
     "attach",
-    "fastpath",
     "create",
+    "fastpath",
     "list_stores",
     "load_schema",
     "open",

@@ -51,7 +51,7 @@ def vector_to_arrow(v, view: np.ndarray, strings):
 def struct_columns(pa, rows: np.ndarray, struct, strings) -> dict:
     """``{field: pyarrow array}`` of the 1-d structured array ``rows``."""
     cols = {}
-    for name in rows.dtype.names:
+    for name in rows.dtype.names or ():  # (the caller checked: a structured array)
         if struct is not None and name in struct.strings:
             cols[name] = pa.array(strings(rows[name]), type=pa.string())
         else:

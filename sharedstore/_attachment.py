@@ -25,6 +25,7 @@ import threading
 import time
 import weakref
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,6 +36,11 @@ from ._kernels import heap as KH
 from ._kernels import pins as KP
 from ._kernels import status as S
 from .errors import StoreCorruptError, StoreFullError, raise_status
+
+if TYPE_CHECKING:
+    import mmap
+
+    from .store import Store
 
 _COMMIT_STEP = 4 << 20
 
@@ -48,7 +54,7 @@ _registry_lock = threading.Lock()
 class Attachment:
     """One store file mapped into this process (see the module doc)."""
 
-    def __init__(self, name: str, path: Path, fd: int, mm, st: os.stat_result):
+    def __init__(self, name: str, path: Path, fd: int, mm: mmap.mmap, st: os.stat_result):
         self.name = name
         self.path = Path(path)
         self.key = str(path)  # (how the registry finds it)
@@ -61,10 +67,10 @@ class Attachment:
         self.created_ns = int(self.mem[L.W_CREATED_NS])  # tells this store from a successor
         self.pins: dict[int, int] = {}  # data block -> views of it this process holds (_pins.py)
         self.schema_ids: dict[str, int] = {}  # type descriptor JSON -> its interned string
-        self.structs: dict = {}  # that handle -> the decoded type (per file: shared by handles)
+        self.structs: dict[int, Any] = {}  # that handle -> the decoded type (per file: shared)
         self.handles = 0  # open Store handles of this process
-        self.stores: weakref.WeakSet = weakref.WeakSet()  # those handles (forks update them)
-        self.default = None  # weakref to the handle unpickling reuses
+        self.stores: weakref.WeakSet[Store] = weakref.WeakSet()  # those (forks update them)
+        self.default: weakref.ref[Store] | None = None  # the handle unpickling reuses
         self.lock = threading.RLock()
         self.pid = os.getpid()
         self.detached = False
@@ -92,7 +98,7 @@ class Attachment:
             self.handles += 1
             return True
 
-    def default_store(self):
+    def default_store(self) -> Store | None:
         """The open handle that unpickling in this process reuses, if it is still alive."""
         s = self.default() if self.default is not None else None
         return s if s is not None and not s.closed else None
@@ -114,7 +120,9 @@ class Attachment:
                 _live.discard(self)
                 if _by_path.get(self.key) is self:
                     del _by_path[self.key]
-            mem, self.mem = self.mem, None
+            # (a kernel called with the mem of a detached attachment fails with TypeError
+            # instead of reading unmapped memory; no handle is left to call one)
+            mem, self.mem = self.mem, None  # type: ignore[assignment]
             try:
                 if self.pid == os.getpid():
                     KH.proc_unregister(mem, self.token, self.pid)
@@ -181,7 +189,8 @@ def _block_span(nbytes: int) -> int:
 
 
 # ---------------------------------------------------------------------- finding and mapping
-def find(path: Path, st: os.stat_result | None = None, created_ns: int | None = None):
+def find(path: Path, st: os.stat_result | None = None,
+         created_ns: int | None = None) -> Attachment | None:
     """This process's live attachment of the store at ``path``, one handle held on it, or None.
 
     With ``st``, only an attachment of that very file (device and inode) qualifies; with
@@ -204,7 +213,7 @@ def find(path: Path, st: os.stat_result | None = None, created_ns: int | None = 
     return None
 
 
-def adopt(name: str, path: Path, fd: int, mm) -> Attachment:
+def adopt(name: str, path: Path, fd: int, mm: mmap.mmap) -> Attachment:
     """Make the attachment of a store file this process mapped (one handle held on it)."""
     att = Attachment(name, path, fd, mm, os.fstat(fd))
     att.hold()
@@ -231,7 +240,7 @@ def map_store(name: str, path: Path, fd: int) -> Attachment:
     return adopt(name, path, fd, mm)
 
 
-def _check_header(mem, name, p, size) -> None:
+def _check_header(mem: np.ndarray, name: str, p: Path, size: int) -> None:
     deadline = time.monotonic() + 2.0
     while int(mem[L.W_MAGIC]) == 0 and time.monotonic() < deadline:
         time.sleep(0.005)  # its creator is still initialising it

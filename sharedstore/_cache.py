@@ -19,8 +19,8 @@ In both, a kernel's files live in ``<module>-<stamp>/``.  A module's *stamp* has
 and the sources of the package modules it imports, transitively (found by reading the imports,
 not from a list), with the numba version, ``NUMBA_OPT`` and the object header size the entry
 points read past: numba inlines helpers across files, so an edit anywhere below a kernel must
-reach its stamp, and an edit elsewhere must not.  Editing ``_fastpath/entries.py`` recompiles the entry
-points only; editing ``atomics.py``, everything.
+reach its stamp, and an edit elsewhere must not.  Editing ``_fastpath/entries.py`` recompiles
+the entry points only; editing ``atomics.py``, everything.
 
 A version mismatch of any kind (Python, numba, platform, stamp, optimisation level) finds no
 shipped entry and falls through to the local layer, which compiles: never wrong code, never
@@ -41,6 +41,7 @@ import stat
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numba
 from numba.core import caching, compiler, config, sigutils
@@ -92,9 +93,10 @@ _memo: dict | None = None
 
 def _statements(source: bytes) -> list:
     """``[level, module, names]`` of each import statement run at the top level of ``source``
-    (``from .. import x`` is ``[2, "", ["x"]]``, ``import a.b`` is ``[0, None, ["a.b"]]``).  Parsing is most of a stamp's cost at a warm
-    start (25-50 ms for the 11 files below the entry points), so what it finds is kept in the
-    local cache directory by the source's digest: an edited file is parsed again."""
+    (``from .. import x`` is ``[2, "", ["x"]]``, ``import a.b`` is ``[0, None, ["a.b"]]``).
+    Parsing is most of a stamp's cost at a warm start (25-50 ms for the 11 files below the
+    entry points), so what it finds is kept in the local cache directory by the source's
+    digest: an edited file is parsed again."""
     global _memo
     key = hashlib.sha256(source).hexdigest()[:32]
     if _memo is None:
@@ -103,7 +105,7 @@ def _statements(source: bytes) -> list:
         with contextlib.suppress(OSError, ValueError):
             _memo = json.loads((root / _MEMO).read_text()) if root else {}
     if key not in _memo:
-        found = []
+        found: list[list[Any]] = []
         for node in _top_level(ast.parse(source).body):
             if isinstance(node, ast.Import):
                 found.append([0, None, [a.name for a in node.names]])
@@ -120,7 +122,7 @@ def _statements(source: bytes) -> list:
     return _memo[key]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def imports(module: str) -> frozenset[str]:
     """The package modules that ``module`` imports at its top level (not transitively).
 
@@ -174,7 +176,8 @@ def module_stamp(module: str, numba_version: str | None = None, opt: int | None 
     """The stamp of ``module``'s kernels: a digest of the sources they are compiled from and of
     what else decides their code (``numba_version`` and ``opt``: numba's and ``NUMBA_OPT`` by
     default)."""
-    opt = int(config.OPT) if opt is None else opt
+    # (numba.config sets OPT at run time, out of type checkers' sight)
+    opt = int(config.OPT) if opt is None else opt  # type: ignore[attr-defined]
     h = hashlib.sha256(f"numba {numba_version or numba.__version__} opt {opt} "
                        f"object header {object.__basicsize__}".encode())
     for dep in dependencies(module):
@@ -239,7 +242,7 @@ def _private_temp_dir() -> Path | None:
     return path if _writable(path) else None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def local_dir() -> Path | None:
     """The writable layer's root (see the module's doc), exported as ``$SHAREDSTORE_CACHE_DIR``;
     None if no place is usable."""

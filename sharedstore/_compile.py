@@ -138,6 +138,7 @@ class _Workers:
         sel = selectors.DefaultSelector()
         try:
             for p in self.procs:
+                assert p.stdout is not None  # (Popen(stdout=PIPE))
                 sel.register(p.stdout, selectors.EVENT_READ, p)
             while len(sel.get_map()):
                 for key, _ in sel.select():
@@ -166,7 +167,8 @@ class _Workers:
                 if p.stdin and not p.stdin.closed:
                     p.stdin.close()
                 p.wait()
-                p.stdout.close()
+                if p.stdout:
+                    p.stdout.close()
         return seconds
 
 
@@ -182,11 +184,10 @@ def worker() -> None:
         name = line.strip()
         t0 = time.perf_counter()
         try:
-            module, _, qualname = name.partition(":")
-            importlib.import_module(module)
+            importlib.import_module(name.partition(":")[0])
             [k] = [k for k in _jit._KERNELS if k.name == name]
             k.load()
-        except Exception as e:  # noqa: BLE001 - reported to the parent, which compiles it
+        except Exception as e:  # (reported to the parent, which compiles the kernel itself)
             print("failed", name, repr(e).replace("\n", " "), flush=True)
         else:
             print("done", name, f"{time.perf_counter() - t0:.3f}", flush=True)

@@ -22,6 +22,7 @@ import json
 import os
 import time
 import uuid
+from typing import Any
 
 import numpy as np
 
@@ -111,7 +112,7 @@ def measure(client, nbytes: int, run: str | None = None) -> dict:
     what the node spends, the workers' private PSS (``Pss - Pss_Shmem``) plus the file."""
     nrows = nbytes // ROW.itemsize
     client.run(_attach, run)
-    report = {"table_bytes": nrows * ROW.itemsize, "rows": nrows,
+    report: dict[str, Any] = {"table_bytes": nrows * ROW.itemsize, "rows": nrows,
               "workers": len(client.scheduler_info()["workers"])}
 
     # a copy per worker

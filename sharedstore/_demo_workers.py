@@ -28,11 +28,12 @@ from .store import attach
 from .structs import load_schema
 
 #: the words of the generated text the workers count
-VOCABULARY = (
-    "shared memory store worker process numba kernel view table record particle map "
-    "vector counter atomic lock handle heap block page string number zero copy pin "
-    "grow attach spawn fork python numpy pandas arrow schema struct field"
-).split()
+VOCABULARY = [
+    "shared", "memory", "store", "worker", "process", "numba", "kernel", "view", "table", "record",
+    "particle", "map", "vector", "counter", "atomic", "lock", "handle", "heap", "block", "page",
+    "string", "number", "zero", "copy", "pin", "grow", "attach", "spawn", "fork", "python",
+    "numpy", "pandas", "arrow", "schema", "struct", "field",
+]
 
 #: words of generated text per record
 WORDS_PER_RECORD = 8
@@ -97,7 +98,7 @@ def chunks(n: int, worker: int, n_workers: int, chunk: int):
 def expected_word_counts_of(n: int, n_workers: int, chunk: int) -> Counter:
     """What the word counters hold once ``n_workers`` demo workers counted the text of their
     chunks of ``n`` records (the parent's check)."""
-    total = Counter()
+    total: Counter[str] = Counter()
     for worker in range(n_workers):
         for first, stop in chunks(n, worker, n_workers, chunk):
             total.update(text_for(first, stop - first).split())

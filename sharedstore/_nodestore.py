@@ -5,10 +5,10 @@
 
 - **Name.**  One store per run and node.  The node is the host name and the device id of
   ``/dev/shm`` (containers with a ``/dev/shm`` of their own are separate nodes;
-  ``$SHAREDSTORE_NODE`` overrides both), and the user id keeps two users' stores apart (a store is theirs alone, mode
-  0600).  The name is the run's name cut short plus a hash of the three, short enough for macOS,
-  whose shared-memory names hold 31 characters at most, a leading ``/`` and sharedstore's
-  ``sharedstore.`` prefix included.
+  ``$SHAREDSTORE_NODE`` overrides both), and the user id keeps two users' stores apart (a
+  store is theirs alone, mode 0600).  The name is the run's name cut short plus a hash of the
+  three, short enough for macOS, whose shared-memory names hold 31 characters at most, a
+  leading ``/`` and sharedstore's ``sharedstore.`` prefix included.
 - **Hold.**  A nanny holds its node's store while its plugin is set up.  Nannies of one process
   share one :class:`Store` (one process-table entry).  Across processes, every process holding
   it keeps a shared ``flock`` on the store's file; the last to let go takes the lock exclusively
@@ -27,6 +27,7 @@ import os
 import re
 import socket
 import threading
+from collections.abc import Hashable, Mapping, MutableMapping
 
 from . import _jit
 from . import _segment as seg
@@ -51,7 +52,7 @@ REGISTER_HINT = (
 
 
 # ---------------------------------------------------------------------- names
-def node_id(env: dict | None = None) -> str:
+def node_id(env: Mapping[str, str] | None = None) -> str:
     """This machine as a node: ``$SHAREDSTORE_NODE`` (from ``env`` first, then the process's
     environment), else the host name and the device id of ``/dev/shm``."""
     override = (env or {}).get(ENV_NODE) or os.environ.get(ENV_NODE)
@@ -69,7 +70,13 @@ def store_name(run: str, node: str | None = None) -> str:
 
     The run's name (its letters, digits, ``_``, ``.`` and ``-``, at most 9 of them), a ``-``
     and 8 hex digits of a hash of the run, the node and the user: at most :data:`NAME_LIMIT`
-    (18) characters, so the full shared-memory name fits macOS's 31."""
+    (18) characters, so the full shared-memory name fits macOS's 31.
+
+    Raises
+    ------
+    ValueError
+        If ``run`` is not a non-empty str.
+    """
     if not isinstance(run, str) or not run:
         raise ValueError(f"a run name must be a non-empty str, not {run!r}")
     node = node_id() if node is None else node
@@ -102,14 +109,14 @@ class _Hold:
     def __init__(self, store: Store, fd: int):
         self.store = store
         self.fd = fd
-        self.holders: set = set()
+        self.holders: set[Hashable] = set()
 
 
 _holds: dict[str, _Hold] = {}
 _holds_lock = threading.Lock()
 
 
-def hold(name: str, size: int | None, holder) -> Store:
+def hold(name: str, size: int | None, holder: Hashable) -> Store:
     """Open node store ``name`` (creating it with reservation ``size`` if missing) for
     ``holder`` (any hashable key; a nanny's id), and return it.  Idempotent per holder.
     Blocks (kernel loading, file locks): call it off an event loop."""
@@ -122,7 +129,7 @@ def hold(name: str, size: int | None, holder) -> Store:
         return h.store
 
 
-def release(name: str, holder) -> bool:
+def release(name: str, holder: Hashable) -> bool:
     """``holder`` lets go of node store ``name``.  When it was this process's last holder, the
     process closes the store, and unlinks it if no other process holds it.  Returns whether
     the store was unlinked."""
@@ -149,7 +156,7 @@ def release(name: str, holder) -> bool:
         h.store.close()
 
 
-def is_holder(name: str, holder) -> bool:
+def is_holder(name: str, holder: Hashable) -> bool:
     """Whether ``holder`` holds node store ``name`` (its ``hold`` succeeded)."""
     with _holds_lock:
         h = _holds.get(name)
@@ -243,7 +250,7 @@ _attached: dict[str, Store] = {}
 _attach_lock = threading.Lock()
 
 
-def stores_from_env(environ=None) -> dict[str, str]:
+def stores_from_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """``{run: store name}`` of the node stores the nanny set up for this process."""
     text = (os.environ if environ is None else environ).get(ENV_STORES)
     if not text:
@@ -257,7 +264,7 @@ def stores_from_env(environ=None) -> dict[str, str]:
     return stores
 
 
-def set_env_store(env: dict, run: str, name: str | None) -> None:
+def set_env_store(env: MutableMapping[str, str], run: str, name: str | None) -> None:
     """Add (or with ``name=None`` remove) run ``run``'s store in the environment ``env`` (the
     nanny's ``env``, which its worker process starts with)."""
     stores = stores_from_env(env)

@@ -4,8 +4,9 @@ A data block (``_layout``: ``[state, 0, data...]``) is freed only when it is ret
 grew past it, or a map value was replaced) and no process pins it.  A view pins its block in
 this process's pin list in the store (a kernel does it: ``vector_pin``, ``map_pin_array``), and
 :func:`pinned_array` gives it a finalizer that releases the pin when the array and every array
-derived from it are garbage (see ``vectors.py`` for what happens at exit, on a kill, on fork).  Pins belong to this
-process's attachment of the store (``_attachment.py``), shared by all its Store handles.
+derived from it are garbage (see ``vectors.py`` for what happens at exit, on a kill, on
+fork).  Pins belong to this process's attachment of the store (``_attachment.py``), shared by
+all its Store handles.
 """
 
 from __future__ import annotations

@@ -13,12 +13,15 @@ changing kind (``float32`` to ``float64``,
 
 ``"string"`` fields take a str (a new string in the store, owned by the record) or None;
 ``"ref"`` fields a ref of the same store or None.  (A structured array of the table's own dtype,
-or with integer columns for those fields, carries handles, copied as they are.)  Strings made for rows that
-never reach the table (a later record was refused, or the write failed) are dropped again:
-:func:`table_rows` returns them so that the caller can (:func:`drop_strings`).
+or with integer columns for those fields, carries handles, copied as they are.)  Strings made
+for rows that never reach the table (a later record was refused, or the write failed) are
+dropped again: :func:`table_rows` returns them so that the caller can (:func:`drop_strings`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -97,6 +100,7 @@ def _fill(store, struct, rows, i: int, v, made: list) -> None:
         rows[i] = _rows(store, struct, v, True, made)[0]
         return
     names = struct.dtype.names
+    items: Iterable[tuple[str, Any]]
     if isinstance(v, dict):
         items = v.items()
     elif isinstance(v, (tuple, list)):
@@ -145,13 +149,14 @@ def _ref_handle(store, struct, name: str, x) -> int:
 def _convert(store, struct, src: np.ndarray, made: list) -> np.ndarray:
     """A structured array of another dtype as rows of the struct's, field by field by name."""
     dt = struct.dtype
-    extra = [n for n in src.dtype.names if n not in dt.names]
+    names = src.dtype.names or ()  # (the caller checked: a structured array)
+    extra = [n for n in names if n not in dt.names]
     if extra:
         raise TypeError(f"struct {struct.name!r} has no field {extra[0]!r}; its fields are "
                         f"{', '.join(dt.names)} (a structured array may have any of them, in "
                         "any order)")
     rows = np.zeros(len(src), dtype=dt)
-    for name in src.dtype.names:
+    for name in names:
         col, to = src[name], dt[name]
         if name in struct.strings and col.dtype.kind in "USO":
             rows[name] = [_string_handle(store, struct, name, x, made) for x in col.tolist()]

@@ -69,8 +69,8 @@ def create_file(path: Path, reserved: int, name: str) -> int:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     except FileExistsError:
         raise StoreExistsError(
-            f"store {name!r} exists already ({path}); attach to it with sharedstore.attach({name!r}) "
-            f"or remove it with sharedstore.unlink({name!r})"
+            f"store {name!r} exists already ({path}); attach to it with "
+            f"sharedstore.attach({name!r}) or remove it with sharedstore.unlink({name!r})"
         ) from None
     try:
         os.fchmod(fd, 0o600)  # whatever the umask
@@ -121,7 +121,8 @@ def commit(fd: int, start: int, length: int, name: str, path: Path) -> None:
             fs = "/dev/shm" if str(path).startswith(str(SHM_DIR)) else str(path.parent)
             try:
                 st = os.statvfs(path.parent)
-                avail = f"{human_bytes(st.f_bavail * st.f_frsize)} free of {human_bytes(st.f_blocks * st.f_frsize)}"
+                avail = (f"{human_bytes(st.f_bavail * st.f_frsize)} free of "
+                         f"{human_bytes(st.f_blocks * st.f_frsize)}")
             except OSError:
                 avail = "size unknown"
             raise StoreFullError(

@@ -11,18 +11,26 @@ from __future__ import annotations
 import ast
 import pickle
 import struct
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as _np
 
 from . import _layout as L
 from .errors import StoreCorruptError
 
+if TYPE_CHECKING:
+    from .store import Store
+
+#: a map key: ``m["a"]``, ``m[b"a"]``, ``m[3]`` (an int of int64's range; ``bool`` counts as int)
+Key: TypeAlias = str | bytes | int
+
 _EMPTY = b""
 _I64 = struct.Struct("<q")
 _F64 = struct.Struct("<d")
 
 
-def encode_key(key) -> tuple[bytes, int]:
+def encode_key(key: Any) -> tuple[bytes, int]:
     t = type(key)
     if t is str:
         return key.encode("utf-8", "surrogatepass"), L.V_STR
@@ -48,7 +56,7 @@ def corrupt_text(e: UnicodeDecodeError) -> StoreCorruptError:
     )
 
 
-def decode_key(tag: int, data: bytes):
+def decode_key(tag: int, data: bytes) -> Key:
     """The Python key of stored key bytes; StoreCorruptError if they cannot be one."""
     if tag == L.V_BYTES:
         return data
@@ -65,7 +73,8 @@ def decode_key(tag: int, data: bytes):
     )
 
 
-def encode_value(value, handle_of) -> tuple[int, int, float, bytes]:
+def encode_value(value: Any, handle_of: Callable[[Any], int | None]
+                 ) -> tuple[int, int, float, bytes]:
     """(tag, int payload, float payload, bytes) for ``value``.
 
     ``handle_of(value)`` is the handle to store for a ref (None for anything else); it raises
@@ -93,7 +102,7 @@ def encode_value(value, handle_of) -> tuple[int, int, float, bytes]:
     return L.V_PICKLE, 0, 0.0, _pickle(value)
 
 
-def _pickle(value) -> bytes:
+def _pickle(value: object) -> bytes:
     try:
         return pickle.dumps(value, protocol=5)
     except (pickle.PicklingError, TypeError, AttributeError) as e:
@@ -103,7 +112,7 @@ def _pickle(value) -> bytes:
         ) from e
 
 
-def decode_value(store, tag: int, payload: int, data) -> object:
+def decode_value(store: Store, tag: int, payload: int, data: Any) -> Any:
     """The Python value of a stored ``(tag, payload, data)``.
 
     Bytes that cannot be decoded (a damaged store) raise StoreCorruptError; a pickled value whose
@@ -120,7 +129,7 @@ def decode_value(store, tag: int, payload: int, data) -> object:
         ) from e
 
 
-def _decode(store, tag: int, payload: int, data) -> object:
+def _decode(store: Store, tag: int, payload: int, data: Any) -> Any:
     if tag == L.V_STR:
         return bytes(data).decode("utf-8", "surrogatepass")
     if tag == L.V_INT:
@@ -162,7 +171,7 @@ def encode_array(a: _np.ndarray) -> bytes:
     return array_head(a) + _np.ascontiguousarray(a).tobytes()
 
 
-def array_meta(data) -> tuple[_np.dtype, tuple, int]:
+def array_meta(data: Any) -> tuple[_np.dtype, tuple[int, ...], int]:
     """(dtype, shape, header length) from the start of :func:`encode_array`'s bytes."""
     mv = memoryview(data)
     n = int.from_bytes(mv[:4], "little")
@@ -175,7 +184,7 @@ def array_meta(data) -> tuple[_np.dtype, tuple, int]:
     return dtype, shape, 4 + n + (-(4 + n) % _ARRAY_ALIGN)
 
 
-def decode_array(data) -> _np.ndarray:
+def decode_array(data: Any) -> _np.ndarray:
     """A fresh, writable array from :func:`encode_array`'s bytes."""
     dtype, shape, start = array_meta(data)
     return _np.frombuffer(memoryview(data)[start:], dtype=dtype).reshape(shape).copy()
@@ -189,7 +198,7 @@ def float_bits(x: float) -> int:
     return _I64.unpack(_F64.pack(x))[0]
 
 
-def as_float(value) -> float:
+def as_float(value: object) -> float:
     """``value`` as a float if it is a real number (int, float, NumPy scalar), else TypeError."""
     if type(value) is float:
         return value
@@ -198,8 +207,7 @@ def as_float(value) -> float:
     raise TypeError(f"expected a number, got {type(value).__name__} ({value!r:.40})")
 
 
-
-def as_int64(value) -> int:
+def as_int64(value: object) -> int:
     if type(value) is int and -(1 << 63) <= value < (1 << 63):
         return value
     if isinstance(value, bool) or not isinstance(value, (int, _np.integer)):

@@ -37,6 +37,7 @@ import string
 import struct
 import tempfile
 import time
+from typing import Any, Literal
 
 import numpy as np
 
@@ -122,7 +123,7 @@ def _remove_leftovers() -> None:
             os.unlink(path)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def random_keys(n: int, seed: int = 0) -> tuple[str, ...]:
     """``n`` distinct ASCII str keys of 8 to 16 letters and digits, in random order.
 
@@ -142,13 +143,13 @@ def random_keys(n: int, seed: int = 0) -> tuple[str, ...]:
     return tuple(itertools.islice(keys, n))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def random_floats(n: int, seed: int = 1) -> tuple[float, ...]:
     rng = random.Random(seed)
     return tuple(rng.random() for _ in range(n))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def shuffled(keys: tuple, seed: int = 2) -> tuple:
     out = list(keys)
     random.Random(seed).shuffle(out)
@@ -242,23 +243,23 @@ def map_get(res: Resources, impl: str, n: int):
                     v = get(k)
             assert v == want
         return None, timed
+    else:
+        def prepare():
+            if impl == "sharedstore":  # a write just before, as in asv's MapGet
+                m["warm"] = 0.5
+                del m["warm"]
 
-    def prepare():
-        if impl == "sharedstore":  # a write just before, as in asv's MapGet
-            m["warm"] = 0.5
-            del m["warm"]
-
-    def timed():
-        for k in order:
-            v = m[k]
-        assert v == last
-    return prepare, timed
+        def timed():
+            for k in order:
+                v = m[k]
+            assert v == last
+        return prepare, timed
 
 
 def map_set(res: Resources, impl: str, n: int):
     """(prepare, timed) for ``n`` new keys set into an empty map (a new one for each call)."""
     keys, values = random_keys(n), random_floats(n)
-    state = {}
+    state: dict[str, Any] = {}
 
     def prepare():
         if "res" in state:
@@ -309,29 +310,31 @@ def vector_extend(res: Resources, impl: str, n: int):
     grow, against ``np.concatenate`` onto a private array of 1000."""
     data = np.arange(n, dtype=np.float64)
     base = np.arange(1000, dtype=np.float64)
-    state = {}
+    state: dict[str, Any] = {}
     if impl == "np.concatenate":
         def timed():
             state["out"] = np.concatenate([base, data])
         return None, timed
-    store = res.store("ext")
+    else:
+        store = res.store("ext")
 
-    def prepare():
-        if "v" in state:
-            state.pop("v").drop()
-        state["v"] = v = store.vector("float64")
-        v.extend(base)
+        def prepare():
+            if "v" in state:
+                state.pop("v").drop()
+            state["v"] = v = store.vector("float64")
+            v.extend(base)
 
-    def timed():
-        state["v"].extend(data)
-    return prepare, timed
+        def timed():
+            state["v"].extend(data)
+        return prepare, timed
 
 
 def vector_append(res: Resources, impl: str, n: int):
     """(prepare, timed) for ``n`` single appends of a float from Python: into a shared vector
     (emptied before each call), against ``list.append`` plus a write into a NumPy array."""
     if impl == "list + numpy write":
-        lst, arr = [], np.zeros(n)
+        lst: list[float] = []
+        arr = np.zeros(n)
 
         def prepare():
             lst.clear()
@@ -342,13 +345,14 @@ def vector_append(res: Resources, impl: str, n: int):
                 append(1.5)
                 arr[i] = 1.5
         return prepare, timed
-    v = res.store("app").vector("float64", capacity=n)
+    else:
+        v = res.store("app").vector("float64", capacity=n)
 
-    def timed():
-        append = v.append
-        for _ in range(n):
-            append(1.5)
-    return v.clear, timed
+        def timed():
+            append = v.append
+            for _ in range(n):
+                append(1.5)
+        return v.clear, timed
 
 
 def column_scan(res: Resources, impl: str, n: int):
@@ -477,9 +481,10 @@ def print_report(report: dict, console) -> None:
              f"{report['repeat']}+ calls, {m['cpus']} CPUs, Python {m['python']}, "
              f"numba {m['numba']}, {m['date']}")
     table = Table(title=title, title_justify="left")
-    for col, justify in (("benchmark", "left"), ("n", "right"), ("sharedstore", "right"),
-                         ("peer", "left"), ("peer time", "right"), ("ratio", "right"),
-                         ("target", "right")):
+    columns: tuple[tuple[str, Literal["left", "right"]], ...] = (
+        ("benchmark", "left"), ("n", "right"), ("sharedstore", "right"), ("peer", "left"),
+        ("peer time", "right"), ("ratio", "right"), ("target", "right"))
+    for col, justify in columns:
         table.add_column(col, justify=justify)
     for r in report["ratios"]:
         target = "" if r["target"] is None else f"<= {r['target']:g}"

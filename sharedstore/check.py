@@ -26,6 +26,7 @@ or a map entry that lookups cannot find; it says so.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -54,7 +55,7 @@ def _h(h: int) -> str:
 
 
 # code -> (name, repairable, message(a, b, c))
-_CODES = {
+_CODES: dict[int, tuple[str, bool, Callable[[int, int, int], str]]] = {
     KC.P_HEADER: ("header", False, lambda a, b, c: (
         f"header word {a} holds {b}" + (f" (committed {c})" if c else "")
         + ": the store's header is damaged")),
@@ -252,7 +253,8 @@ def _problems(probs: np.ndarray, n: int) -> list[Problem]:
     out = []
     for code, a, b, c in probs[:min(n, MAX_PROBLEMS) * KC.P_WORDS].reshape(-1, 4).tolist():
         name, repairable, msg = _CODES.get(
-            code, ("unknown", False, lambda a, b, c: f"problem {code} ({a}, {b}, {c})"))
+            code, ("unknown", False,
+                   lambda a, b, c, code=code: f"problem {code} ({a}, {b}, {c})"))
         out.append(Problem(name, msg(a, b, c), a, repairable))
     return out
 

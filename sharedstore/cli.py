@@ -39,11 +39,14 @@ import time
 
 from . import (
     ArrayRef,
+    IntRef,
     ListRef,
     MapRef,
+    NumberRef,
     Ref,
     SharedStoreError,
     StoreNotFoundError,
+    StringRef,
     StructRef,
     UseAfterFreeError,
     VectorRef,
@@ -325,7 +328,7 @@ def describe_value(store, key) -> dict | None:
         return None
     except UseAfterFreeError as e:
         return {"key": _json_key(key), "kind": "dropped", "preview": str(e)}
-    except Exception as e:  # noqa: BLE001  unpickling runs foreign code: any error is possible
+    except Exception as e:  # unpickling runs foreign code: any error is possible
         return {"key": _json_key(key), "kind": "unreadable", "preview": f"{type(e).__name__}: {e}"}
     if isinstance(value, Ref):
         return {"key": _json_key(key), "kind": type(value).__name__, "id": value.id,
@@ -435,7 +438,7 @@ def _plain(value):
         return value.to_numpy().tolist()
     if isinstance(value, StructRef):
         return {k: _plain(v) for k, v in value.to_dict().items()}
-    if isinstance(value, Ref):
+    if isinstance(value, (StringRef, NumberRef, IntRef)):
         return value.get()
     if hasattr(value, "tolist"):
         return value.tolist()

@@ -52,7 +52,8 @@ import functools
 import hashlib
 import logging
 import warnings
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import click
 import dask
@@ -64,6 +65,11 @@ from distributed.diagnostics.plugin import NannyPlugin
 from . import _nodestore as _ns
 from ._nodestore import node_id, node_store, store_name
 from .errors import NodeStoreError, human_bytes
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from .store import Store
 
 __all__ = [
     "NodeStore",
@@ -86,9 +92,25 @@ class NodeStoreMemoryWarning(UserWarning):
     restart the worker (its RSS counts the store pages it touched)."""
 
 
+@overload
+def parse_size(size: None) -> None: ...
+
+
+@overload
+def parse_size(size: int | float | str) -> int: ...
+
+
 def parse_size(size: int | float | str | None) -> int | None:
     """A store size in bytes: a number, or a human string (``"4GiB"``, ``"512 MB"``, ``"1e9"``);
-    None stays None (the default reservation)."""
+    None stays None (the default reservation).
+
+    Raises
+    ------
+    TypeError
+        For anything but a number, a str or None.
+    ValueError
+        For a string that is no size, or a size that is not positive.
+    """
     if size is None:
         return None
     if isinstance(size, bool) or not isinstance(size, (int, float, str)):
@@ -121,16 +143,27 @@ class NodeStore(NannyPlugin):
     restart = True
 
     def __init__(self, run: str, size: int | str | None = None):
+        """See the class doc.
+
+        Raises
+        ------
+        ValueError
+            For a run name that is not a non-empty str, or a size that is no size.
+        TypeError
+            For a size that is neither a number nor a str.
+        """
         store_name(run, "")  # a bad run name fails here, in the client, not in every nanny
         self.run = run
         self.size = parse_size(size)
         self.name = f"sharedstore-node-store-{run}"
 
-    def store_name(self, nanny) -> str:
+    def store_name(self, nanny: Nanny) -> str:
         """The name of this run's store on ``nanny``'s node."""
         return store_name(self.run, node_id(nanny.env))
 
-    async def setup(self, nanny) -> None:
+    async def setup(self, nanny: Nanny) -> None:
+        """Open (or create) the node's store for ``nanny`` and give its worker the name (Dask
+        calls it: see the module doc)."""
         name = self.store_name(nanny)
         store = await asyncio.to_thread(_ns.hold, name, self.size, id(nanny))
         _ns.set_env_store(nanny.env, self.run, name)
@@ -138,7 +171,9 @@ class NodeStore(NannyPlugin):
                     human_bytes(store.reserved))
         warn_memory(nanny, store)
 
-    async def teardown(self, nanny) -> None:
+    async def teardown(self, nanny: Nanny) -> None:
+        """Let go of the node's store for ``nanny``; the last nanny of the node unlinks it
+        (Dask calls it: see the module doc)."""
         name = self.store_name(nanny)
         _ns.set_env_store(nanny.env, self.run, None)
         if not _ns.is_holder(name, id(nanny)):
@@ -152,10 +187,12 @@ class NodeStore(NannyPlugin):
 
 
 # ---------------------------------------------------------------------- memory accounting
-_warned: set = set()
+_warned: set[tuple[str, int | None]] = set()
 
 
-def memory_risk(store_bytes: int, memory_limit: int | None, target, terminate) -> str | None:
+def memory_risk(store_bytes: int, memory_limit: int | None,
+                target: float | Literal[False] | None,
+                terminate: float | Literal[False] | None) -> str | None:
     """Why a worker's RSS could reach the nanny's restart threshold because of the store, or
     None.
 
@@ -177,7 +214,7 @@ def memory_risk(store_bytes: int, memory_limit: int | None, target, terminate) -
     )
 
 
-def warn_memory(nanny, store) -> None:
+def warn_memory(nanny: Nanny, store: Store) -> None:
     """Warn once per process and store when :func:`memory_risk` finds one for ``nanny``."""
     mm = nanny.memory_manager
     key = (store.name, mm.memory_limit)
@@ -191,10 +228,24 @@ def warn_memory(nanny, store) -> None:
 
 
 # ---------------------------------------------------------------------- from the client
-def nodes(client, run: str | None = None) -> dict[str, list[str]]:
+def nodes(client: Client, run: str | None = None) -> dict[str, list[str]]:
     """The cluster's workers by node: ``{store name: [worker address, ...]}``.
 
-    Route partitioned work to a node with ``client.submit(f, ..., workers=nodes[name])``."""
+    Route partitioned work to a node with ``client.submit(f, ..., workers=nodes[name])``.
+
+    Parameters
+    ----------
+    client
+        A client of the cluster.
+    run
+        The run whose stores name the nodes; needed only if the workers have several.
+
+    Raises
+    ------
+    NodeStoreError
+        If a worker has no node store (of ``run``): ``client.run`` passes the worker's error
+        on.
+    """
     names = client.run(_ns.store_name_here, run)
     out: dict[str, list[str]] = {}
     for address, name in sorted(names.items()):
@@ -202,10 +253,25 @@ def nodes(client, run: str | None = None) -> dict[str, list[str]]:
     return out
 
 
-def each_node(client, fn, *args, run: str | None = None, **kwargs) -> dict[str, Any]:
+def each_node(client: Client, fn: Callable[..., Any], *args: Any, run: str | None = None,
+              **kwargs: Any) -> dict[str, Any]:
     """Run ``fn(*args, **kwargs)`` once on each node (as a task on one of its workers) and
     return the results by node store name: load read-mostly data into each node's store, or
     reduce each node's state, then combine the results on the client.
+
+    Parameters
+    ----------
+    client
+        A client of the cluster.
+    fn, *args, **kwargs
+        The task; ``fn`` finds the node's store with :func:`node_store`.
+    run
+        As for :func:`nodes`.
+
+    Returns
+    -------
+    dict
+        ``{store name: fn's result on that node}``.
 
     Examples
     --------
@@ -233,7 +299,7 @@ def default_run(scheduler_address: str) -> str:
 @click.option("--size", default=None,
               help="the store's reservation, such as 4GiB (default: the sharedstore.size config, "
                    "$DASK_SHAREDSTORE__SIZE; else as large as /dev/shm)")
-async def dask_setup(nanny, run, size) -> None:
+async def dask_setup(nanny: Nanny, run: str | None, size: str | None) -> None:
     """Nanny preload (``dask worker --preload-nanny sharedstore.dask``): install
     :class:`NodeStore` in the nanny before it registers with the scheduler."""
     if not isinstance(nanny, Nanny):

@@ -6,6 +6,8 @@ anyway, so ``except FileNotFoundError`` still works for a missing store.
 
 from __future__ import annotations
 
+from typing import NoReturn, Protocol
+
 from ._kernels import status as S
 
 
@@ -76,7 +78,7 @@ class LockTimeoutError(SharedStoreError, TimeoutError):
 #: (the operation), ``store`` ("store 'name'"), ``name`` and ``reserved`` (the store's).
 #: Statuses the call protocol resolves itself (commit memory, wait for or take over a lock,
 #: retry a read: ``sharedstore._calls``) reach this table only when they cannot be resolved.
-STATUS: dict[int, tuple[type, str, str]] = {
+STATUS: dict[int, tuple[type[SharedStoreError], str, str]] = {
     S.ERR_INVALID: (InvalidHandleError, "{what}: the id names no object in {store}",
                     "use the .id of a live ref"),
     S.ERR_FREED: (UseAfterFreeError, "{what}: the object was dropped",
@@ -100,9 +102,27 @@ STATUS: dict[int, tuple[type, str, str]] = {
 }
 
 
-def error_for(status: int, what: str, *, store=None) -> SharedStoreError:
+class _Named(Protocol):
+    """What an error message names: a store (a Store, or this process's attachment of one)."""
+
+    name: str
+    reserved: int
+
+
+def error_for(status: int, what: str, *, store: _Named | None = None) -> SharedStoreError:
     """The exception (not raised) for a negative kernel ``status`` returned while doing
-    ``what``; it carries the status as ``.status``."""
+    ``what``; it carries the status as ``.status``.
+
+    Parameters
+    ----------
+    status
+        A negative status of ``sharedstore._kernels.status``; one :data:`STATUS` does not
+        list gets a :class:`SharedStoreError` asking for a bug report.
+    what
+        The operation, as the message starts (``"map get"``, ``"StringRef.set()"``).
+    store
+        The store it happened in (a Store or an attachment), named in the message.
+    """
     cls, template, fix = STATUS.get(
         status, (SharedStoreError, "{what}: unexpected status " + str(status),
                  "report this as a bug of sharedstore"))
@@ -114,17 +134,21 @@ def error_for(status: int, what: str, *, store=None) -> SharedStoreError:
     return err
 
 
-def raise_status(status: int, what: str, *, store=None) -> None:
-    """Raise the exception for a negative kernel ``status`` returned while doing ``what``."""
+def raise_status(status: int, what: str, *, store: _Named | None = None) -> NoReturn:
+    """Raise the exception for a negative kernel ``status`` returned while doing ``what``
+    (:func:`error_for`)."""
     raise error_for(status, what, store=store)
 
 
 def _human(n: int) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if unit != "bytes" else f"{n} bytes"
-        n /= 1024
-    return str(n)
+    if n < 1024:
+        return f"{n} bytes"
+    x = n / 1024
+    for unit in ("KiB", "MiB", "GiB"):
+        if x < 1024:
+            return f"{x:.1f} {unit}"
+        x /= 1024
+    return f"{x:.1f} TiB"
 
 
 human_bytes = _human

@@ -81,7 +81,13 @@ _EMPTY = np.zeros(0, dtype=np.uint8)
 
 
 def key_bytes(key):
-    """``(bytes of key as a uint8 array, key tag)`` in the encoding maps use (jitted code only)."""
+    """``(bytes of key as a uint8 array, key tag)`` in the encoding maps use (jitted code only).
+
+    Raises
+    ------
+    NotImplementedError
+        If called from Python: it exists inside ``@numba.njit`` functions only.
+    """
     raise NotImplementedError("key_bytes is for use inside @numba.njit functions")
 
 
@@ -251,7 +257,23 @@ def _lookup_key_hashed_impl(mem, h, key, hv):
 
 @inline
 def map_lookup(mem, map_id, key):
-    """``(value tag or negative status, payload word)`` of ``key``; tags are ``_layout.V_*``."""
+    """The raw entry of ``key`` in map ``map_id``: reads never lock.
+
+    Parameters
+    ----------
+    mem : int64[::1]
+        ``store.mem``.
+    map_id : int
+        The map's ``.id``.
+    key : int, str, bytes or uint8 array
+        The same key Python uses (``m[3]``, ``m["a"]``, ``m[b"a"]``).
+
+    Returns
+    -------
+    (int, int)
+        The value's tag (``_layout.V_*``), or a negative status (``STATUS_NOT_FOUND`` for a
+        missing key), and its payload word.
+    """
     return _lookup_key(unowned(mem), map_id, key)
 
 
@@ -266,14 +288,17 @@ def _number(tag, payload, default):
 
 @inline
 def map_get_float(mem, map_id, key, default):
-    """The number stored under ``key`` as a float, or ``default``."""
+    """The number stored under ``key`` in map ``map_id`` as a float (an int value converted),
+    or ``default`` for a missing key or a value that is no number (``mem``, ``map_id`` and
+    ``key`` as for :func:`map_lookup`)."""
     tag, payload = map_lookup(mem, map_id, key)
     return _number(tag, payload, float(default))
 
 
 @inline
 def map_get_int(mem, map_id, key, default):
-    """The integer stored under ``key``, or ``default`` (also for a float value)."""
+    """The integer stored under ``key`` in map ``map_id``, or ``default`` for a missing key or
+    any other value, a float too (arguments as for :func:`map_lookup`)."""
     tag, payload = map_lookup(mem, map_id, key)
     if tag == L.V_INT:
         return payload
@@ -332,15 +357,31 @@ def _fetch_slot(m, sw, mask, seed, key, hv, j):
 
 @inline
 def map_get_float_many(mem, map_id, keys, default, out):
-    """``out[i] = map_get_float(mem, map_id, keys[i], default)`` for every key of ``keys`` (a
-    typed List, or an array of int keys); returns how many keys have a number, or a negative
-    status if ``map_id`` names no map.  Faster per key than one call each on a big map:
+    """``out[i] = map_get_float(mem, map_id, keys[i], default)`` for every key of ``keys``.
 
-    the lookups run as a pipeline.  While key ``i`` is looked up, the entry of key ``i + 8``,
-    the table slot of key ``i + 16`` and the bytes of key ``i + 24`` are being fetched, so the
-    cache misses of many keys overlap instead of following one another.  The fetches are hints:
-    each lookup checks everything as ``map_get_float`` does.  The str keys of a typed List are
-    read in place, with no reference counting (see the module docstring)."""
+    Parameters
+    ----------
+    mem, map_id
+        As for :func:`map_lookup`.
+    keys : typed List of keys, or int64 array
+        The keys (of one type).
+    default : float
+        The value for a missing key, or one that is no number.
+    out : float64 array
+        At least ``len(keys)`` long.
+
+    Returns
+    -------
+    int
+        How many keys have a number, or a negative status if ``map_id`` names no map (then
+        ``out`` is all ``default``).
+
+    Faster per key than one call each on a big map: the lookups run as a pipeline.  While key
+    ``i`` is looked up, the entry of key ``i + 8``, the table slot of key ``i + 16`` and the
+    bytes of key ``i + 24`` are being fetched, so the cache misses of many keys overlap instead
+    of following one another.  The fetches are hints: each lookup checks everything as
+    ``map_get_float`` does.  The str keys of a typed List are read in place, with no reference
+    counting (see the module docstring)."""
     m = unowned(mem)
     n = len(keys)
     d = float(default)
@@ -381,7 +422,23 @@ def map_get_float_many(mem, map_id, keys, default, out):
 
 @helper
 def map_set_float(mem, token, map_id, key, value):
-    """Store float ``value`` under ``key``: 1 (new key), 0 (replaced) or a negative status."""
+    """Store float ``value`` under ``key`` in map ``map_id``, under the map's lock.
+
+    Parameters
+    ----------
+    mem, map_id, key
+        As for :func:`map_lookup`.
+    token : int
+        ``store.token``: this process's lock token.
+    value : float
+
+    Returns
+    -------
+    int
+        1 (a new key), 0 (a value replaced), or a negative status: ``STATUS_COMMIT`` (call
+        ``store.reserve(nbytes)`` from Python, then write again), ``STATUS_BUSY_LOCK`` or
+        ``STATUS_BUSY_ALLOC`` (write again, or go back to Python), or a stale or invalid id.
+    """
     kb, kt = key_bytes(key)
     return store_value(unowned(mem), token, map_id, kb, kt, L.V_FLOAT, float_to_bits(float(value)),
                        _EMPTY)
@@ -389,15 +446,21 @@ def map_set_float(mem, token, map_id, key, value):
 
 @helper
 def map_set_int(mem, token, map_id, key, value):
-    """Store int ``value`` under ``key``: 1 (new key), 0 (replaced) or a negative status."""
+    """Store int ``value`` (int64) under ``key`` in map ``map_id``: as :func:`map_set_float`."""
     kb, kt = key_bytes(key)
     return store_value(unowned(mem), token, map_id, kb, kt, L.V_INT, np.int64(value), _EMPTY)
 
 
 @helper
 def vector_append(mem, token, vector_id, values):
-    """Append ``values`` (a 1-d array of the vector's dtype) to a shared vector: the new length,
-    or a negative status (``STATUS_COMMIT``: call ``store.reserve`` from Python first)."""
+    """Append ``values`` (a 1-d array of the vector's dtype) to the vector ``vector_id``.
+
+    Returns
+    -------
+    int
+        The new length, or a negative status (the module doc lists them; ``STATUS_COMMIT``:
+        call ``store.reserve`` from Python first).
+    """
     return append_bytes(unowned(mem), token, vector_id, values.view(np.uint8))
 
 

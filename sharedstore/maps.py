@@ -11,7 +11,17 @@ errors.
 from __future__ import annotations
 
 import struct
-from collections.abc import ItemsView, Mapping, MutableMapping, MutableSequence, ValuesView
+from collections.abc import (
+    ItemsView,
+    Iterable,
+    Iterator,
+    Mapping,
+    MutableMapping,
+    MutableSequence,
+    MutableSet,
+    ValuesView,
+)
+from typing import Any, overload
 
 import numpy as np
 
@@ -21,6 +31,7 @@ from ._kernels import lists as KLI
 from ._kernels import status as S
 from ._pins import pinned_array, release_pin
 from ._values import (
+    Key,
     _float_from_bits,
     array_head,
     array_meta,
@@ -48,8 +59,9 @@ def _elements(a: np.ndarray) -> np.ndarray:
     return flat
 
 
-def _encode_keys(keys: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _encode_keys(keys: list[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Keys as (one uint8 array of their bytes, offsets into it, key tags) for batch kernels."""
+    tags: np.ndarray
     if all(type(k) is str for k in keys):
         parts = [k.encode("utf-8", "surrogatepass") for k in keys]
         tags = np.full(len(keys), _V_STR, dtype=np.int64)
@@ -63,17 +75,21 @@ def _encode_keys(keys: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return blob, offs, tags
 
 
-class _ItemsView(ItemsView):
-    def __iter__(self):
+class _ItemsView(ItemsView[Key, Any]):
+    _mapping: MapRef
+
+    def __iter__(self) -> Iterator[tuple[Key, Any]]:
         return iter(self._mapping._dump(True))
 
 
-class _ValuesView(ValuesView):
-    def __iter__(self):
+class _ValuesView(ValuesView[Any]):
+    _mapping: MapRef
+
+    def __iter__(self) -> Iterator[Any]:
         return (v for _, v in self._mapping._dump(True))
 
 
-class MapRef(Ref, MutableMapping):
+class MapRef(Ref, MutableMapping[Key, Any]):
     """A shared hash map: str, bytes or int keys; any values.  Readers never lock.
 
     Values: None, bool, int64, float, str and bytes are stored as themselves, numpy arrays as
@@ -87,7 +103,7 @@ class MapRef(Ref, MutableMapping):
     # ---------------------------------------------------------------- reads
     # (the c backend runs __getitem__, __contains__, get, get_many and __setitem__ as C
     # functions for the common cases: sharedstore._fastpath)
-    def __getitem__(self, key):
+    def __getitem__(self, key: Key) -> Any:
         """``m[key]``: the value stored at ``key``.
 
         Raises
@@ -99,16 +115,16 @@ class MapRef(Ref, MutableMapping):
         """
         return self._get(key)
 
-    def _get(self, key):
+    def _get(self, key: object) -> Any:
         """``self[key]`` through the map_get kernel: every key and value type, and the errors."""
         kb, kt = encode_key(key)
         s = self._store
         mem = s.mem  # (a closed store raises here)
         try:
-            out, view, ints, floats = s._tls.bufs
+            out, view, ints, _ = s._tls.bufs
         except AttributeError:
             s._out()
-            out, view, ints, floats = s._tls.bufs
+            out, view, ints, _ = s._tls.bufs
         r = s._call(KM.map_get, mem, out, self._id, kb, kt, what="map get", h=self._id,
                     accept=_GET_ANSWERS)
         if r < 0:
@@ -125,7 +141,7 @@ class MapRef(Ref, MutableMapping):
             return decode_value(s, r, ints[1], None)
         return decode_value(s, r, ints[1], view[24:24 + ints[2]])
 
-    def __contains__(self, key) -> bool:
+    def __contains__(self, key: object) -> bool:
         """``key in m`` (False for a key of a type no map holds)."""
         try:
             self._get(key)
@@ -133,20 +149,35 @@ class MapRef(Ref, MutableMapping):
             return False
         return True
 
-    def get(self, key, default=None):
-        """``m[key]``, or ``default`` if ``key`` is not in the map."""
+    def get(self, key: Key, default: Any = None) -> Any:
+        """``m[key]``, or ``default`` if ``key`` is not in the map.
+
+        Raises
+        ------
+        TypeError
+            If ``key`` is not a str, bytes or int.
+        """
         try:
             return self._get(key)
         except KeyError:
             return default
 
-    def view(self, key) -> np.ndarray:
+    def view(self, key: Key) -> np.ndarray:
         """A zero-copy, read-only view of the array stored at ``key`` (``m[key]`` returns a
-        copy).  Its memory stays valid as long as the view (or any array derived from it)
-        lives, also after the value is replaced or deleted: the view keeps showing the array
-        it was taken of, and the memory is freed once the last view in every process is
-        garbage (as for vector views, ``sharedstore.vectors``).  KeyError if ``key`` is
-        missing, TypeError if its value is not an array."""
+        copy).
+
+        Its memory stays valid as long as the view (or any array derived from it) lives, also
+        after the value is replaced or deleted: the view keeps showing the array it was taken
+        of, and the memory is freed once the last view in every process is garbage (as for
+        vector views, ``sharedstore.vectors``).
+
+        Raises
+        ------
+        KeyError
+            If ``key`` is not in the map.
+        TypeError
+            If its value is not an array (only arrays have views).
+        """
         kb, kt = encode_key(key)
         s = self._store
         head = bytearray(256)
@@ -173,9 +204,27 @@ class MapRef(Ref, MutableMapping):
             raise
         return arr.reshape(shape)
 
-    def get_many(self, keys, default=None) -> list:
+    def get_many(self, keys: Iterable[Key], default: Any = None) -> list[Any]:
         """The values of ``keys`` (``default`` for missing ones), in one kernel call (the c
-        backend loops over a list of str, bytes and int keys with native values in C)."""
+        backend loops over a list of str, bytes and int keys with native values in C).
+
+        Parameters
+        ----------
+        keys
+            Any iterable of keys.
+        default
+            The value for a key that is not in the map.
+
+        Returns
+        -------
+        list
+            One value per key, in order, read from one consistent state of the map.
+
+        Raises
+        ------
+        TypeError
+            If a key is not a str, bytes or int.
+        """
         keys = list(keys)
         if not keys:
             return []
@@ -214,10 +263,11 @@ class MapRef(Ref, MutableMapping):
         return res
 
     def __len__(self) -> int:
+        """How many keys the map holds."""
         s = self._store
         return s._call(KM.map_len, s.mem, self._id, what=f"{type(self).__name__} len()")
 
-    def _dump(self, with_values: bool) -> list:
+    def _dump(self, with_values: bool) -> list[tuple[Key, Any]]:
         """A consistent snapshot of the entries: [(key, value or None)]."""
         s = self._store
         out = s._out(4096)
@@ -243,47 +293,73 @@ class MapRef(Ref, MutableMapping):
             res.append((key, value))
         return res
 
-    def __iter__(self):
-        # a snapshot: safe while other processes write, and never yields a key twice
+    def __iter__(self) -> Iterator[Key]:
+        """The keys, from one consistent snapshot (safe while other processes write, and never
+        a key twice)."""
         return iter([k for k, _ in self._dump(False)])
 
-    def items(self):
+    def items(self) -> ItemsView[Key, Any]:
         """A view of the items; iterating it reads one consistent snapshot."""
         return _ItemsView(self)
 
-    def values(self):
+    def values(self) -> ValuesView[Any]:
         """A view of the values; iterating it reads one consistent snapshot."""
         return _ValuesView(self)
 
     # ---------------------------------------------------------------- writes
-    def __setitem__(self, key, value) -> None:
+    def __setitem__(self, key: Key, value: Any) -> None:
         """``m[key] = value``: any value (see the class doc); replacing a value frees what the
-        map stored for it."""
+        map stored for it.
+
+        Raises
+        ------
+        TypeError
+            If ``key`` is not a str, bytes or int (of int64's range), or ``value`` is none of
+            the native values and cannot be pickled.
+        InvalidHandleError
+            If ``value`` is a ref of another store (its id means nothing here).
+        StoreFullError
+            If the store has no room for it.
+        """
         self._set(key, value)
 
-    def _set(self, key, value) -> None:
+    def _set(self, key: Key, value: Any) -> None:
         """``self[key] = value`` through the map_set kernel: every value, and the errors."""
         kb, kt = encode_key(key)
         s = self._store
         if type(value) is np.ndarray and not value.dtype.hasobject:
             # the elements go straight from the array into their data block
-            head, data = array_head(value), _elements(value)
-            s._call(KM.map_set_array, s.mem, s._token, self._id, kb, kt, head, data,
-                    what="map set", h=self._id, hint=len(kb) + len(head) + len(data) + 64)
+            head, elements = array_head(value), _elements(value)
+            s._call(KM.map_set_array, s.mem, s._token, self._id, kb, kt, head, elements,
+                    what="map set", h=self._id, hint=len(kb) + len(head) + len(elements) + 64)
             return
         vt, ip, fp, data = encode_value(value, s._handle_of)
         s._call(KM.map_set, s.mem, s._token, self._id, kb, kt, vt, ip, fp, data,
                 what="map set", h=self._id, hint=len(kb) + len(data))
 
-    def set(self, key, value) -> None:
-        """``m[key] = value`` (seed 1's name)."""
+    def set(self, key: Key, value: Any) -> None:
+        """``m[key] = value`` (seed 1's name; also ``add``)."""
         self[key] = value
 
     add = set
 
-    def set_many(self, keys, values) -> int:
-        """Set ``keys[i]`` to ``values[i]`` for all ``i`` in one kernel call; return how many
-        keys were new."""
+    def set_many(self, keys: Iterable[Key], values: Iterable[Any]) -> int:
+        """Set ``keys[i]`` to ``values[i]`` for all ``i`` in one kernel call.
+
+        Returns
+        -------
+        int
+            How many of the keys were new.
+
+        Raises
+        ------
+        ValueError
+            If there are not as many values as keys.
+        TypeError, InvalidHandleError
+            As for ``m[key] = value``, before anything is stored.
+        StoreFullError
+            If the store has no room for them all (the keys stored before stay).
+        """
         keys = list(keys)
         values = list(values)
         if len(keys) != len(values):
@@ -312,31 +388,46 @@ class MapRef(Ref, MutableMapping):
                 return int(progress[1])
             deadline = s._recover(r, "map set_many", self._id, hint=pos, deadline=deadline)
 
-    def update(self, other=(), /, **kwargs) -> None:
-        """Like ``dict.update``, storing everything in one kernel call."""
+    def update(self, other: Any = (), /, **kwargs: Any) -> None:
+        """Like ``dict.update`` (a mapping, an object with ``keys()``, or ``(key, value)``
+        pairs, then keyword arguments), storing everything in one kernel call."""
         if isinstance(other, Mapping):
             items = list(other.items())
         elif hasattr(other, "keys"):
-            items = [(k, other[k]) for k in other.keys()]
+            # (dict.update's protocol: an object with keys() need not iterate over them)
+            items = [(k, other[k]) for k in other.keys()]  # noqa: SIM118
         else:
             items = list(other)
         items += kwargs.items()
         if items:
             self.set_many([k for k, _ in items], [v for _, v in items])
 
-    def __delitem__(self, key) -> None:
+    def __delitem__(self, key: Key) -> None:
+        """``del m[key]``; KeyError if ``key`` is not in the map."""
         if not self.delete(key):
             raise KeyError(key)
 
-    def delete(self, key) -> bool:
-        """Remove ``key``; True if it was there."""
+    def delete(self, key: Key) -> bool:
+        """Remove ``key`` (seed 2's name), freeing what the map stored for its value.
+
+        Returns
+        -------
+        bool
+            True if ``key`` was in the map.
+        """
         kb, kt = encode_key(key)
         s = self._store
         return bool(s._call(KM.map_delete, s.mem, s._token, self._id, kb, kt,
                             what="map delete", h=self._id))
 
-    def pop(self, key, *default):
-        """Remove ``key`` and return its value (or ``default`` if given and the key is missing)."""
+    def pop(self, key: Key, *default: Any) -> Any:
+        """Remove ``key`` and return its value (or ``default`` if given and the key is missing).
+
+        Raises
+        ------
+        KeyError
+            If ``key`` is not in the map and no default is given.
+        """
         if len(default) > 1:
             raise TypeError(f"pop expected at most 2 arguments, got {1 + len(default)}")
         try:
@@ -348,7 +439,7 @@ class MapRef(Ref, MutableMapping):
         self.delete(key)
         return value
 
-    def popitem(self):
+    def popitem(self) -> tuple[Key, Any]:
         """Remove and return some ``(key, value)`` pair; KeyError if the map is empty."""
         for key in self:
             try:
@@ -363,14 +454,26 @@ class MapRef(Ref, MutableMapping):
         s._call(KM.map_clear, s.mem, s._token, self._id, what="map clear", h=self._id)
 
     def drop(self, recursive: bool = False) -> None:
-        """Free the map and the values it stores.  The objects its refs point to stay, unless
-        ``recursive``: then they are dropped too (maps recursively; each object once)."""
+        """Free the map and the values it stores.
+
+        Parameters
+        ----------
+        recursive
+            Also drop the objects its refs point to (maps recursively; each object once).
+            By default they stay.
+
+        Raises
+        ------
+        UseAfterFreeError
+            If the map was dropped already.
+        """
         if recursive:
             self._drop_tree(set())
         else:
             self._drop_one()
 
-    def _drop_tree(self, seen: set) -> None:
+    # (not `set`: in this class the name is the method)
+    def _drop_tree(self, seen: MutableSet[int]) -> None:
         seen.add(self._id)
         for _, v in self._dump(True):
             if isinstance(v, Ref) and v._id not in seen:
@@ -387,18 +490,20 @@ class MapRef(Ref, MutableMapping):
                 h=self._id)
 
     __eq__ = MutableMapping.__eq__
-    __hash__ = None
+    # a mutable mapping is unhashable, as a dict (type checkers hold every object hashable)
+    __hash__ = None  # type: ignore[assignment]
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<MapRef id={self._id} of store {self._store.name!r}, {len(self)} keys>"
 
     def _repr_html_(self) -> str:
         from . import _html
 
-        return _html.mapping(f"MapRef id={self._id}: {len(self)} keys", iter(self.items()), len(self))
+        n = len(self)
+        return _html.mapping(f"MapRef id={self._id}: {n} keys", iter(self.items()), n)
 
 
-class ListRef(Ref, MutableSequence):
+class ListRef(Ref, MutableSequence[Any]):
     """A shared list of any values (``store.vector()`` with no dtype; seed 1's VectorRef).
 
     It is a map keyed by index: values are stored as a map stores them (refs as handles,
@@ -413,9 +518,10 @@ class ListRef(Ref, MutableSequence):
         return MapRef._trusted(self._store, self._id)  # (the same object: a list is a map)
 
     def __len__(self) -> int:
+        """How many items the list holds."""
         return len(self._map())
 
-    def _index(self, i, n: int) -> int:
+    def _index(self, i: object, n: int) -> int:
         if isinstance(i, bool) or not isinstance(i, int):
             raise TypeError(f"list indices must be integers, not {type(i).__name__}")
         j = i + n if i < 0 else i
@@ -423,7 +529,22 @@ class ListRef(Ref, MutableSequence):
             raise IndexError(f"list index {i} out of range (length {n})")
         return j
 
-    def __getitem__(self, i):
+    @overload
+    def __getitem__(self, i: int) -> Any: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[Any]: ...
+
+    def __getitem__(self, i: int | slice) -> Any:
+        """``lst[i]``, or a list of the items of a slice.
+
+        Raises
+        ------
+        IndexError
+            If ``i`` is out of range.
+        TypeError
+            If ``i`` is not an int or a slice.
+        """
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
         try:
@@ -431,19 +552,35 @@ class ListRef(Ref, MutableSequence):
         except KeyError:
             raise IndexError(f"list index {i} out of range (changed meanwhile)") from None
 
-    def __setitem__(self, i, value) -> None:
+    @overload
+    def __setitem__(self, i: int, value: Any) -> None: ...
+
+    @overload
+    def __setitem__(self, i: slice, value: Iterable[Any]) -> None: ...
+
+    def __setitem__(self, i: int | slice, value: Any) -> None:
+        """``lst[i] = value`` (any value, stored as a map stores it).
+
+        Raises
+        ------
+        IndexError
+            If ``i`` is out of range.
+        TypeError
+            If ``i`` is a slice (not supported) or not an int.
+        """
         if isinstance(i, slice):
             raise TypeError("slice assignment is not supported on a ListRef")
         self._map()[self._index(i, len(self))] = value
 
-    def append(self, value) -> None:
+    def append(self, value: Any) -> None:
         """Append ``value`` (atomic: concurrent appends from several processes all land)."""
         s = self._store
         vt, ip, fp, data = encode_value(value, s._handle_of)
         s._call(KLI.list_append, s.mem, s._token, self._id, vt, ip, fp, data,
                 what="ListRef.append()", h=self._id, hint=len(data))
 
-    def extend(self, values) -> None:
+    def extend(self, values: Iterable[Any]) -> None:
+        """Append each of ``values``, one atomic append each."""
         for v in values:
             self.append(v)
 
@@ -452,7 +589,15 @@ class ListRef(Ref, MutableSequence):
         s._call(KLI.list_truncate, s.mem, s._token, self._id, n, what="ListRef.truncate",
                 h=self._id)
 
-    def __delitem__(self, i) -> None:
+    def __delitem__(self, i: int | slice) -> None:
+        """``del lst[i]`` or ``del lst[a:b]``: the items after it move up (in several steps,
+        not atomically).
+
+        Raises
+        ------
+        IndexError
+            If ``i`` is out of range.
+        """
         n = len(self)
         if isinstance(i, slice):
             keep = [v for j, v in enumerate(self) if j not in set(range(*i.indices(n)))]
@@ -464,7 +609,9 @@ class ListRef(Ref, MutableSequence):
         self._truncate(j)
         self.extend(tail)
 
-    def insert(self, i, value) -> None:
+    def insert(self, i: int, value: Any) -> None:
+        """Insert ``value`` before index ``i`` (clamped, as ``list.insert``); the items after
+        it move down, in several steps."""
         n = len(self)
         j = max(0, min(n, i + n if i < 0 else i))
         tail = self[j:]
@@ -472,7 +619,14 @@ class ListRef(Ref, MutableSequence):
         self.append(value)
         self.extend(tail)
 
-    def pop(self, i: int = -1):
+    def pop(self, i: int = -1) -> Any:
+        """Remove and return the item at ``i`` (the last by default).
+
+        Raises
+        ------
+        IndexError
+            If the list is empty or ``i`` is out of range.
+        """
         n = len(self)
         j = self._index(i, n)
         value = self[j]
@@ -483,24 +637,28 @@ class ListRef(Ref, MutableSequence):
         return value
 
     def clear(self) -> None:
+        """Remove every item."""
         self._truncate(0)
 
-    def __iter__(self):
-        # one consistent snapshot, in index order
+    def __iter__(self) -> Iterator[Any]:
+        """The items, in index order, from one consistent snapshot."""
         return iter([v for _, v in sorted(self._map()._dump(True), key=lambda kv: kv[0])])
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
+        """Equal to a list, tuple or ListRef with equal items in the same order."""
         if isinstance(other, (list, tuple, ListRef)):
             return list(self) == list(other)
         return NotImplemented
 
-    __hash__ = None
+    # a mutable sequence is unhashable, as a list (type checkers hold every object hashable)
+    __hash__ = None  # type: ignore[assignment]
 
     def drop(self, recursive: bool = False) -> None:
-        """Free the list (and, if ``recursive``, the objects its refs point to)."""
+        """Free the list (and, if ``recursive``, the objects its refs point to): see
+        :meth:`MapRef.drop`."""
         self._map().drop(recursive=recursive)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<ListRef id={self._id} of store {self._store.name!r}, {len(self)} items>"
 
 

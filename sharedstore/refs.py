@@ -11,12 +11,19 @@ Maps and lists are in ``maps.py``, struct records in ``structs.py``, vectors and
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, NoReturn, TypeVar
+
 from . import _layout as L
 from ._kernels import heap as KH
 from ._kernels import objects as KO
 from ._values import _float_from_bits, as_float, corrupt_text, float_bits
 from ._values import as_int64 as _int64
 from .errors import InvalidHandleError, raise_status
+
+if TYPE_CHECKING:
+    from .store import Store
+
+_R = TypeVar("_R", bound="Ref")
 
 
 class Ref:
@@ -26,11 +33,31 @@ class Ref:
     # read it and _id (_fastpath.entries.SLOT_*)
     __slots__ = ("_cx", "_id", "_store")
     _kind = -1
+    _cx: int
+    _id: int
+    _store: Store
 
-    def __init__(self, store, id: int):
-        """Reconnect to the object ``id`` of ``store`` (``store.ref(id)`` finds the class)."""
+    def __init__(self, store: Store, id: int):
+        """Reconnect to the object ``id`` of ``store`` (``store.ref(id)`` finds the class).
+
+        Parameters
+        ----------
+        store
+            The store the object lives in (any handle on it, in any process).
+        id
+            The object's handle, its ref's :attr:`id`.
+
+        Raises
+        ------
+        InvalidHandleError
+            If ``id`` names no object, or one of another kind: ``store.ref(id)`` gives a ref
+            of the right class.
+        UseAfterFreeError
+            If the object was dropped.
+        """
         if not hasattr(store, "_att"):
-            raise TypeError(f"a ref needs the Store its object lives in, not {type(store).__name__}")
+            raise TypeError(
+                f"a ref needs the Store its object lives in, not {type(store).__name__}")
         if isinstance(id, bool) or not isinstance(id, int):
             raise InvalidHandleError(f"an id is an int, not {type(id).__name__} ({id!r})")
         if not 0 < id < (1 << 63):
@@ -46,13 +73,13 @@ class Ref:
         self._init(store, id)
 
     @classmethod
-    def _trusted(cls, store, id: int):
+    def _trusted(cls: type[_R], store: Store, id: int) -> _R:
         """A ref for a handle the caller knows is live and of this class's kind."""
         self = cls.__new__(cls)
         self._init(store, id)
         return self
 
-    def _init(self, store, id: int) -> None:
+    def _init(self, store: Store, id: int) -> None:
         """Fill every slot: the one place each class sets its own (``__init__``, ``_trusted``
         and unpickling all come here, so no way of making a ref leaves a slot unset)."""
         self._store = store
@@ -65,40 +92,56 @@ class Ref:
         return self._id
 
     @property
-    def store(self):
+    def store(self) -> Store:
+        """The store the object lives in (the handle this ref was made through)."""
         return self._store
 
     def drop(self) -> None:
-        """Free the object.  Any later use of it raises :class:`UseAfterFreeError`."""
+        """Free the object.  Any later use of it, through any ref in any process, raises
+        :class:`UseAfterFreeError`.
+
+        Raises
+        ------
+        UseAfterFreeError
+            If it was dropped already.
+        """
         s = self._store
         s._call(KO.object_drop, s.mem, s._token, self._id, self._kind,
                 what=f"{type(self).__name__}.drop()")
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[Ref], tuple[Store, int]]:
         return type(self), (self._store, self._id)
 
-    def __eq__(self, other):
-        if type(other) is not type(self):
+    def __eq__(self, other: object) -> bool:
+        """Refs are equal when they name the same object of the same store."""
+        if not isinstance(other, Ref) or type(other) is not type(self):
             return NotImplemented
         return other._id == self._id and self._store._same_store(other._store)
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash((type(self).__name__, self._id))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<{type(self).__name__} id={self._id} of store {self._store.name!r}>"
 
-    def _fail(self, r: int, what: str):
+    def _fail(self, r: int, what: str) -> NoReturn:
         raise_status(r, f"{type(self).__name__}.{what}", store=self._store)
 
 
 class StringRef(Ref):
-    """A shared UTF-8 string of any length."""
+    """A shared UTF-8 string of any length (``store.string("Hello")``)."""
 
     __slots__ = ()
     _kind = L.KIND_STRING
 
     def get(self) -> str:
+        """The string's current value.
+
+        Raises
+        ------
+        UseAfterFreeError
+            If the string was dropped.
+        """
         s = self._store
         out = s._out()
         while True:  # (n > len(out): the string is longer than the scratch buffer)
@@ -112,6 +155,19 @@ class StringRef(Ref):
             raise corrupt_text(e) from e
 
     def set(self, value: str) -> None:
+        """Replace the string's value (any length).  The new text goes to a new block,
+        published at once: readers in other processes see the old or the new value, never a
+        mix.
+
+        Raises
+        ------
+        TypeError
+            If ``value`` is not a str.
+        StoreFullError
+            If the store has no room for it.
+        UseAfterFreeError
+            If the string was dropped.
+        """
         if not isinstance(value, str):
             raise TypeError(f"StringRef.set() takes a str, not {type(value).__name__}")
         s = self._store
@@ -119,9 +175,16 @@ class StringRef(Ref):
         s._call(KO.string_set, s.mem, s._token, self._id, data, what="StringRef.set()",
                 hint=len(data))
 
-    value = property(get, set, doc="The string's current value.")
+    @property
+    def value(self) -> str:
+        """The string's current value (:meth:`get`; assigning it is :meth:`set`)."""
+        return self.get()
 
-    def __str__(self):
+    @value.setter
+    def value(self, value: str) -> None:
+        self.set(value)
+
+    def __str__(self) -> str:
         return self.get()
 
 
@@ -151,18 +214,41 @@ class NumberRef(_ScalarRef):
         return _float_from_bits(self._bits())
 
     def set(self, value: float) -> None:
+        """Set the value (one atomic store).
+
+        Raises
+        ------
+        TypeError
+            If ``value`` is not a real number.
+        """
         self._set_bits(float_bits(as_float(value)))
 
     def add(self, x: float) -> float:
-        """Atomically add ``x``; return the new value."""
+        """Atomically add ``x``; return the new value.
+
+        Several processes adding at once all land: it is one compare-exchange loop on the
+        shared word.
+
+        Raises
+        ------
+        TypeError
+            If ``x`` is not a real number.
+        """
         st, new = KO.float_add(self._store.mem, self._id, as_float(x))
         if st < 0:
             self._fail(st, "add()")
         return new
 
-    value = property(lambda self: self.get(), set, doc="The number's current value.")
+    @property
+    def value(self) -> float:
+        """The number's current value (:meth:`get`; assigning it is :meth:`set`)."""
+        return self.get()
 
-    def __float__(self):
+    @value.setter
+    def value(self, value: float) -> None:
+        self.set(value)
+
+    def __float__(self) -> float:
         return self.get()
 
 
@@ -177,32 +263,70 @@ class IntRef(_ScalarRef):
         return self._bits()
 
     def set(self, value: int) -> None:
+        """Set the value (one atomic store).
+
+        Raises
+        ------
+        TypeError
+            If ``value`` is not an int.
+        OverflowError
+            If it does not fit in int64.
+        """
         self._set_bits(_int64(value))
 
     def add(self, x: int = 1) -> int:
-        """Atomically add ``x`` (wrapping at int64); return the new value."""
+        """Atomically add ``x`` (wrapping at int64); return the new value.
+
+        One fetch-add instruction: several processes adding at once all land.
+
+        Raises
+        ------
+        TypeError
+            If ``x`` is not an int.
+        OverflowError
+            If ``x`` does not fit in int64.
+        """
         st, new = KO.int_add(self._store.mem, self._id, _int64(x))
         if st < 0:
             self._fail(st, "add()")
         return new
 
     def compare_exchange(self, expected: int, new: int) -> bool:
-        """Atomically set the value to ``new`` if it is ``expected``; True if it was."""
+        """Atomically set the value to ``new`` if it is ``expected``.
+
+        Returns
+        -------
+        bool
+            True if the value was ``expected`` (and is ``new`` now), False if it was anything
+            else (and is unchanged).
+
+        Raises
+        ------
+        TypeError, OverflowError
+            If ``expected`` or ``new`` is not an int of int64's range.
+        """
         st, ok = KO.int_compare_exchange(self._store.mem, self._id, _int64(expected), _int64(new))
         if st < 0:
             self._fail(st, "compare_exchange()")
         return bool(ok)
 
-    value = property(lambda self: self.get(), set, doc="The integer's current value.")
+    @property
+    def value(self) -> int:
+        """The integer's current value (:meth:`get`; assigning it is :meth:`set`)."""
+        return self.get()
 
-    def __int__(self):
+    @value.setter
+    def value(self, value: int) -> None:
+        self.set(value)
+
+    def __int__(self) -> int:
         return self.get()
 
     __index__ = __int__
 
 
 #: the ref class of each kind of object (maps.py, structs.py and vectors.py add theirs)
-_CLASSES: dict[int, type] = {
+_CLASSES: dict[int, type[Ref]] = {
     L.KIND_STRING: StringRef,
     L.KIND_FLOAT: NumberRef,
     L.KIND_INT: IntRef,

@@ -1,4 +1,5 @@
-"""The Store: create, attach, open, close and unlink a store; its root map; pickling; stats; workers.
+"""The Store: create, attach, open, close and unlink a store; its root map; pickling; stats and
+workers.
 
 A :class:`Store` is a handle on one shared segment, which this process maps once however many
 handles it opens (``_attachment.py``).  The store itself is a mapping of named values (its *root
@@ -20,8 +21,10 @@ import secrets
 import threading
 import time
 import weakref
-from collections.abc import ItemsView, Iterator, KeysView, ValuesView
+from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView, ValuesView
 from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, SupportsIndex, TypeVar, overload
 
 import numpy as np
 
@@ -33,7 +36,7 @@ from ._kernels import hashmap as KM
 from ._kernels import heap as KH
 from ._kernels import objects as KO
 from ._kernels import vector as KV
-from ._values import as_float, float_bits
+from ._values import Key, as_float, float_bits
 from ._values import as_int64 as _int64
 from .errors import (
     InvalidHandleError,
@@ -47,9 +50,14 @@ from .maps import ListRef, MapRef
 from .refs import IntRef, NumberRef, Ref, StringRef, ref_class
 from .structs import Struct, StructProxy
 
+if TYPE_CHECKING:
+    from .check import CheckReport
+    from .vectors import ArrayRef, DTypeLike, VectorRef
+
 DEFAULT_LOCK_TIMEOUT = _calls.DEFAULT_LOCK_TIMEOUT
 _COMMIT_STEP = 4 << 20
 
+_T = TypeVar("_T")
 
 
 class Store:
@@ -66,11 +74,12 @@ class Store:
 
     def __init__(self, att: _attachment.Attachment, name: str, *, created: bool,
                  insecure: bool = False):
+        """Not for users: a Store comes from :func:`create`, :func:`attach` or :func:`open`."""
         self.name = name
         self.path = att.path
         self._att = att
         self._mm = att.mm
-        self._mem = att.mem
+        self._mem: np.ndarray | None = att.mem
         self._words = att.words
         self._pins = att.pins  # (shared by the handles: the process's views)
         self._schema_ids = att.schema_ids
@@ -103,12 +112,21 @@ class Store:
     @property
     def mem(self) -> np.ndarray:
         """The whole segment as an int64 array (for kernels; see ``_layout`` for its format)."""
-        if self._closed:
-            raise StoreClosedError(
-                f"store {self.name!r} was closed in this process: attach to it again "
-                f"(sharedstore.attach({self.name!r})) to use it"
-            )
-        return self._mem
+        mem = self._mem
+        if mem is None:  # (closed)
+            raise self._closed_error()
+        return mem
+
+    def _check_open(self) -> None:
+        """Raise StoreClosedError if this handle was closed."""
+        if self._mem is None:
+            raise self._closed_error()
+
+    def _closed_error(self) -> StoreClosedError:
+        return StoreClosedError(
+            f"store {self.name!r} was closed in this process: attach to it again "
+            f"(sharedstore.attach({self.name!r})) to use it"
+        )
 
     @property
     def token(self) -> int:
@@ -117,13 +135,20 @@ class Store:
 
     def reserve(self, nbytes: int) -> None:
         """Commit memory now so that at least ``nbytes`` more can be allocated without another
-        commit (jitted code using :mod:`sharedstore.kernels` cannot commit memory itself)."""
+        commit (jitted code using :mod:`sharedstore.kernels` cannot commit memory itself).
+
+        Raises
+        ------
+        StoreFullError
+            If the reservation, or the filesystem behind it, has no room for that much.
+        """
         mem = self.mem
         while int(mem[L.W_COMMITTED]) - int(mem[L.W_HEAP_TOP]) < nbytes:
             self._att.grow(nbytes)
 
     @property
     def closed(self) -> bool:
+        """Whether this handle was closed."""
         return self._closed
 
     def close(self) -> None:
@@ -140,16 +165,25 @@ class Store:
         self._release()  # (closes the context: from here the hot paths hand over, and raise)
 
     def unlink(self) -> None:
-        """Remove the store's file; processes attached keep their mapping until they close."""
+        """Remove the store's file; processes attached keep their mapping until they close.
+
+        Raises
+        ------
+        StoreNotFoundError
+            If the file was removed already.
+        """
         try:
             os.unlink(self.path)
         except FileNotFoundError:
-            raise StoreNotFoundError(f"store {self.name!r} ({self.path}) was removed already") from None
+            raise StoreNotFoundError(
+                f"store {self.name!r} ({self.path}) was removed already") from None
 
     def __enter__(self) -> Store:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        """Close the handle; unlink the store too if this process created it."""
         unlink = self._created and self._creator_pid == os.getpid()
         self.close()
         if unlink:
@@ -158,7 +192,7 @@ class Store:
             except StoreNotFoundError:
                 pass
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Callable[..., Store], tuple[str, str, bool, int]]:
         # a worker trusts the file as far as the process that sent the store did; the creation
         # time tells the store from another created under the same name since
         return _unpickle_store, (self.name, str(self.path), self._insecure, self._att.created_ns)
@@ -184,7 +218,7 @@ class Store:
         a, b = self._att, other._att
         return a is b or (a.identity, a.created_ns) == (b.identity, b.created_ns)
 
-    def _handle_of(self, value) -> int | None:
+    def _handle_of(self, value: object) -> int | None:
         """The handle to store for ``value`` if it is a ref (or a StructProxy) of this store,
         None if it is no ref; InvalidHandleError for a ref of another store."""
         if isinstance(value, StructProxy):
@@ -209,42 +243,65 @@ class Store:
             out = np.empty(max(n, 256) + 7 & ~7, dtype=np.uint8)
             tls = self._tls
             tls.out = out
-            tls.view = memoryview(out)  # slices without numpy overhead
+            tls.view = out.data  # a memoryview: slices without numpy overhead
             tls.words = tls.view.cast("q")  # the same bytes as Python ints (25 ns a read) ...
             tls.floats = tls.view.cast("d")  # ... and as Python floats
             tls.bufs = (out, tls.view, tls.words, tls.floats)
         return out
 
-    def _call(self, kernel, *args, what: str, h: int = 0, hint: int = 0, accept=()) -> int:
+    def _call(self, kernel: Callable[..., int], *args: Any, what: str, h: int = 0,
+              hint: int = 0, accept: tuple[int, ...] = ()) -> int:
         """``kernel(*args)`` with its statuses resolved (``_calls.call``: commit memory, wait
         for or take over locks, retry, or raise), waiting up to this handle's
         ``lock_timeout``: the first result that is not negative or is in ``accept``."""
         return _calls.call(self._att, kernel, *args, what=what, h=h, hint=hint, accept=accept,
                            timeout=self.lock_timeout)
 
-    def _recover(self, r: int, what: str, h: int = 0, hint: int = 0, deadline=None):
+    def _recover(self, r: int, what: str, h: int = 0, hint: int = 0,
+                 deadline: float | None = None) -> float | None:
         """For calls that loop themselves: do what status ``r`` asks before the call is
         repeated, or raise (``_calls.recover``); returns the deadline to pass back."""
         return _calls.recover(self._att, r, what, h, hint, deadline, self.lock_timeout)
 
     # ------------------------------------------------------------------ objects
     def string(self, value: str = "") -> StringRef:
-        """A new shared string (UTF-8, any length)."""
+        """A new shared string (UTF-8, any length).
+
+        Raises
+        ------
+        TypeError
+            If ``value`` is not a str.
+        StoreFullError
+            If the store has no room for it.
+        """
         data = _utf8(value)
         h = self._call(KO.string_new, self.mem, self._token, data, what="store.string()",
                        hint=len(data))
         return StringRef._trusted(self, h)
 
     def number(self, value: float = 0.0) -> NumberRef:
-        """A new shared float64 with atomic ``add``."""
+        """A new shared float64 with atomic ``add``.
+
+        Raises
+        ------
+        TypeError
+            If ``value`` is not a real number.
+        """
         return NumberRef._trusted(self, self._scalar_new(L.KIND_FLOAT, float_bits(as_float(value))))
 
     def integer(self, value: int = 0) -> IntRef:
-        """A new shared int64 with atomic ``add`` and ``compare_exchange``."""
+        """A new shared int64 with atomic ``add`` and ``compare_exchange``.
+
+        Raises
+        ------
+        TypeError, OverflowError
+            If ``value`` is not an int of int64's range.
+        """
         return IntRef._trusted(self, self._scalar_new(L.KIND_INT, _int64(value)))
 
-    def map(self, items=None, /, **kwargs) -> MapRef:
-        """A new shared map (str, bytes or int keys; any values), optionally filled."""
+    def map(self, items: Any = None, /, **kwargs: Any) -> MapRef:
+        """A new shared map (str, bytes or int keys; any values), optionally filled as
+        ``dict(items, **kwargs)`` would be (in one kernel call: :meth:`MapRef.update`)."""
         h = self._call(KM.map_new, self.mem, self._token, L.KIND_MAP, what="store.map()")
         m = MapRef._trusted(self, h)
         if items is not None or kwargs:
@@ -255,7 +312,17 @@ class Store:
         return self._call(KO.scalar_new, self.mem, self._token, kind, bits, what="new object")
 
     def ref(self, id: int) -> Ref:
-        """The ref of the right class for the object ``id`` names."""
+        """The ref of the right class for the object ``id`` names (a :class:`StringRef`,
+        :class:`MapRef`, :class:`VectorRef`...): how any process reconnects to an object whose
+        id it was given.
+
+        Raises
+        ------
+        InvalidHandleError
+            If ``id`` names no object (never issued, or forged).
+        UseAfterFreeError
+            If the object was dropped.
+        """
         kind = KH.handle_kind(self.mem, _int64(id))
         if kind < 0:
             raise_status(kind, f"store.ref({id!r})", store=self)
@@ -279,7 +346,7 @@ class Store:
             h = self._schema_ids[text] = ref.id
         return h
 
-    def _interned(self, handle: int, decode):
+    def _interned(self, handle: int, decode: Callable[[str], _T]) -> _T:
         """``decode(text)`` of the interned string ``handle`` (cached per process)."""
         value = self._structs.get(handle)
         if value is None:
@@ -294,31 +361,74 @@ class Store:
             self._structs[handle] = value
         return value
 
-    def _schema_handle(self, struct) -> int:
+    def _schema_handle(self, struct: Struct) -> int:
         h = self._intern(struct.json)
         self._structs.setdefault(h, struct)
         return h
 
-    def _struct_of(self, schema: int):
+    def _struct_of(self, schema: int) -> Struct:
         """The Struct whose descriptor string is ``schema``."""
         return self._interned(schema, lambda text: Struct.from_descriptor(json.loads(text)))
 
-    def array(self, shape, dtype="float64"):
-        """A new zero-filled array of fixed ``shape``: its memory never moves."""
+    def array(self, shape: int | Iterable[SupportsIndex],
+              dtype: DTypeLike = "float64") -> ArrayRef:
+        """A new zero-filled array of fixed ``shape``: its memory never moves.
+
+        Parameters
+        ----------
+        shape
+            An int, or a tuple of ints.
+        dtype
+            A NumPy dtype (or anything ``numpy.dtype()`` takes), or a :class:`Struct`.
+
+        Raises
+        ------
+        ValueError
+            For a negative size.
+        TypeError
+            For a dtype of no fixed size (objects, unsized str).
+        StoreFullError
+            If the store has no room for it.
+        """
         from .vectors import ArrayRef
 
-        shape = (shape,) if isinstance(shape, int) else tuple(int(n) for n in shape)
-        if any(n < 0 for n in shape):
-            raise ValueError(f"bad shape {shape}")
-        n = int(np.prod(shape))
-        a = ArrayRef._create(self, dtype, n, shape=shape)
+        dims = (shape,) if isinstance(shape, int) else tuple(int(n) for n in shape)
+        if any(n < 0 for n in dims):
+            raise ValueError(f"bad shape {dims}")
+        n = int(np.prod(dims))
+        a = ArrayRef._create(self, dtype, n, shape=dims)
         a._op(KV.vector_truncate, n, what="store.array()", hint=n * a.dtype.itemsize)
         return a
 
-    def vector(self, dtype=None, capacity: int = 0):
-        """A new growable vector of ``dtype`` (a NumPy dtype, or a :class:`Struct` for a table
-        of records), with room for ``capacity`` slots before it first grows.  With no dtype
-        (``store.vector(None)`` or ``store.vector()``), a :class:`ListRef` of any values."""
+    @overload
+    def vector(self, dtype: None = None, capacity: int = 0) -> ListRef: ...
+
+    @overload
+    def vector(self, dtype: DTypeLike, capacity: int = 0) -> VectorRef: ...
+
+    def vector(self, dtype: DTypeLike | None = None, capacity: int = 0) -> VectorRef | ListRef:
+        """A new growable vector.
+
+        Parameters
+        ----------
+        dtype
+            The type of a slot: a NumPy dtype (or anything ``numpy.dtype()`` takes, such as
+            ``"float64"``), or a :class:`Struct` for a table of records.  With none
+            (``store.vector()``), a :class:`ListRef` of any values.
+        capacity
+            Room for this many slots before the vector first grows.
+
+        Returns
+        -------
+        VectorRef or ListRef
+
+        Raises
+        ------
+        TypeError
+            For a dtype of no fixed size (objects, unsized str): use a map or a ListRef.
+        StoreFullError
+            If the store has no room for it.
+        """
         from .vectors import VectorRef
 
         if dtype is None:
@@ -330,34 +440,43 @@ class Store:
     @property
     def root(self) -> MapRef:
         """The root map: the store's named values."""
-        self.mem  # (raises StoreClosedError on a closed handle)
+        self._check_open()
         # a new ref each time: a ref holds its store, and a cycle would keep a handle (and so
         # the process's registration) alive until the cyclic garbage collector runs
         return MapRef._trusted(self, self._id)
 
     # (the c backend runs __getitem__, __setitem__, __contains__ and get on the root map as
     # C functions, reading its handle from _id: sharedstore._fastpath)
-    def __getitem__(self, key):
-        """``store[key]``: the named value ``key``; KeyError if there is none."""
+    def __getitem__(self, key: Key) -> Any:
+        """``store[key]``: the named value ``key``.
+
+        Raises
+        ------
+        KeyError
+            If there is no named value ``key``.
+        TypeError
+            If ``key`` is not a str, bytes or int.
+        """
         return self.root._get(key)
 
-    def __setitem__(self, key, value) -> None:
-        """``store[key] = value``: set the named value ``key`` (any value)."""
+    def __setitem__(self, key: Key, value: Any) -> None:
+        """``store[key] = value``: set the named value ``key`` (any value, stored as a map
+        stores it: :meth:`MapRef.__setitem__`)."""
         self.root._set(key, value)
 
-    def __contains__(self, key) -> bool:
+    def __contains__(self, key: object) -> bool:
         """``key in store``: whether there is a named value ``key``."""
         return key in self.root
 
-    def get(self, key, default=None):
+    def get(self, key: Key, default: Any = None) -> Any:
         """``store[key]``, or ``default`` if there is no named value ``key``."""
         return self.root.get(key, default)
 
-    def __delitem__(self, key) -> None:
+    def __delitem__(self, key: Key) -> None:
         """``del store[key]``; KeyError if there is no named value ``key``."""
         del self.root[key]
 
-    def view(self, key):
+    def view(self, key: Key) -> np.ndarray:
         """A zero-copy, read-only view of the array stored as named value ``key``
         (:meth:`MapRef.view`)."""
         return self.root.view(key)
@@ -366,71 +485,93 @@ class Store:
         """How many named values the store holds."""
         return len(self.root)
 
-    def __iter__(self) -> Iterator:
+    def __iter__(self) -> Iterator[Key]:
         """The names, from one consistent snapshot."""
         return iter(self.root)
 
     # the rest of a mapping's methods, on the root map (see MapRef for each)
-    def keys(self) -> KeysView:
+    def keys(self) -> KeysView[Key]:
         """A view of the names (:meth:`MapRef.keys`)."""
         return self.root.keys()
 
-    def values(self) -> ValuesView:
+    def values(self) -> ValuesView[Any]:
         """A view of the named values (:meth:`MapRef.values`)."""
         return self.root.values()
 
-    def items(self) -> ItemsView:
+    def items(self) -> ItemsView[Key, Any]:
         """A view of the ``(name, value)`` pairs (:meth:`MapRef.items`)."""
         return self.root.items()
 
-    def set(self, key, value) -> None:
-        """``store[key] = value`` (seed 2's name)."""
+    def set(self, key: Key, value: Any) -> None:
+        """``store[key] = value`` (seed 2's name; also ``add``)."""
         self.root._set(key, value)
 
     add = set
 
-    def delete(self, key) -> bool:
-        """Remove the named value ``key``; True if it was there (seed 2's name)."""
+    def delete(self, key: Key) -> bool:
+        """Remove the named value ``key`` (seed 2's name).
+
+        Returns
+        -------
+        bool
+            True if it was there.
+        """
         return self.root.delete(key)
 
-    def pop(self, key, *default):
-        """Remove ``key`` and return its value, or ``default`` if given and there is none."""
+    def pop(self, key: Key, *default: Any) -> Any:
+        """Remove ``key`` and return its value, or ``default`` if given and there is none.
+
+        Raises
+        ------
+        KeyError
+            If there is no named value ``key`` and no default is given.
+        """
         return self.root.pop(key, *default)
 
-    def popitem(self) -> tuple:
+    def popitem(self) -> tuple[Key, Any]:
         """Remove and return some ``(name, value)``; KeyError if the store has none."""
         return self.root.popitem()
 
-    def setdefault(self, key, default=None):
+    def setdefault(self, key: Key, default: Any = None) -> Any:
         """``store[key]`` if it exists, else set it to ``default`` and return that."""
         return self.root.setdefault(key, default)
 
-    def update(self, other=(), /, **kwargs) -> None:
-        """Set many named values in one kernel call (:meth:`MapRef.update`)."""
+    def update(self, other: Any = (), /, **kwargs: Any) -> None:
+        """Set many named values in one kernel call, as ``dict.update`` takes them
+        (:meth:`MapRef.update`)."""
         self.root.update(other, **kwargs)
 
     def clear(self) -> None:
         """Remove every named value, in one kernel call."""
         self.root.clear()
 
-    def get_many(self, keys, default=None) -> list:
-        """The values of ``keys`` (``default`` for missing ones) in one call."""
+    def get_many(self, keys: Iterable[Key], default: Any = None) -> list[Any]:
+        """The values of ``keys`` (``default`` for missing ones) in one call
+        (:meth:`MapRef.get_many`)."""
         return self.root.get_many(keys, default)
 
-    def set_many(self, keys, values) -> int:
-        """Set ``keys[i]`` to ``values[i]`` in one kernel call; return how many were new."""
+    def set_many(self, keys: Iterable[Key], values: Iterable[Any]) -> int:
+        """Set ``keys[i]`` to ``values[i]`` in one kernel call; return how many were new
+        (:meth:`MapRef.set_many`)."""
         return self.root.set_many(keys, values)
 
     # ------------------------------------------------------------------ introspection
     def _used(self) -> int:
-        return L.HEAP_START + int(self._mem[L.W_USED])
+        return L.HEAP_START + int(self.mem[L.W_USED])
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         """Sizes in bytes and live objects by kind.
 
-        ``reserved``: the reservation; ``committed``: memory backed so far; ``used``: bytes in
-        live blocks plus the fixed header; ``free``: ``reserved - used``; ``free_listed``:
-        committed bytes on free lists or never handed out."""
+        Returns
+        -------
+        dict
+            ``name`` and ``path``; ``reserved``: the reservation; ``committed``: memory
+            backed so far; ``used``: bytes in live blocks plus the fixed header; ``free``:
+            ``reserved - used``; ``free_listed``: committed bytes on free lists or never
+            handed out; ``handles``: entries of the handle table; ``named_values``:
+            ``len(store)``; ``objects``: live objects by kind (``{"map": 3, ...}``, kinds with
+            none left out); ``workers``: attached processes.
+        """
         mem = self.mem
         committed = int(mem[L.W_COMMITTED])
         used = self._used()
@@ -451,21 +592,31 @@ class Store:
             "workers": len(self.workers()),
         }
 
-    def check(self, repair: bool = False):
+    def check(self, repair: bool = False) -> CheckReport:
         """Walk the whole store and report every inconsistency; with ``repair``, fix what can be.
 
-        Returns a :class:`sharedstore.check.CheckReport` (``ok``, ``problems``, ``repaired``,
-        ``stats``; ``str()`` reads well).  Safe while other processes work: the walk holds the
-        allocator lock, so their writes wait for it.  ``repair=True`` frees what killed
-        operations leaked, rebuilds free lists and counts, removes damaged map entries and
-        drops objects whose own memory is damaged (their ids then raise UseAfterFreeError).
-        Also ``python -m sharedstore check NAME [--repair]``."""
+        Safe while other processes work: the walk holds the allocator lock, so their writes
+        wait for it.  Also ``python -m sharedstore check NAME [--repair]``.
+
+        Parameters
+        ----------
+        repair
+            Free what killed operations leaked, rebuild free lists and counts, remove damaged
+            map entries and drop objects whose own memory is damaged (their ids then raise
+            UseAfterFreeError).
+
+        Returns
+        -------
+        sharedstore.check.CheckReport
+            ``ok``, ``problems``, ``repaired``, ``stats``; ``str()`` reads well.
+        """
         from .check import check
 
         return check(self, repair)
 
-    def workers(self) -> list[dict]:
-        """The processes attached now: ``{"pid", "since", "self"}`` (dead ones are reaped)."""
+    def workers(self) -> list[dict[str, Any]]:
+        """The processes attached now, each once: ``{"pid", "since" (seconds since the epoch),
+        "self" (whether it is this process)}``.  Dead ones are reaped first."""
         self.reap()
         mem = self.mem
         out = []
@@ -483,27 +634,40 @@ class Store:
 
     def reap(self) -> int:
         """Free the process-table entries of processes that died without closing, releasing
-        the views they held; return how many."""
-        self.mem  # (raises StoreClosedError on a closed handle)
+        the views they held.
+
+        Returns
+        -------
+        int
+            How many entries were freed.
+        """
+        self._check_open()
         return self._att.reap()
 
 
-def _utf8(value) -> bytes:
+def _utf8(value: object) -> bytes:
     if not isinstance(value, str):
         raise TypeError(f"a string value must be a str, not {type(value).__name__}")
     return value.encode("utf-8", "surrogatepass")
 
 
 # ---------------------------------------------------------------------- module-level API
-def _resolve(name: str, path) -> Path:
+def _resolve(name: str, path: str | os.PathLike[str] | None) -> Path:
     return Path(path) if path is not None else seg.shm_path(name)
 
 
-def create(name: str, size: int | None = None, *, path: str | os.PathLike | None = None) -> Store:
+def create(name: str, size: int | None = None, *,
+           path: str | os.PathLike[str] | None = None) -> Store:
     """Create a new store called ``name`` and attach to it.
+
+    Used as a context manager (``with ss.create(name) as store:``), the store is closed and
+    unlinked when the block ends.
 
     Parameters
     ----------
+    name
+        The store's name: what other processes attach by (no ``/``, no NUL, at most 200
+        characters).
     size
         The reservation in bytes: the most the store can ever hold.  Memory is only committed
         as it is used, so the default, the size of the filesystem, costs nothing up front.
@@ -514,6 +678,10 @@ def create(name: str, size: int | None = None, *, path: str | os.PathLike | None
     ------
     StoreExistsError
         If the store exists already: attach to it, or remove it with ``sharedstore.unlink``.
+    InvalidNameError
+        If ``name`` cannot name a store.
+    ValueError
+        If ``size`` is too small for a store.
     StoreFullError
         If the filesystem cannot back even the store's header.
     """
@@ -524,7 +692,8 @@ def create(name: str, size: int | None = None, *, path: str | os.PathLike | None
     if not isinstance(reserved, int) or isinstance(reserved, bool):
         raise TypeError(f"size must be an int number of bytes, not {type(reserved).__name__}")
     if reserved < L.MIN_RESERVATION:
-        raise ValueError(f"size={reserved} is too small: a store needs at least {L.MIN_RESERVATION} bytes")
+        raise ValueError(f"size={reserved} is too small: a store needs at least "
+                         f"{L.MIN_RESERVATION} bytes")
     reserved = reserved // L.PAGE * L.PAGE
     fd = seg.create_file(p, reserved, name)
     try:
@@ -555,11 +724,17 @@ def create(name: str, size: int | None = None, *, path: str | os.PathLike | None
     return Store(att, name, created=True)
 
 
-def attach(name: str, *, path: str | os.PathLike | None = None, insecure: bool = False) -> Store:
+def attach(name: str, *, path: str | os.PathLike[str] | None = None,
+           insecure: bool = False) -> Store:
     """Attach to the existing store ``name``.
+
+    A process maps a store once, however often it attaches: every Store of it is a handle on
+    one mapping and one entry in the store's process table.
 
     Parameters
     ----------
+    path
+        The file backing the store, if it was created with one.
     insecure
         Attach even if the file is owned by another user or its mode lets others write it.
         Only for a store whose other writers you trust: a pickled value read from it runs
@@ -578,21 +753,20 @@ def attach(name: str, *, path: str | os.PathLike | None = None, insecure: bool =
     p = _resolve(name, path)
     # a store this process has mapped already is reused: one mapping and one process-table
     # entry per process, however many times it attaches (once per task, say)
-    att = None
     try:
         st = os.stat(p)
     except FileNotFoundError:
-        st = None  # (open_file below says so)
+        pass  # (open_file below says so)
     else:
         att = _attachment.find(p, st)
-    if att is not None:
-        try:
-            if not insecure:
-                seg.check_trusted(st, name, p)
-        except BaseException:
-            att.release()
-            raise
-        return Store(att, name, created=False, insecure=insecure)
+        if att is not None:
+            try:
+                if not insecure:
+                    seg.check_trusted(st, name, p)
+            except BaseException:
+                att.release()
+                raise
+            return Store(att, name, created=False, insecure=insecure)
     fd = seg.open_file(p, name)
     try:
         if not insecure:
@@ -604,9 +778,22 @@ def attach(name: str, *, path: str | os.PathLike | None = None, insecure: bool =
     return Store(att, name, created=False, insecure=insecure)
 
 
-def open(name: str, size: int | None = None, *, path=None, insecure: bool = False) -> Store:  # noqa: A001
-    """Attach to store ``name``, or create it if it does not exist (``insecure``: see
-    :func:`attach`)."""
+# (the builtin's name on purpose: ss.open, as DESIGN.md names it)
+def open(name: str, size: int | None = None, *, path: str | os.PathLike[str] | None = None,
+         insecure: bool = False) -> Store:
+    """Attach to store ``name``, or create it (with reservation ``size``) if it does not
+    exist; ``path`` and ``insecure`` as for :func:`create` and :func:`attach`.
+
+    Used as a context manager, the store is unlinked at the end of the block only if this
+    call created it.
+
+    Raises
+    ------
+    StoreNotFoundError
+        If the store kept being removed and created by others between the attempts.
+    UntrustedStoreError, StoreCorruptError
+        As :func:`attach`.
+    """
     for _ in range(10):
         try:
             return attach(name, path=path, insecure=insecure)
@@ -619,8 +806,16 @@ def open(name: str, size: int | None = None, *, path=None, insecure: bool = Fals
     raise StoreNotFoundError(f"store {name!r} kept appearing and disappearing; try again")
 
 
-def unlink(name: str, *, path=None) -> None:
-    """Remove store ``name``; processes attached to it keep their mapping until they close."""
+def unlink(name: str, *, path: str | os.PathLike[str] | None = None) -> None:
+    """Remove store ``name``; processes attached to it keep their mapping until they close.
+
+    Raises
+    ------
+    StoreNotFoundError
+        If there is no such store.
+    InvalidNameError
+        If ``name`` cannot name a store.
+    """
     p = _resolve(seg.check_name(name), path)
     try:
         os.unlink(p)
@@ -629,11 +824,12 @@ def unlink(name: str, *, path=None) -> None:
 
 
 def list_stores() -> list[str]:
-    """Names of the stores in /dev/shm."""
+    """Names of the stores in ``/dev/shm`` (not those backed by a ``path=`` of their own)."""
     return seg.list_names()
 
 
-def _unpickle_store(name: str, path: str, insecure: bool = False, created_ns=None) -> Store:
+def _unpickle_store(name: str, path: str, insecure: bool = False,
+                    created_ns: int | None = None) -> Store:
     """A Store (or a ref's store) arriving in a process: this process's open handle on that
     store if it has one, else a new attachment, checked to be the store that was pickled."""
     att = _attachment.find(Path(path), created_ns=created_ns) if created_ns else None

@@ -25,7 +25,10 @@ from __future__ import annotations
 
 import json
 import re
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
@@ -35,10 +38,16 @@ from ._kernels import objects as KO
 from .errors import SchemaError, SharedStoreError
 from .refs import _CLASSES, Ref, StringRef
 
-try:  # Python 3.11+
+if sys.version_info >= (3, 11):
     import tomllib
-except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
+
+if TYPE_CHECKING:
+    from .store import Store
+
+#: where a schema file's struct was read from: (path, its text), for the line in errors
+_Where = tuple[Path, str]
 
 #: the dtype of "string" (owned) and "ref" (not owned) fields: a 64-bit handle
 HANDLE = np.dtype(np.int64)
@@ -51,6 +60,20 @@ _ARRAY = re.compile(r"^(.+?)\[\s*([-\d\s,]+)\s*\]$")
 class Struct:
     """A struct schema: ``Struct("Particle", {"x": "float64", "name": "string"})``.
 
+    Parameters
+    ----------
+    name
+        An identifier.
+    fields
+        Field name (an identifier not starting with ``_``) -> type: a string (see the
+        module doc for the types) or a nested :class:`Struct`.
+
+    Raises
+    ------
+    SchemaError
+        For a bad name, no fields, or a field of an unknown or unsized type; the message
+        names the struct and the field.
+
     Attributes
     ----------
     name : str
@@ -60,18 +83,26 @@ class Struct:
         The aligned structured dtype of one record.
     strings, refs : tuple of str
         Names of the ``"string"`` (owned) and ``"ref"`` fields, in order.
+    string_offsets : tuple of int
+        Byte offsets in a record of every owned string handle, nested structs' included.
+    json : str
+        :meth:`descriptor` as compact JSON (how the store records the schema).
     """
 
-    def __init__(self, name: str, fields: dict, *, _types: dict | None = None, _where=None):
+    def __init__(self, name: str, fields: dict[str, str | Struct], *,
+                 _types: dict[str, Struct] | None = None, _where: _Where | None = None):
         if not isinstance(name, str) or not _NAME.match(name):
             raise SchemaError(f"struct name {name!r} is not an identifier{_at(_where, name)}")
         if not isinstance(fields, dict) or not fields:
             raise SchemaError(f"struct {name!r} needs a dict of at least one field")
         self.name = name
         self.fields = dict(fields)
-        strings, refs, spec = [], [], []
-        self._nested = {}  # field -> Struct, for fields holding one nested struct
-        self._named = {}  # struct name -> Struct, for types named by a string
+        types = _types or {}
+        strings: list[str] = []
+        refs: list[str] = []
+        spec: list[tuple[str, np.dtype]] = []
+        self._nested: dict[str, Struct] = {}  # field -> Struct, for fields holding one
+        self._named: dict[str, Struct] = {}  # struct name -> Struct, for types named by a string
         for fname, ftype in self.fields.items():
             where = _at(_where, name, fname)
             if not isinstance(fname, str) or not _NAME.match(fname) or fname.startswith("_"):
@@ -86,24 +117,27 @@ class Struct:
                 refs.append(fname)
                 spec.append((fname, HANDLE))
             else:
-                spec.append((fname, _field_dtype(name, fname, ftype, _types or {}, where)))
+                spec.append((fname, _field_dtype(name, fname, ftype, types, where)))
                 inner = _inner_name(ftype)
                 if isinstance(ftype, Struct):
                     self._nested[fname] = ftype
-                elif inner in (_types or {}):
-                    self._named[inner] = _types[inner]
+                elif inner is not None and inner in types:
+                    self._named[inner] = types[inner]
                     if inner == ftype.strip():
-                        self._nested[fname] = _types[inner]
+                        self._nested[fname] = types[inner]
         self.strings = tuple(strings)
         self.refs = tuple(refs)
         self.dtype = np.dtype(spec, align=True)
+        # field -> its byte offset in a record (numpy types dtype.fields as optional: a
+        # struct's dtype always has them)
+        self._offsets = {n: f[1] for n, f in (self.dtype.fields or {}).items()}
         self.string_offsets = tuple(self._owned_offsets(where=_at(_where, name)))
         self.json = json.dumps(self.descriptor(), separators=(",", ":"))
 
-    def _owned_offsets(self, where: str):
+    def _owned_offsets(self, where: str) -> Iterator[int]:
         """Byte offsets of every owned string handle in a record, nested structs included."""
         for fname, ftype in self.fields.items():
-            off = self.dtype.fields[fname][1]
+            off = self._offsets[fname]
             if fname in self.strings:
                 yield off
             elif isinstance(ftype, Struct) or self.dtype[fname].names:
@@ -116,12 +150,12 @@ class Struct:
                         )
                     yield from (off + o for o in sub.string_offsets)
 
-    def descriptor(self) -> dict:
+    def descriptor(self) -> dict[str, Any]:
         """The schema as plain data (JSON-able): how the store records a record's type.
 
         Structs named by a field type (``"Particle"`` or ``"Particle[3]"``) come along in
         ``"types"``."""
-        d = {
+        d: dict[str, Any] = {
             "name": self.name,
             "fields": {k: (v.descriptor() if isinstance(v, Struct) else v)
                        for k, v in self.fields.items()},
@@ -131,37 +165,66 @@ class Struct:
         return d
 
     @classmethod
-    def from_descriptor(cls, d: dict) -> Struct:
-        """The Struct that :meth:`descriptor` described."""
+    def from_descriptor(cls, d: dict[str, Any]) -> Struct:
+        """The Struct that :meth:`descriptor` described.
+
+        Raises
+        ------
+        SchemaError
+            If the struct it describes is malformed.
+        KeyError, TypeError
+            If ``d`` is not a descriptor.
+        """
         types = {n: cls.from_descriptor(t) for n, t in d.get("types", {}).items()}
         fields = {k: (cls.from_descriptor(v) if isinstance(v, dict) else v)
                   for k, v in d["fields"].items()}
         return cls(d["name"], fields, _types=types)
 
-    def new(self, store, **values):
-        """A new record of this struct in ``store``, with ``values`` for some of its fields
-        (the others are zero; strings empty): a :class:`StructRef`."""
+    def new(self, store: Store, **values: Any) -> StructRef:
+        """A new record of this struct in ``store``.
+
+        Parameters
+        ----------
+        store
+            Where the record lives; the schema is stored with it, so ``store.ref(id)`` in any
+            process opens it with no schema in hand.
+        **values
+            Values for some of its fields; the others are zero (strings empty, refs None).
+
+        Returns
+        -------
+        StructRef
+
+        Raises
+        ------
+        TypeError
+            For a field the struct does not have, or a value its field cannot hold (then no
+            record is left behind).
+        StoreFullError
+            If the store has no room for it.
+        """
         return StructRef._create(store, self, values)
 
-    def new_proxy(self, store, **values):
+    def new_proxy(self, store: Store, **values: Any) -> StructProxy:
         """As :meth:`new`, wrapped for attribute access: ``q.mass = 2.0; q.name``."""
         return StructProxy(self.new(store, **values))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         body = ", ".join(f"{k!r}: {_type_text(v)!r}" for k, v in self.fields.items())
         return f"Struct({self.name!r}, {{{body}}})"
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
+        """Structs are equal when their names, dtypes and string and ref fields are."""
         if not isinstance(other, Struct):
             return NotImplemented
         return self.name == other.name and self.dtype == other.dtype and (
             self.strings, self.refs) == (other.strings, other.refs)
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash((self.name, self.dtype))
 
 
-def _inner_name(t) -> str | None:
+def _inner_name(t: object) -> str | None:
     """The base type name of a field type string: 'Particle' for 'Particle[3]'."""
     if not isinstance(t, str):
         return None
@@ -169,11 +232,11 @@ def _inner_name(t) -> str | None:
     return (m.group(1) if m else t).strip()
 
 
-def _type_text(t) -> str:
+def _type_text(t: str | Struct) -> str:
     return t.name if isinstance(t, Struct) else t
 
 
-def _at(where, struct: str, field: str | None = None) -> str:
+def _at(where: _Where | None, struct: str, field: str | None = None) -> str:
     """' (file, line N)' for errors in schema files, else ''."""
     if where is None:
         return ""
@@ -182,7 +245,8 @@ def _at(where, struct: str, field: str | None = None) -> str:
     return f" ({path}, line {line})" if line else f" ({path})"
 
 
-def _field_dtype(struct: str, field: str, ftype, types: dict, where: str) -> np.dtype:
+def _field_dtype(struct: str, field: str, ftype: object, types: dict[str, Struct],
+                 where: str) -> np.dtype:
     bad = f"struct {struct!r}, field {field!r}"
     if isinstance(ftype, Struct):
         return ftype.dtype
@@ -229,9 +293,14 @@ def _scalar(bad: str, t: str, where: str) -> np.dtype:
 
 # ---------------------------------------------------------------------------- schema files
 def load_schema(path: str | Path) -> dict[str, Struct]:
-    """Read a schema file (TOML, or JSON by its ``.json`` suffix): ``{name: Struct}``.
+    """Read a schema file (TOML, or JSON by its ``.json`` suffix).
 
     Structs may nest structs defined earlier in the same file (by name).
+
+    Returns
+    -------
+    dict
+        ``{name: Struct}``, in the file's order.
 
     Raises
     ------
@@ -266,12 +335,14 @@ def load_schema(path: str | Path) -> dict[str, Struct]:
     return structs
 
 
-def _no_duplicates(path, text):
-    def hook(pairs):
-        seen = {}
+def _no_duplicates(path: Path, text: str
+                   ) -> Callable[[list[tuple[str, Any]]], dict[str, Any]]:
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: dict[str, Any] = {}
         for k, v in pairs:
             if k in seen:
-                raise SchemaError(f"{path}, line {_line_of(text, None, k) or '?'}: duplicate name {k!r}")
+                line = _line_of(text, None, k) or "?"
+                raise SchemaError(f"{path}, line {line}: duplicate name {k!r}")
             seen[k] = v
         return seen
 
@@ -311,16 +382,21 @@ class StructRef(Ref):
     __slots__ = ("_struct", "_rec", "_meta_w", "_meta")
     _kind = L.KIND_STRUCT
 
-    def _init(self, store, id: int) -> None:
+    _struct: Struct | None
+    _rec: np.void
+    _meta_w: int
+    _meta: int
+
+    def _init(self, store: Store, id: int) -> None:
         super()._init(store, id)
         self._struct = None  # (_rec, _meta_w and _meta are set with it, by _bind)
 
     @classmethod
-    def _create(cls, store, struct, values: dict):
-        unknown = set(values) - set(struct.dtype.names)
+    def _create(cls, store: Store, struct: Struct, values: dict[str, Any]) -> StructRef:
+        unknown = set(values) - set(struct._offsets)
         if unknown:
             raise TypeError(f"struct {struct.name!r} has no field {sorted(unknown)[0]!r}; "
-                            f"its fields are {', '.join(struct.dtype.names)}")
+                            f"its fields are {', '.join(struct._offsets)}")
         schema = store._schema_handle(struct)
         h = store._call(KO.struct_new, store.mem, store._token, schema, struct.dtype.itemsize,
                         what=f"{struct.name}.new()", hint=struct.dtype.itemsize)
@@ -333,7 +409,7 @@ class StructRef(Ref):
             raise
         return ref
 
-    def _bind(self):
+    def _bind(self) -> Struct:
         s = self._store
         st, off, schema = KO.struct_locate(s.mem, self._id)
         if st < 0:
@@ -343,27 +419,45 @@ class StructRef(Ref):
         self._meta_w = KH.handle_lock_word(s.mem, self._id) - (L.H_LOCK - L.H_META)
         self._meta = s._words[self._meta_w]
         self._struct = struct
+        return struct
 
-    def _record(self):
-        """The record as a numpy void view into the store, after checking it was not dropped."""
-        if self._struct is None:
-            self._bind()
+    def _record(self) -> tuple[np.void, Struct]:
+        """The record as a numpy void view into the store, and its Struct, after checking it
+        was not dropped."""
+        struct = self._struct
+        if struct is None:
+            struct = self._bind()
         s = self._store
         if s._closed or s._words[self._meta_w] != self._meta:
             self._struct = None
-            self._bind()  # raises UseAfterFreeError (or StoreClosedError)
-        return self._rec
+            struct = self._bind()  # raises UseAfterFreeError (or StoreClosedError)
+        return self._rec, struct
 
     @property
-    def struct(self):
-        """The record's :class:`Struct`."""
-        self._record()
-        return self._struct
+    def struct(self) -> Struct:
+        """The record's :class:`Struct` (read from the store on a ref's first use).
 
-    def __getitem__(self, field: str):
-        rec = self._record()
-        struct = self._struct
-        if field not in struct.dtype.fields:
+        Raises
+        ------
+        UseAfterFreeError
+            If the record was dropped.
+        """
+        return self._record()[1]
+
+    def __getitem__(self, field: str) -> Any:
+        """``p[field]``: a copy of the field's value (a Python scalar, or a NumPy array or
+        record for sub-arrays and nested structs); a str for a ``"string"`` field, a ref (or
+        None) for a ``"ref"`` field.  Also ``p.get_key(field)``.
+
+        Raises
+        ------
+        KeyError
+            If the struct has no such field.
+        UseAfterFreeError
+            If the record was dropped.
+        """
+        rec, struct = self._record()
+        if field not in struct._offsets:
             raise KeyError(field)
         if field in struct.strings:
             h = int(rec[field])
@@ -374,22 +468,36 @@ class StructRef(Ref):
         v = rec[field]
         return v.item() if isinstance(v, np.generic) and v.dtype.names is None else v.copy()
 
-    def __setitem__(self, field: str, value) -> None:
-        rec = self._record()
-        struct = self._struct
-        if field not in struct.dtype.fields:
+    def __setitem__(self, field: str, value: Any) -> None:
+        """``p[field] = value``, in place in the store.  Also ``p.set_key(field, value)``.
+
+        A ``"string"`` field takes a str (or None: empty) and drops the string it replaces; a
+        ``"ref"`` field a ref of the same store or None; any other field what NumPy can
+        assign to it.
+
+        Raises
+        ------
+        KeyError
+            If the struct has no such field.
+        TypeError
+            If a string or ref field gets anything else.
+        UseAfterFreeError
+            If the record was dropped.
+        """
+        rec, struct = self._record()
+        if field not in struct._offsets:
             raise KeyError(field)
         if field in struct.strings:
-            self._swap_string(struct.dtype.fields[field][1], value)
+            self._swap_string(struct._offsets[field], value)
         elif field in struct.refs:
-            h = None if value is None else self._store._handle_of(value)
-            if value is not None and h is None:
+            h = 0 if value is None else self._store._handle_of(value)
+            if h is None:
                 raise TypeError(f"field {field!r} holds a ref or None, not {type(value).__name__}")
-            rec[field] = 0 if value is None else h
+            rec[field] = h
         else:
             rec[field] = value
 
-    def _swap_string(self, at: int, value) -> None:
+    def _swap_string(self, at: int, value: Any) -> None:
         """Put a new string (or none) in the handle word at byte ``at``; drop the old one."""
         s = self._store
         new = 0
@@ -408,19 +516,25 @@ class StructRef(Ref):
     get_key = __getitem__
     set_key = __setitem__
 
-    def to_dict(self) -> dict:
-        """Every field's value."""
-        return {name: self[name] for name in self.struct.dtype.names}
+    def to_dict(self) -> dict[str, Any]:
+        """Every field's value, as ``p[field]`` reads it."""
+        return {name: self[name] for name in self.struct._offsets}
 
     def drop(self) -> None:
-        """Free the record and the strings it owns (nested structs' included)."""
+        """Free the record and the strings it owns (nested structs' included).
+
+        Raises
+        ------
+        UseAfterFreeError
+            If it was dropped already.
+        """
         struct = self.struct
         for at in struct.string_offsets:
             self._swap_string(at, None)
         super().drop()
         self._struct = None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         try:
             name = self.struct.name
         except SharedStoreError:
@@ -433,9 +547,24 @@ class StructProxy:
     (field names cannot start with ``_``, so they never clash)."""
 
     __slots__ = ("_ref",)
+    _ref: StructRef
 
-    def __init__(self, ref, id: int | None = None):
-        """``StructProxy(struct_ref)``, or ``StructProxy(store, id)`` for the record ``id``."""
+    @overload
+    def __init__(self, ref: StructRef) -> None: ...
+
+    @overload
+    def __init__(self, ref: Store, id: int) -> None: ...
+
+    def __init__(self, ref: Any, id: int | None = None) -> None:
+        """``StructProxy(struct_ref)``, or ``StructProxy(store, id)`` for the record ``id``.
+
+        Raises
+        ------
+        TypeError
+            If given neither a StructRef nor a store and an id.
+        InvalidHandleError, UseAfterFreeError
+            As ``StructRef(store, id)``.
+        """
         if id is not None:
             ref = StructRef(ref, id)
         elif not isinstance(ref, StructRef):
@@ -443,32 +572,35 @@ class StructProxy:
                             f"{type(ref).__name__}")
         object.__setattr__(self, "_ref", ref)
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
+        """``q.field``: ``StructRef[field]``; AttributeError if there is no such field."""
         try:
             return self._ref[name]
         except KeyError:
             raise AttributeError(f"{self._ref.struct.name} has no field {name!r}") from None
 
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: Any) -> None:
+        """``q.field = value``: ``StructRef[field] = value``; AttributeError if there is no
+        such field."""
         try:
             self._ref[name] = value
         except KeyError:
             raise AttributeError(f"{self._ref.struct.name} has no field {name!r}") from None
 
-    def __dir__(self):
-        return list(self._ref.struct.dtype.names)
+    def __dir__(self) -> list[str]:
+        return list(self._ref.struct._offsets)
 
-    def _drop(self):
+    def _drop(self) -> None:
         self._ref.drop()
 
     @property
-    def _id(self):
+    def _id(self) -> int:
         return self._ref.id
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[StructProxy], tuple[StructRef]]:
         return StructProxy, (self._ref,)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<StructProxy of {self._ref!r}>"
 
 

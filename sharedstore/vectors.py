@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import json
 import operator
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, NoReturn, SupportsIndex, TypeAlias, TypeVar, overload
 
 import numpy as np
 
@@ -41,10 +43,29 @@ from .errors import InvalidHandleError
 from .refs import _CLASSES, Ref, StringRef
 from .structs import Struct
 
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
 
-def dtype_descriptor(dtype, shape=None) -> tuple[np.dtype, Struct | None, str]:
+    from .store import Store
+
+#: what ``store.vector`` and ``store.array`` take as the type of a slot: a NumPy dtype, or what
+#: ``numpy.dtype()`` takes (``"float64"``, ``np.int32``, a list of fields...) but None (which
+#: ``store.vector`` takes for a ListRef), or a :class:`Struct` for records
+DTypeLike: TypeAlias = ("np.dtype[Any] | type[Any] | str | list[Any] | tuple[Any, ...] "
+                        "| dict[str, Any] | Struct")
+
+
+_V = TypeVar("_V", bound="VectorRef")
+
+
+def dtype_descriptor(dtype: Any, shape: tuple[int, ...] | None = None
+                     ) -> tuple[np.dtype, Struct | None, str]:
     """(numpy dtype, Struct or None, JSON descriptor) for what ``store.vector`` and
-    ``store.array`` accept; an array's descriptor also holds its shape."""
+    ``store.array`` accept (:data:`DTypeLike`; ``numpy.dtype()`` judges the rest, as its
+    overloads cannot take a union); an array's descriptor also holds its shape."""
+    d: dict[str, Any]
+    dt: np.dtype
     if isinstance(dtype, Struct):
         dt, struct, d = dtype.dtype, dtype, {"struct": dtype.descriptor()}
     else:
@@ -57,24 +78,39 @@ def dtype_descriptor(dtype, shape=None) -> tuple[np.dtype, Struct | None, str]:
     return dt, struct, json.dumps(d, separators=(",", ":"))
 
 
-def _from_descriptor(text: str) -> tuple[np.dtype, Struct | None, tuple | None]:
+def _from_descriptor(text: str) -> tuple[np.dtype, Struct | None, tuple[int, ...] | None]:
     d = json.loads(text)
     shape = tuple(d["shape"]) if "shape" in d else None
     if "struct" in d:
         s = Struct.from_descriptor(d["struct"])
         return s.dtype, s, shape
     descr = d["descr"]
-    descr = [tuple(x) if isinstance(x, list) else x for x in descr] if isinstance(descr, list) else descr
+    if isinstance(descr, list):  # (JSON made the tuples of a structured descr lists)
+        descr = [tuple(x) if isinstance(x, list) else x for x in descr]
     return np.lib.format.descr_to_dtype(descr), None, shape
 
 
 class VectorRef(Ref):
-    """A growable vector of fixed-size slots (numbers or struct records) in shared memory."""
+    """A growable vector of fixed-size slots (numbers or struct records) in shared memory
+    (``store.vector("float64")``, ``store.vector(Particle)``; see the module doc)."""
 
     __slots__ = ("_dtype", "_struct", "_shape", "_element")
     _kind = L.KIND_VECTOR
+    _dtype: np.dtype | None
+    _struct: Struct | None
+    _shape: tuple[int, ...] | None
+    _element: int | None
 
-    def __init__(self, store, id: int):
+    def __init__(self, store: Store, id: int):
+        """Reconnect to the vector ``id`` of ``store`` (``store.ref(id)`` finds the class).
+
+        Raises
+        ------
+        InvalidHandleError
+            If ``id`` names no vector, or a fixed-shape array (use :class:`ArrayRef`).
+        UseAfterFreeError
+            If the vector was dropped.
+        """
         super().__init__(store, id)
         fixed = self.dtype is not None and self._shape is not None
         if fixed != isinstance(self, ArrayRef):
@@ -83,7 +119,7 @@ class VectorRef(Ref):
             raise InvalidHandleError(f"id {id} names {what}: use ss.{cls}(store, {id}) or "
                                      f"store.ref({id})")
 
-    def _init(self, store, id: int) -> None:
+    def _init(self, store: Store, id: int) -> None:
         super()._init(store, id)
         self._dtype = None  # (_struct and _shape are read with it, by the dtype property)
         self._struct = None
@@ -91,7 +127,8 @@ class VectorRef(Ref):
         self._element = None  # _fastpath.entries.element_code of the dtype, once known (append)
 
     @classmethod
-    def _create(cls, store, dtype, capacity: int = 0, shape=None) -> VectorRef:
+    def _create(cls: type[_V], store: Store, dtype: DTypeLike, capacity: int = 0,
+                shape: tuple[int, ...] | None = None) -> _V:
         dt, struct, text = dtype_descriptor(dtype, shape)
         schema = store._intern(text)
         # (hint: the data block, its header words and then the records)
@@ -112,18 +149,27 @@ class VectorRef(Ref):
     @property
     def dtype(self) -> np.dtype:
         """The dtype of one slot (read from the store the first time)."""
-        if self._dtype is None:
-            _, _, schema = self._info()
-            self._dtype, self._struct, self._shape = self._store._interned(schema, _from_descriptor)
-        return self._dtype
+        dt = self._dtype
+        if dt is None:
+            dt = self._read_type()
+        return dt
+
+    def _read_type(self) -> np.dtype:
+        """Read the vector's type from the store: ``_dtype``, ``_struct`` and ``_shape``."""
+        _, _, schema = self._info()
+        dt, self._struct, self._shape = self._store._interned(schema, _from_descriptor)
+        self._dtype = dt
+        return dt
 
     @property
     def struct(self) -> Struct | None:
         """The :class:`Struct` of a table's records, or None for a plain vector."""
-        self.dtype
+        if self._dtype is None:
+            self._read_type()
         return self._struct
 
     def __len__(self) -> int:
+        """How many slots the vector has (removed ones included: indices never shift)."""
         return self._info()[0]
 
     def free_slots(self) -> list[int]:
@@ -138,7 +184,7 @@ class VectorRef(Ref):
             out = np.empty(n * 2, dtype=np.int64)
 
     # ---------------------------------------------------------------- writes
-    def _records(self, values, one: bool = False) -> tuple[np.ndarray, list[int]]:
+    def _records(self, values: Any, one: bool = False) -> tuple[np.ndarray, list[int]]:
         """``values`` (one slot's value if ``one``) as a C-contiguous array of this vector's
         dtype, and the strings made for a table's "string" fields (``_records.py``: records
         in every form; drop them if the write fails)."""
@@ -153,12 +199,13 @@ class VectorRef(Ref):
                 raise ValueError(f"a vector of {dt} takes a 1-D sequence of values, not an "
                                  f"array of shape {arr.shape}")
             if not (np.can_cast(arr.dtype, dt, casting="same_kind")
-                    or arr.dtype.kind in "biu" and dt.kind in "biu"):  # ints of any sign/width
+                    or (arr.dtype.kind in "biu" and dt.kind in "biu")):  # ints of any sign/width
                 raise TypeError(f"cannot put {arr.dtype} values in a vector of {dt} without "
                                 "changing them: convert them first")
         return np.ascontiguousarray(np.asarray(values, dtype=dt).reshape(-1)), []
 
-    def _write(self, fn, records: tuple, *args, what: str) -> int:
+    def _write(self, fn: Callable[..., int], records: tuple[np.ndarray, list[int]],
+               *args: int, what: str) -> int:
         """``fn(mem, token, id, *args, rows)`` for ``records = self._records(...)``; the
         strings made for them are dropped again if it fails."""
         rows, made = records
@@ -169,30 +216,58 @@ class VectorRef(Ref):
             drop_strings(self._store, made)
             raise
 
-    def _op(self, kernel, *args, what: str, hint: int = 0) -> int:
+    def _op(self, kernel: Callable[..., int], *args: Any, what: str, hint: int = 0) -> int:
         """``kernel(mem, token, id, *args)``, a change to this vector, its statuses resolved
         (``Store._call``); ERR_NOT_FOUND (no such slot) comes back to the caller."""
         s = self._store
         return s._call(kernel, s.mem, s._token, self._id, *args, what=what, h=self._id,
                        hint=hint, accept=(S.ERR_NOT_FOUND,))
 
-    def extend(self, values) -> None:
-        """Append many slots in one call: an array of the vector's dtype (copied as it is),
-        any sequence of numbers for a plain vector, of records for a table (see
-        ``_records.py``).  (The c backend copies an array of the dtype in C.)"""
+    def extend(self, values: Any) -> None:
+        """Append many slots in one call.  (The c backend copies an array of the dtype in C.)
+
+        Parameters
+        ----------
+        values
+            An array of the vector's dtype (copied as it is); for a plain vector any
+            sequence of numbers castable without changing kind; for a table, records in any
+            form ``_records.py`` takes (a structured array, a list of dicts or tuples...).
+
+        Raises
+        ------
+        TypeError
+            For values the vector's dtype cannot hold without changing them.
+        StoreFullError
+            If the store has no room for them.
+        """
         records = self._records(values)
         if len(records[0]):
             self._write(KV.vector_extend, records, what="extend()")
 
-    def append(self, value) -> None:
-        """Append one slot: a number, or one record of a table (any form ``_records.py``
-        takes).  (The c backend appends a number to a numeric vector in C.)"""
+    def append(self, value: Any) -> None:
+        """Append one slot: a number, or one record of a table (a dict, a tuple of every
+        field, an ``np.void``...).  Several processes may append at once: each slot lands
+        whole.  (The c backend appends a number to a numeric vector in C.)
+
+        Raises
+        ------
+        TypeError
+            For a value the vector's dtype cannot hold without changing it.
+        StoreFullError
+            If the store has no room for it.
+        """
         if self._element is None:
             self._element = element_code(self.dtype)  # (the next append can take the C path)
         self._write(KV.vector_extend, self._records(value, one=True), what="append()")
 
-    def insert(self, value) -> int:
-        """Put a record in a free slot (or at the end); return its index."""
+    def insert(self, value: Any) -> int:
+        """Put a record in a free slot (the last one removed), or at the end if none is free.
+
+        Returns
+        -------
+        int
+            The slot's index.
+        """
         return self._write(KV.vector_insert, self._records(value, one=True), what="insert()")
 
     def _owned(self, start: int, count: int) -> list[int]:
@@ -202,8 +277,15 @@ class VectorRef(Ref):
             return []
         return owned_strings(struct, self._read(start, count))
 
-    def remove(self, index: int) -> None:
-        """Zero slot ``index`` (dropping the strings a table record owns) and free it for reuse."""
+    def remove(self, index: SupportsIndex) -> None:
+        """Zero slot ``index`` (dropping the strings a table record owns) and free it for reuse
+        by :meth:`insert`; the indices of the other slots do not change.
+
+        Raises
+        ------
+        IndexError
+            If the slot is not in use (out of range, or removed already).
+        """
         index = operator.index(index)
         old = self._owned(index, 1) if 0 <= index < len(self) else []
         r = self._op(KV.vector_remove, index, what="remove()")
@@ -211,9 +293,18 @@ class VectorRef(Ref):
             raise IndexError(f"slot {index} is not in use (length {len(self)}, or already removed)")
         drop_strings(self._store, old)
 
-    def __setitem__(self, index, value) -> None:
+    def __setitem__(self, index: SupportsIndex | slice, value: Any) -> None:
         """``v[i] = value`` or ``v[a:b] = values``: overwrite slots in place (a table record's
-        strings that the new record does not keep are dropped)."""
+        strings that the new record does not keep are dropped).  Readers in other processes
+        wait for the write rather than see a record half old, half new.
+
+        Raises
+        ------
+        IndexError
+            If ``i`` is out of range.
+        ValueError
+            If a slice has a step, or not as many values as slots.
+        """
         n = len(self)
         if isinstance(index, slice):
             start, stop, step = index.indices(n)
@@ -230,12 +321,18 @@ class VectorRef(Ref):
         r = self._write(KV.vector_write, records, start, what="set")
         if r == S.ERR_NOT_FOUND:
             raise IndexError(f"vector index out of range (length {len(self)})")
-        if old:
+        if old and self._struct is not None:  # (only a table's records own strings)
             kept = set(owned_strings(self._struct, records[0]))
             drop_strings(self._store, [h for h in old if h not in kept])
 
-    def pop(self):
-        """Remove and return the last slot's value."""
+    def pop(self) -> Any:
+        """Remove and return the last slot's value (as ``v[-1]`` reads it).
+
+        Raises
+        ------
+        IndexError
+            If the vector is empty.
+        """
         n = len(self)
         if n == 0:
             raise IndexError("pop from an empty vector")
@@ -243,9 +340,17 @@ class VectorRef(Ref):
         self.resize(n - 1)
         return value
 
-    def resize(self, n: int) -> None:
-        """Set the length: new slots are zero; the strings of a table's records cut off are
-        dropped."""
+    def resize(self, n: SupportsIndex) -> None:
+        """Set the length to ``n`` slots: new slots are zero; the strings of a table's
+        records cut off are dropped.
+
+        Raises
+        ------
+        ValueError
+            If ``n`` is negative.
+        StoreFullError
+            If the store has no room for the new slots.
+        """
         n = operator.index(n)
         if n < 0:
             raise ValueError("a length cannot be negative")
@@ -255,10 +360,11 @@ class VectorRef(Ref):
         drop_strings(self._store, old)
 
     def clear(self) -> None:
+        """``resize(0)``: remove every slot (and the strings a table's records own)."""
         self.resize(0)
 
     # ---------------------------------------------------------------- reads
-    def _index(self, index, n: int) -> int:
+    def _index(self, index: SupportsIndex, n: int) -> int:
         i = operator.index(index)
         if i < 0:
             i += n
@@ -276,7 +382,22 @@ class VectorRef(Ref):
             raise IndexError(f"vector index out of range (length {len(self)})")
         return out[:count * dt.itemsize].view(dt)
 
-    def __getitem__(self, index):
+    @overload
+    def __getitem__(self, index: SupportsIndex) -> Any: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> np.ndarray: ...
+
+    def __getitem__(self, index: SupportsIndex | slice) -> Any:
+        """``v[i]``: a copy of slot ``i`` (a Python number, or an ``np.void`` record of a
+        table); ``v[a:b]``: a copy of the slots as an array, read whole (never a record half
+        written).
+
+        Raises
+        ------
+        IndexError
+            If ``i`` is out of range.
+        """
         n = len(self)
         if isinstance(index, slice):
             start, stop, step = index.indices(n)
@@ -287,15 +408,21 @@ class VectorRef(Ref):
         return value if self._struct is not None else value.item()
 
     def to_numpy(self) -> np.ndarray:
-        """A copy of every slot."""
+        """A copy of every slot, as one array."""
         return self._read(0, len(self))
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Any]:
+        """The slots' values, from one consistent snapshot (a copy)."""
         arr = self.to_numpy()  # one consistent snapshot
         return iter(arr if self._struct is not None else arr.tolist())
 
     def view(self) -> np.ndarray:
-        """A zero-copy, writable array over the slots as they are now (see the module doc)."""
+        """A zero-copy, writable array over the slots as they are now.
+
+        The memory stays valid while the view (or any array derived from it) lives, also
+        after the vector grows or is dropped; after growth the view shows the vector as it
+        was, so take a new one (see the module doc).  Writes through it are not locked
+        against other writers."""
         s = self._store
         dt = self.dtype
         deadline = None
@@ -306,18 +433,25 @@ class VectorRef(Ref):
             deadline = s._recover(d, "view()", self._id, deadline=deadline)
         return pinned_array(s, d, dt, n, off)
 
-    def to_pandas(self):
+    def to_pandas(self) -> pd.DataFrame | pd.Series:
         """A pandas DataFrame (Series for a plain vector) of the slots now; numeric columns are
-        zero-copy views, a table's "string" fields are resolved to str."""
+        zero-copy views, a table's "string" fields are resolved to str.
+
+        Raises
+        ------
+        ImportError
+            If pandas is not installed.
+        """
         import pandas as pd
 
         arr = self.view()
-        if self._struct is None:
+        struct = self._struct
+        if struct is None:
             return pd.Series(arr, copy=False)
-        cols = {}
-        for name in arr.dtype.names:
+        cols: dict[str, Any] = {}
+        for name in struct._offsets:
             col = arr[name]
-            if name in self._struct.strings:
+            if name in struct.strings:
                 cols[name] = self._strings(col)
             elif col.ndim == 1:
                 cols[name] = col
@@ -325,7 +459,7 @@ class VectorRef(Ref):
                 cols[name] = list(col)
         return pd.DataFrame(cols, copy=False)
 
-    def to_arrow(self):
+    def to_arrow(self) -> pa.Table | pa.Array:
         """The slots now as a ``pyarrow.Table`` (a ``pyarrow.Array`` for a plain vector).
 
         Numbers are zero-copy where Arrow's contiguous columns allow it: a plain numeric
@@ -345,14 +479,20 @@ class VectorRef(Ref):
         pyarrow()  # before taking a view: a missing pyarrow pins nothing
         return vector_to_arrow(self, self.view(), self._strings)
 
-    def _strings(self, handles) -> list[str]:
+    def _strings(self, handles: Iterator[int] | np.ndarray) -> list[str]:
         """The str of each owned "string" handle (0, an empty field, is "")."""
         s = self._store
         return [StringRef._trusted(s, int(h)).get() if h else "" for h in handles]
 
     def drop(self) -> None:
         """Free the vector (and the strings a table's records own).  Views taken before keep
-        their memory until they are gone."""
+        their memory until they are gone.
+
+        Raises
+        ------
+        UseAfterFreeError
+            If it was dropped already.
+        """
         old = self._owned(0, len(self))  # (a removed slot is zeroed: it owns nothing)
         s = self._store
         s._call(KV.vector_drop, s.mem, s._token, self._id, what="VectorRef.drop()", h=self._id)
@@ -363,9 +503,10 @@ class VectorRef(Ref):
 
         return _html.vector(self)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         try:
-            what = self._struct.name if self.struct is not None else str(self.dtype)
+            struct = self.struct
+            what = struct.name if struct is not None else str(self.dtype)
             return f"<VectorRef {what}[{len(self)}] id={self._id} of store {self._store.name!r}>"
         except Exception:
             return f"<VectorRef id={self._id} (dropped) of store {self._store.name!r}>"
@@ -378,32 +519,50 @@ class ArrayRef(VectorRef):
     __slots__ = ()
 
     @property
-    def shape(self) -> tuple:
-        self.dtype
-        return self._shape
+    def shape(self) -> tuple[int, ...]:
+        """The array's shape (read from the store the first time)."""
+        if self._dtype is None:
+            self._read_type()
+        shape = self._shape
+        assert shape is not None  # (an ArrayRef's descriptor has a shape: see _vector_or_array)
+        return shape
 
     def view(self) -> np.ndarray:
+        """The whole array, zero-copy and writable, of :attr:`shape` (its memory never moves,
+        so the view stays the array's for as long as it lives)."""
         return super().view().reshape(self.shape)
 
-    def __getitem__(self, index):
+    def __getitem__(self, index: Any) -> Any:
+        """``a[index]`` with NumPy's indexing: a copy of what ``a.view()[index]`` gives."""
         v = self.view()[index]
         return v.copy() if isinstance(v, np.ndarray) else v
 
-    def __setitem__(self, index, value) -> None:
+    def __setitem__(self, index: Any, value: Any) -> None:
+        """``a[index] = value`` with NumPy's indexing and broadcasting, in place."""
         self.view()[index] = value
 
     def __len__(self) -> int:
+        """The length of the first axis (1 for a 0-d array)."""
         return self.shape[0] if self.shape else 1
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Any]:
+        """The items along the first axis, from a copy."""
         return iter(self.view().copy())
 
     def to_numpy(self) -> np.ndarray:
+        """A copy of the whole array."""
         return self.view().copy()
 
-    def to_pandas(self):
+    def to_pandas(self) -> pd.DataFrame | pd.Series:
         """A pandas Series (1-d array) or DataFrame (2-d, a column per index of the second
-        axis) over the array, zero-copy."""
+        axis) over the array, zero-copy.
+
+        Raises
+        ------
+        ValueError
+            For an array of other dimensions, or of records: pandas holds 1-d and 2-d arrays
+            of numbers; use ``view()``.
+        """
         import pandas as pd
 
         view = self.view()
@@ -414,19 +573,21 @@ class ArrayRef(VectorRef):
         raise ValueError(f"an array of shape {view.shape} and dtype {view.dtype} has no pandas "
                          "form: pandas holds 1-d and 2-d arrays of numbers; use view()")
 
-    def _fixed(self, *args, **kwargs):
+    def _fixed(self, *args: Any, **kwargs: Any) -> NoReturn:
+        """Refused: an ArrayRef has a fixed shape (TypeError; a VectorRef grows)."""
         raise TypeError("an ArrayRef has a fixed shape: use store.vector(...) to grow")
 
     append = extend = insert = remove = pop = resize = clear = _fixed
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         try:
-            return f"<ArrayRef {self.dtype}{list(self.shape)} id={self._id} of store {self._store.name!r}>"
+            what = f"{self.dtype}{list(self.shape)}"
+            return f"<ArrayRef {what} id={self._id} of store {self._store.name!r}>"
         except Exception:
             return f"<ArrayRef id={self._id} (dropped) of store {self._store.name!r}>"
 
 
-def _vector_or_array(store, id: int) -> VectorRef:
+def _vector_or_array(store: Store, id: int) -> VectorRef:
     """The ref class for a vector handle: ArrayRef if its descriptor has a shape."""
     v = VectorRef._trusted(store, id)
     if v.dtype is not None and v._shape is not None:

@@ -11,18 +11,19 @@ def test_size_classes_cover_and_agree():
     sizes = [KH.class_size(c) for c in range(200)]
     assert sizes == [L.class_size(c) for c in range(200)]
     assert sizes == sorted(set(sizes)) and all(s % 8 == 0 for s in sizes)
-    for n in list(range(1, 2000)) + [10**6, 10**9, 2**40 + 3]:
+    for n in [*range(1, 2000), 10**6, 10**9, 2**40 + 3]:
         c = KH.size_class(n)
         assert L.class_size(c) >= n and (c == 0 or L.class_size(c - 1) < n)
         assert L.class_size(c) <= max(16, n * 1.25 + 8)  # at most 25% waste
 
 
+@pytest.mark.slow  # a million strings: 2 s
 def test_million_string_churn_keeps_used_flat(store):
     """Freed blocks and handle slots are reused: create/drop in a loop does not grow the heap."""
     for _ in range(1000):
         store.string("warm up the free lists").drop()
     before = store.stats()
-    for i in range(1_000_000):
+    for _ in range(1_000_000):
         store.string("some text").drop()
     st = store.stats()
     assert st["used"] == before["used"]
@@ -72,7 +73,8 @@ def test_a_big_allocation_commits_its_block_once(store):
 def test_full_store_raises_and_stays_usable(name):
     with ss.create(name, size=8 << 20) as store:
         refs = []
-        with pytest.raises(ss.StoreFullError, match=r"is full \(reserved 8.0 MiB\): create it with a larger size="):
+        full = r"is full \(reserved 8.0 MiB\): create it with a larger size="
+        with pytest.raises(ss.StoreFullError, match=full):
             for _ in range(1000):
                 refs.append(store.string("x" * 100_000))
         with pytest.raises(MemoryError):

@@ -145,7 +145,7 @@ def test_a_view_in_one_process_survives_replacement_in_another(store):
         while done.get() == 0 and time.monotonic() < deadline:
             assert view[999] == 999 and view[0] == 0
             got = m.get("a")  # copies read meanwhile are whole arrays the writer wrote
-            assert got is None or len(got) == 1000 and ((got == got[0]).all() or got[999] == 999)
+            assert got is None or (len(got) == 1000 and ((got == got[0]).all() or got[999] == 999))
             time.sleep(0.001)
     finally:
         p.join(60)

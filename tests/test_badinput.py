@@ -86,7 +86,7 @@ def _cases(store):
 
 def test_wrong_input_everywhere(store):
     cases = _cases(store)
-    for label, call, exc in cases:
+    for _label, call, exc in cases:
         with pytest.raises(exc):
             call()
     assert len(cases) > 50
@@ -119,7 +119,7 @@ def test_stale_ids_of_every_kind(store):
 # ---------------------------------------------------------------------- sizes and fullness
 def test_oversize_values_raise_store_full_and_leave_it_usable(name):
     with ss.create(name, size=8 * MiB) as store:
-        for label, call in [
+        for _label, call in [
             ("string", lambda: store.string("x" * (16 * MiB))),
             ("value", lambda: store.__setitem__("big", b"x" * (16 * MiB))),
             ("array", lambda: store.array((1 << 40,), "float64")),

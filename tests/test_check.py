@@ -252,6 +252,7 @@ def check_in_loop(name, progress_id, rounds):
         return bad, done, progress.get()
 
 
+@pytest.mark.slow  # checks racing writer processes: 1.5 s
 def test_check_while_others_write(store, name):
     """The walk holds the allocator lock: writers in other processes never make it see a torn
     structure or a false leak."""

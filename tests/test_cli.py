@@ -166,6 +166,7 @@ def _spawned_workers(pid: int) -> list[int]:
     return workers
 
 
+@pytest.mark.slow  # the demo in a subprocess, interrupted: 2 s
 def test_demo_interrupted_stops_its_workers_and_removes_its_store():
     proc = subprocess.Popen([sys.executable, "-m", "sharedstore", "demo", "--records",
                              "2000000", "--steps", "500", "--json"],
@@ -179,7 +180,7 @@ def test_demo_interrupted_stops_its_workers_and_removes_its_store():
             workers = _spawned_workers(proc.pid) if path.exists() else []
         assert path.exists() and len(workers) >= 2, proc.poll()
         proc.send_signal(signal.SIGINT)  # Ctrl-C, to the parent only
-        out, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=60)
         assert proc.returncode == 130, err
         assert "sharedstore demo: interrupted" in err and "Traceback" not in err
         assert not path.exists()

@@ -7,12 +7,16 @@ import signal
 import time
 
 import numpy as np
+import pytest
 
 from sharedstore import _calls
 from sharedstore import _layout as L
 from sharedstore._kernels import heap as KH
 
 from . import _workers as W
+
+# rounds of writer processes killed with SIGKILL: 2-3 s a test
+pytestmark = pytest.mark.slow
 
 
 def test_random_kills_during_writes(store):
@@ -22,7 +26,8 @@ def test_random_kills_during_writes(store):
     rng = random.Random(1)
     kills = 0
     for round_ in range(12):
-        procs = [ctx.Process(target=W.churn_forever, args=(store, m.id, counter.id, round_ * 10 + i))
+        procs = [ctx.Process(target=W.churn_forever,
+                             args=(store, m.id, counter.id, round_ * 10 + i))
                  for i in range(2)]
         for p in procs:
             p.start()

@@ -19,6 +19,9 @@ from sharedstore.dask import NodeStore, nodes, store_name
 
 from . import _dask_tasks as T
 
+# a LocalCluster of three process workers, restarted by the tests: 15-20 s in all
+pytestmark = pytest.mark.slow
+
 RUN = f"t{uuid.uuid4().hex[:8]}"
 N_WORKERS = 3
 TIMEOUT = 60

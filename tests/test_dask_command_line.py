@@ -10,6 +10,7 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
 from distributed import Client, LocalCluster
 
 from sharedstore import _nodestore as ns
@@ -18,6 +19,9 @@ from sharedstore import cli
 from sharedstore.dask import each_node, nodes, store_name
 
 from . import _dask_tasks as T
+
+# `dask worker` processes started from the command line, then killed: about 4 s
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 120

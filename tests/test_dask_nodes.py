@@ -23,6 +23,9 @@ from sharedstore.dask import NodeStoreMemoryWarning, each_node, nodes, store_nam
 
 from . import _dask_tasks as T
 
+# a two-node SpecCluster with process workers: several seconds to start and close
+pytestmark = pytest.mark.slow
+
 NODES = ("a", "b")
 
 
@@ -104,7 +107,7 @@ def test_partitioned_state_is_routed_to_its_node_and_reduced_per_node(two_nodes)
     for name in by_node:
         with ss.attach(name) as store:
             counts = {k: c.get() for k, c in store["counts"].items()}
-        assert counts == {k: 6 for k in keys[name]}
+        assert counts == dict.fromkeys(keys[name], 6)
 
 
 def test_closing_the_cluster_removes_both_stores(two_nodes):

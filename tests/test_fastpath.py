@@ -431,7 +431,7 @@ def _backend_in_subprocess(value: str) -> subprocess.CompletedProcess:
                           timeout=120)
 
 
-@pytest.mark.parametrize("value, backend", [("0", "python function"), ("1", "c _StandIn"),
+@pytest.mark.parametrize(("value", "backend"), [("0", "python function"), ("1", "c _StandIn"),
                                             ("auto", "c _StandIn")])
 def test_the_backend_is_chosen_once_at_import(value, backend):
     out = _backend_in_subprocess(value)

@@ -21,6 +21,9 @@ from sharedstore import _layout as L
 from .conftest import unique_name
 from .test_badinput import _in_child, _template, _write, read_everything
 
+# 150 examples, a forked child each: about 35 s
+pytestmark = pytest.mark.slow
+
 _WORDS = None
 
 
@@ -38,7 +41,7 @@ def template():
     top = int(words[L.W_HEAP_TOP])
     chunk = int(words[L.HT_DIR // 8])
     targets = (
-        list(range(0, L.W_CLASS_HEADS + L.N_CLASSES))                      # header
+        list(range(L.W_CLASS_HEADS + L.N_CLASSES))                         # header
         + list(range(L.PROC_TABLE // 8, L.PROC_TABLE // 8 + 16))           # process table
         + [L.HT_DIR // 8]                                                  # handle directory
         + list(range(chunk // 8, chunk // 8 + 24 * L.HT_WORDS))            # live handle entries

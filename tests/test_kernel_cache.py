@@ -1,7 +1,7 @@
 """The kernel cache: stamps from imports, where it lives, the shipped layer, falling back.
 
 Tests that compile kernels run them in subprocesses with their own cache directory, so they
-never touch the user's cache; the ones that compile more than a few kernels are ``slow``.
+never touch the user's cache; the ones that compile kernels are ``slow`` (1-20 s each).
 """
 
 from __future__ import annotations
@@ -168,6 +168,7 @@ def _shipped_copy(tmp_path) -> Path:
     return copy
 
 
+@pytest.mark.slow
 def test_another_numba_version_compiles_locally(tmp_path):
     """The shipped cache of another numba version is never used: kernels compile into the
     local cache, with the same results."""
@@ -193,6 +194,7 @@ def _py() -> str:
     return f"{sys.version_info[0]}{sys.version_info[1]}{sys.abiflags}"
 
 
+@pytest.mark.slow
 def test_a_mismatched_index_is_a_miss_not_an_error(tmp_path):
     """An index written by another numba version (or damaged) makes its kernel compile."""
     shipped = _shipped_copy(tmp_path)
@@ -290,6 +292,7 @@ def test_a_temp_dir_others_can_write_is_refused(tmp_path, monkeypatch, fresh_loc
     assert "not a directory private to this user" in caplog.text
 
 
+@pytest.mark.slow
 def test_a_read_only_home_shares_one_cache_with_spawned_workers(tmp_path):
     """No writable cache directory but the temp dir: the creator compiles there, and a worker
     started by spawn loads from it instead of compiling."""
@@ -323,6 +326,7 @@ def test_a_read_only_home_shares_one_cache_with_spawned_workers(tmp_path):
     assert (parent_compiled, worker_compiled) == ("True", "False")
 
 
+@pytest.mark.slow
 def test_two_processes_never_compile_the_same_kernel(tmp_path):
     """The compile lock: two processes that both find kernels missing compile them once."""
     code = textwrap.dedent("""

@@ -33,6 +33,7 @@ def _rss_kib() -> int:
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS"))
 
 
+@pytest.mark.slow  # 100,000 attaches: 2-3 s
 def test_attach_per_task_reuses_the_mapping_and_entry(store):
     """100,000 ``ss.attach(name)["n"].add(1)``, never closed: the right count, one entry, and
     flat file descriptors, mappings and memory (a new entry per attach filled the table at

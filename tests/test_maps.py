@@ -112,7 +112,7 @@ def test_get_many_set_many(store):
     keys = [f"k{i}" for i in range(1000)] + [7, b"raw"]
     assert m.set_many(keys, list(range(len(keys)))) == len(keys)
     assert m.set_many(["k0", "new"], [1.5, "s"]) == 1
-    got = m.get_many(keys[:3] + ["missing", 7, b"raw"], default="D")
+    got = m.get_many([*keys[:3], "missing", 7, b"raw"], default="D")
     assert got == [1.5, 1, 2, "D", 1000, 1001]
     assert m.get_many(["k5", "k6"]) == [5, 6]
     m.set_many([f"f{i}" for i in range(100)], [i / 2 for i in range(100)])
@@ -185,13 +185,15 @@ def test_large_value_beyond_scratch(store):
 @pytest.mark.parametrize("ctx", ["fork", "spawn"])
 def test_second_process_applies_ops(store, ctx):
     m = store.map()
-    ops = [("set", f"k{i}", i) for i in range(300)] + [("del", f"k{i}", None) for i in range(0, 300, 2)]
+    ops = [("set", f"k{i}", i) for i in range(300)]
+    ops += [("del", f"k{i}", None) for i in range(0, 300, 2)]
     with mp.get_context(ctx).Pool(1) as pool:
         n = pool.apply(W.apply_ops, (store, m.id, ops))
     assert n == 150 == len(m)
     assert dict(m.items()) == {f"k{i}": i for i in range(1, 300, 2)}
 
 
+@pytest.mark.slow  # 100,000 crafted keys: 2-3 s
 def test_adversarial_keys_do_not_degrade():
     """100k keys crafted to collide under one seed spread out under the store's own random seed
     (the time to insert them, next to random keys, is in asv: bench_map.AdversarialKeys)."""
@@ -224,6 +226,7 @@ def _njit_roundtrip(mem, token, mid):
     return s, total, tag
 
 
+@pytest.mark.slow  # compiles the user's @njit function (no cache): seconds
 def test_njit_api_shares_keys_with_python(store):
     m = store.map()
     store.reserve(1 << 20)
@@ -239,10 +242,12 @@ def _njit_get(mem, mid):
     return map_get_float(mem, mid, "py", -1.0)
 
 
+@pytest.mark.slow  # compiles the user's @njit function (no cache): seconds
 def test_njit_api_from_two_processes(store):
     m = store.map()
     ctx = mp.get_context("fork")
-    procs = [ctx.Process(target=W.njit_accumulate, args=(store.name, m.id, 50, 20)) for _ in range(2)]
+    procs = [ctx.Process(target=W.njit_accumulate, args=(store.name, m.id, 50, 20))
+             for _ in range(2)]
     for p in procs:
         p.start()
     for p in procs:
@@ -267,6 +272,7 @@ def _njit_one_by_one(mem, mid, keys, default):
     return out
 
 
+@pytest.mark.slow  # compiles the user's @njit function (no cache): seconds
 @pytest.mark.parametrize("n", [50, 20_000])  # a table that stays in cache; one fetched ahead
 def test_njit_get_float_many_matches_single_lookups(store, n):
     m = store.map()
@@ -274,7 +280,7 @@ def test_njit_get_float_many_matches_single_lookups(store, n):
     keys = [f"key-{i}" for i in range(n)] + ["ünï-1", "ünï-2", "€uro-3", "emoji 😀-4", ""]
     m.set_many(keys, [float(i) for i in range(len(keys))])
     m["an-int"], m["a-str"] = 7, "not a number"
-    probe = keys[::-1] + ["missing", "an-int", "a-str", "ünï-2", "also missing"]
+    probe = [*keys[::-1], "missing", "an-int", "a-str", "ünï-2", "also missing"]
     found, out = _njit_many(store.mem, m.id, numba.typed.List(probe), -1.0)
     numbers = [isinstance(m.get(k), (int, float)) for k in probe]
     expect = [float(m[k]) if number else -1.0 for k, number in zip(probe, numbers)]
@@ -287,6 +293,7 @@ def test_njit_get_float_many_matches_single_lookups(store, n):
     assert not out[1::3].any() and not out[2::3].any()
 
 
+@pytest.mark.slow  # compiles the user's @njit function (no cache): seconds
 def test_njit_get_float_many_of_a_dropped_map(store):
     m = store.map({"a": 1.0})
     mid = m.id
@@ -295,6 +302,7 @@ def test_njit_get_float_many_of_a_dropped_map(store):
     assert found < 0 and out.tolist() == [5.0, 5.0]
 
 
+@pytest.mark.slow  # compiles the user's @njit function (no cache): seconds
 def test_njit_get_float_many_while_another_process_writes(store):
     n, rounds = 4000, 30
     m = store.map()
@@ -313,7 +321,8 @@ def test_njit_get_float_many_while_another_process_writes(store):
         reads += 1
     p.join(60)
     assert p.exitcode == 0 and len(m) == n + rounds * (n // 4)
-    assert _njit_many(store.mem, m.id, typed, -1.0)[1].tolist() == [i + 1000.0 * rounds for i in range(n)]
+    final = _njit_many(store.mem, m.id, typed, -1.0)[1]
+    assert final.tolist() == [i + 1000.0 * rounds for i in range(n)]
 
 
 class MapPairMachine(RuleBasedStateMachine):
@@ -329,7 +338,8 @@ class MapPairMachine(RuleBasedStateMachine):
         self.pool = mp.get_context("fork").Pool(1)
 
     @precondition(lambda self: not self.pending)  # ops here and there stay in model order
-    @rule(k=st.text(max_size=6), v=st.one_of(st.integers(), st.text(max_size=20), st.floats(allow_nan=False)))
+    @rule(k=st.text(max_size=6),
+          v=st.one_of(st.integers(), st.text(max_size=20), st.floats(allow_nan=False)))
     def set_here(self, k, v):
         self.m[k] = v
         self.model[k] = v

@@ -135,6 +135,7 @@ def test_reused_pid_is_detected(store):
     assert 1 not in [w["pid"] for w in store.workers()]
 
 
+@pytest.mark.slow  # a reader racing a writer process: 2 s
 def test_vector_reads_never_see_a_record_half_overwritten(store):
     """One process overwrites records in place (``v[0:4] = rows``) while another reads them
     without locks (``v[i]``, ``v[a:b]``): every record read holds one round's value throughout."""
@@ -162,6 +163,7 @@ def test_vector_reads_never_see_a_record_half_overwritten(store):
     assert reads > 1000 and changed > 100  # (the reads did race the writes)
 
 
+@pytest.mark.slow  # a reader racing a writer process: 3 s
 def test_reader_never_sees_torn_values_during_writes(store):
     """One process writes (insert, replace, delete, resize) while another reads without locks."""
     m = store.map()

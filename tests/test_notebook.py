@@ -34,6 +34,7 @@ def test_the_committed_notebook_has_no_outputs():
         assert cell.outputs == [] and cell.execution_count is None, cell.source[:60]
 
 
+@pytest.mark.slow  # a Jupyter kernel and two spawned workers: about 7 s
 def test_the_analysis_notebook_runs_and_removes_its_store():
     nb = nbformat.read(NOTEBOOK, as_version=4)
     before = _notebook_stores()

@@ -19,6 +19,7 @@ def test_the_demo_finds_its_schema_in_this_install():
     assert W.particle_struct().dtype.names == ("pos", "mass", "id", "name", "tag", "alive")
 
 
+@pytest.mark.slow  # builds the wheel
 def test_the_wheel_ships_the_schema_files_and_the_kernel_cache(tmp_path):
     pytest.importorskip("hatchling")
     proc = subprocess.run([sys.executable, "-m", "hatchling", "build", "-t", "wheel", "-d",

@@ -6,11 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from .conftest import unique_name
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
+@pytest.mark.slow  # a spawn Pool in a subprocess: 1.5 s
 def test_readme_example_runs(tmp_path):
     block = re.search(r"```python\n(.*?)```", README.read_text(), re.S).group(1)
     name = unique_name("readme")
@@ -23,6 +26,7 @@ def test_readme_example_runs(tmp_path):
     assert not (Path("/dev/shm") / f"sharedstore.{name}").exists()
 
 
+@pytest.mark.slow  # a LocalCluster of process workers: about 6 s
 def test_readme_dask_example_runs(tmp_path):
     """The Dask section's example: a LocalCluster whose nodes share one store."""
     section = README.read_text().split("## Dask", 1)[1]

@@ -91,7 +91,8 @@ def test_large_values_and_replace_frees(store):
 
 keys = st.one_of(st.text(max_size=12), st.binary(max_size=12), st.integers(-(2**63), 2**63 - 1))
 values = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False),
-                   st.text(max_size=40), st.binary(max_size=40), st.lists(st.integers(), max_size=3))
+                   st.text(max_size=40), st.binary(max_size=40),
+                   st.lists(st.integers(), max_size=3))
 
 
 class RootMapMachine(RuleBasedStateMachine):

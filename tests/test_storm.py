@@ -4,11 +4,15 @@ completed write is found, the store checks sound, and repair gives back what the
 ``pytest tests/test_storm.py --storm-seconds 600`` runs a long storm."""
 
 import numpy as np
+import pytest
 
 from sharedstore import _layout as L
 from sharedstore.check import DEBRIS
 
 from . import storm
+
+# the storm runs --storm-seconds (6); with its set-up and checks about 40 s
+pytestmark = pytest.mark.slow
 
 
 def test_crash_storm(store, tmp_path, request):

@@ -37,7 +37,7 @@ def test_every_field_kind():
     assert rec["inner"]["b"].sum() == 5.0
 
 
-@pytest.mark.parametrize("fields, match", [
+@pytest.mark.parametrize(("fields", "match"), [
     ({"x": "float65"}, "unknown type 'float65'"),
     ({"x": "str"}, "no fixed size"),
     ({"x": "str[0]"}, "at least 1"),
@@ -63,8 +63,8 @@ def test_bad_struct_name():
 def test_load_the_shipped_schema():
     structs = ss.load_schema(SCHEMAS / "particles.toml")
     P, C = structs["Particle"], structs["Cell"]
-    assert P == ss.Struct("Particle", {"pos": "float32[3]", "mass": "float64", "id": "int64",
-                                       "name": "string", "tag": "str[8]", "alive": "bool"})
+    assert ss.Struct("Particle", {"pos": "float32[3]", "mass": "float64", "id": "int64",
+                                  "name": "string", "tag": "str[8]", "alive": "bool"}) == P
     assert C.dtype["first"] == P.dtype and C.refs == ("owner",)
 
 
@@ -143,12 +143,12 @@ def test_proxy(store, Particle):
     with pytest.raises(AttributeError):
         q.nope = 1
     with pytest.raises(AttributeError):
-        q.nope
+        _ = q.nope
     assert "mass" in dir(q)
     assert store.ref(q._id)["name"] == "proxied"
     q._drop()
     with pytest.raises(ss.UseAfterFreeError):
-        q.mass
+        _ = q.mass
 
 
 def test_drop_frees_owned_strings_and_memory(store, Particle):
@@ -176,7 +176,8 @@ def test_nested_struct_strings_are_owned(store):
     c["owner"] = o
     c["first"] = np.zeros((), dtype=structs["Particle"].dtype)
     assert c["owner"].get() == "owner" and c["first"]["mass"] == 0
-    assert Cell.string_offsets == (Cell.dtype.fields["first"][1] + structs["Particle"].string_offsets[0],)
+    first = Cell.dtype.fields["first"][1]
+    assert Cell.string_offsets == (first + structs["Particle"].string_offsets[0],)
     c.drop()
     assert o.get() == "owner"  # refs are not owned
 

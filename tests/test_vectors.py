@@ -185,6 +185,7 @@ def _njit_append(mem, token, vid, n):
     return vector_length(mem, vid)
 
 
+@pytest.mark.slow  # compiles the user's @njit function (no cache): seconds
 def test_njit_append_and_view(store):
     v = store.vector("float64")
     store.reserve(1 << 20)
@@ -238,7 +239,8 @@ def test_list_of_any_values(store):
 def test_list_concurrent_appends(store):
     lst = store.vector()
     ctx = mp.get_context("fork")
-    procs = [ctx.Process(target=W.list_appender, args=(store, lst.id, f"p{k}", 500)) for k in range(2)]
+    procs = [ctx.Process(target=W.list_appender, args=(store, lst.id, f"p{k}", 500))
+             for k in range(2)]
     for p in procs:
         p.start()
     W.list_appender(store, lst.id, "main", 500)

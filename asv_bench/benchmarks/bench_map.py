@@ -25,7 +25,7 @@ import multiprocessing
 from sharedstore.bench import PACK as _PACK
 from sharedstore.bench import open_map as _open_map
 
-from .common import Bench, random_floats, random_keys, shuffled, unique_name
+from .common import Bench, random_floats, random_keys, shuffled
 
 
 def _encoded(keys, values):

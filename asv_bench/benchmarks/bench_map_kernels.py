@@ -56,8 +56,8 @@ def _sum_typed(d, keys):
 
 
 class KernelLookups(Bench):
-    params = [["sharedstore-njit", "sharedstore-njit-many", "typed.Dict-njit", "sharedstore-get_many",
-               "keys alone (no lookup)"],
+    params = [["sharedstore-njit", "sharedstore-njit-many", "typed.Dict-njit",
+               "sharedstore-get_many", "keys alone (no lookup)"],
               [1000, 100_000, 1_000_000]]
     param_names = ["impl", "n"]
     timeout = 300

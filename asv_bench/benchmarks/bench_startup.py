@@ -26,7 +26,6 @@ from sharedstore.bench import open_map as _open_map
 
 from .common import Bench, unique_name
 
-
 _FIRST_GET = {
     "sharedstore": """
         import time

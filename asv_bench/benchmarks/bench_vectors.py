@@ -151,7 +151,7 @@ class Append(Bench):
     def time_append_10k(self, impl):
         if impl == "sharedstore":
             append = self.v.append
-            for i in range(10_000):
+            for _ in range(10_000):
                 append(1.5)
         else:
             lst, arr = self.lst, self.arr

@@ -119,8 +119,8 @@ class FastPath:
 
     backend: str
     reason: str
-    methods: tuple = ()
-    missing: dict = field(default_factory=dict)
+    methods: tuple[str, ...] = ()
+    missing: dict[str, str] = field(default_factory=dict)
 
 
 _state = FastPath("python", "not chosen yet")
@@ -173,7 +173,8 @@ def use(enabled: bool, reason: str) -> FastPath:
         _state = FastPath("python", reason)
         return _state
     arrays_ok = cpython.array_layout_ok()
-    done, missing = [], {}
+    done: list[str] = []
+    missing: dict[str, str] = {}
     for m in METHODS:
         cls = _class(m.cls)
         label = f"{cls.__name__}.{m.name}"
@@ -194,7 +195,14 @@ def use(enabled: bool, reason: str) -> FastPath:
 
 def info() -> FastPath:
     """Which backend runs the hot methods, why, and which methods (public as
-    ``sharedstore.fastpath()``)."""
+    ``sharedstore.fastpath()``; ``SHAREDSTORE_FASTPATH`` chooses it at import).
+
+    Returns
+    -------
+    FastPath
+        ``backend`` (``"c"`` or ``"python"``), ``reason``, ``methods`` (those the c backend
+        runs) and ``missing`` (those it could not take, and why).
+    """
     return _state
 
 

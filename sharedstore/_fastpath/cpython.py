@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import sys
+from typing import Any
 
 import numpy as np
 
@@ -51,10 +52,10 @@ SLOT_OFFSETS = {"_cx": PE.SLOT_CX, "_id": PE.SLOT_ID, "_dtype": PE.SLOT_DTYPE,
 def slot_offset(cls: type, name: str) -> int:
     """The byte offset of slot ``name`` in instances of ``cls``, found by storing an object in
     it and looking for its address; -1 if ``name`` is not a slot or was not found."""
-    member = next((c.__dict__[name] for c in cls.__mro__ if name in c.__dict__), None)
+    member: Any = next((c.__dict__[name] for c in cls.__mro__ if name in c.__dict__), None)
     if type(member).__name__ != "member_descriptor" or TYPE_OFFSET < 0:
         return -1
-    obj = object.__new__(cls)
+    obj: object = object.__new__(cls)
     marks = (object(), object())
     found = []
     for mark in marks:
