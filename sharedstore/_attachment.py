@@ -35,6 +35,7 @@ from . import _segment as seg
 from ._kernels import heap as KH
 from ._kernels import pins as KP
 from ._kernels import status as S
+from ._pins import release_pin
 from .errors import StoreCorruptError, StoreFullError, raise_status
 
 if TYPE_CHECKING:
@@ -66,6 +67,7 @@ class Attachment:
         self.reserved = int(self.mem[L.W_RESERVED])
         self.created_ns = int(self.mem[L.W_CREATED_NS])  # tells this store from a successor
         self.pins: dict[int, int] = {}  # data block -> views of it this process holds (_pins.py)
+        self.views: dict[int, tuple[weakref.ref, int]] = {}  # id -> (a view's watcher, its block)
         self.schema_ids: dict[str, int] = {}  # type descriptor JSON -> its interned string
         self.structs: dict[int, Any] = {}  # that handle -> the decoded type (per file: shared)
         self.handles = 0  # open Store handles of this process
@@ -110,6 +112,25 @@ class Attachment:
             if self.handles <= 0 and not self.pins:
                 self.detach()
 
+    def view_gone(self, ref: weakref.ref) -> None:
+        """A view's array and every array derived from it are garbage: release its pin, and
+        detach if it was the process's last hold (``_pins.py``)."""
+        with self.lock:
+            entry = self.views.pop(id(ref), None)
+            if entry is None or self.detached:
+                return  # inherited through fork, or released at exit
+            block = entry[1]
+            n = self.pins.get(block, 0)
+            if n == 0:
+                return  # (cannot happen: a watched view holds a pin)
+            if n == 1:
+                del self.pins[block]
+            else:
+                self.pins[block] = n - 1
+            release_pin(self, block)
+            if self.handles <= 0 and not self.pins:
+                self.detach()  # every handle was closed while views were alive: the last one
+
     def detach(self) -> None:
         """Leave the process table and unmap (the caller checked no handle or view is left)."""
         with self.lock:
@@ -139,6 +160,7 @@ class Attachment:
         """In a forked child: the parent's pins are not ours; open handles get our own entry."""
         self.lock = threading.RLock()
         self.pins.clear()
+        self.views.clear()  # (the parent's views: their pins are the parent's to release)
         self.pid = os.getpid()
         if self.handles > 0 and not self.detached:
             self.token = self._register()
@@ -273,8 +295,6 @@ def _after_fork_in_child() -> None:
 
 def _close_all() -> None:
     """At exit: release the pins of views still alive (no user code runs any more), detach."""
-    from ._pins import release_pin
-
     for att in list(_live):
         try:
             if att.pid == os.getpid() and not att.detached:
@@ -282,6 +302,7 @@ def _close_all() -> None:
                     for _ in range(n):
                         release_pin(att, block)
                 att.pins.clear()
+                att.views.clear()
                 for store in list(att.stores):
                     store._context.close()
                 att.detach()

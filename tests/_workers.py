@@ -220,6 +220,23 @@ def drop_inherited_view(holder):
     gc.collect()
 
 
+def own_view_outlives_inherited(holder, v, parent_released):
+    """In a forked child: take a view of the block an inherited view shows, drop the inherited
+    one; once the parent dropped its own, grow the vector past the block and churn the heap:
+    the child's view must still show the block (releasing the inherited view must not have
+    released the child's pin)."""
+    import gc
+
+    mine = v.view()
+    holder.clear()
+    gc.collect()
+    assert parent_released.wait(60)
+    v.extend(range(100))  # retires the block: only the child's pin keeps it
+    for i in range(2000):
+        v._store.string("q" * (i % 120))  # every small size class, the block's among them
+    assert mine[:8].tolist() == list(range(8)), mine[:8].tolist()
+
+
 def churn_until(name, stop_id, progress_id):
     """Random structural writes until told to stop: map set/delete (with resizes), vector
     append/remove (with growth), string create/drop.  Returns how many operations it did."""

@@ -310,6 +310,21 @@ def test_forked_child_does_not_release_parent_pin(store):
     assert holder[0].tolist() == list(range(8))  # still pinned by the parent: not reused
 
 
+def test_forked_child_keeps_its_own_pin_on_a_block_it_inherited_a_view_of(store):
+    """The inherited view's release must not take the child's own pin of the same block."""
+    v = store.vector("int64", capacity=8)
+    v.extend(np.arange(8))
+    holder = [v.view()]
+    ctx = mp.get_context("fork")
+    released = ctx.Event()
+    p = ctx.Process(target=W.own_view_outlives_inherited, args=(holder, v, released))
+    p.start()
+    holder.clear()  # the parent's pin goes
+    released.set()
+    p.join(60)
+    assert p.exitcode == 0
+
+
 @pytest.mark.parametrize("how", ["os._exit", "SIGKILL"])
 def test_pins_of_a_process_that_dies_with_views_are_released(store, how):
     """A worker that leaves by os._exit (as multiprocessing workers do) or is killed while it
