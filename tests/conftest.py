@@ -1,3 +1,4 @@
+import contextlib
 import gc
 import os
 import uuid
@@ -70,12 +71,19 @@ def each_backend(request, monkeypatch):
     """Run a test with the fast path's c backend and with the Python methods alone: the same
     assertions hold both ways (``pytestmark = pytest.mark.usefixtures("each_backend")``).
     Processes the test starts follow it (SHAREDSTORE_FASTPATH)."""
-    before = ss.fastpath()
-    enabled = request.param == "c"
-    monkeypatch.setenv("SHAREDSTORE_FASTPATH", "auto" if enabled else "0")
-    _fastpath.use(enabled, f"the test's {request.param} backend")
-    try:
+    with backend(request.param == "c", monkeypatch):
         yield request.param
+
+
+@contextlib.contextmanager
+def backend(enabled: bool, monkeypatch):
+    """The c backend (``enabled``) or the Python methods in place, in this process and the
+    processes it starts, then what ran before back."""
+    before = ss.fastpath()
+    monkeypatch.setenv("SHAREDSTORE_FASTPATH", "auto" if enabled else "0")
+    _fastpath.use(enabled, f"the test's {'c' if enabled else 'python'} backend")
+    try:
+        yield
     finally:
         _fastpath.use(before.backend == "c", before.reason)
 

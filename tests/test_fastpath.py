@@ -19,6 +19,8 @@ from sharedstore.refs import IntRef, NumberRef
 from sharedstore.store import Store
 from sharedstore.vectors import VectorRef
 
+from .conftest import backend
+
 NATIVE_KEYS = ["k", "é€𝄞", "", b"raw\x00", b"", 0, -1, 2**63 - 1, -(2**63)]
 NATIVE_VALUES = [None, True, False, 0, -7, 2**63 - 1, -(2**63), 1.5, float("inf"), -0.0,
                  "", "text", "é€𝄞" * 50, b"", b"\x00\xff" * 300]
@@ -30,6 +32,18 @@ SLOW_METHODS += [(Store, n) for n in ("_python_getitem", "_python_setitem", "_py
 SLOW_METHODS += [(IntRef, "_python_add"), (IntRef, "_python_get"), (NumberRef, "_python_add"),
                  (NumberRef, "_python_get"), (VectorRef, "_python_append"),
                  (VectorRef, "_python_extend")]
+
+
+@pytest.fixture(autouse=True)
+def c_backend():
+    """This file tests the c backend: it is in place for every test where this interpreter can
+    have it, also in a run that turned it off (``SHAREDSTORE_FASTPATH=0``).  (Its own
+    MonkeyPatch: a test's ``monkeypatch.undo()`` must not turn it off.)"""
+    if _fastpath.gates():
+        yield  # (the tests that need it say so)
+        return
+    with pytest.MonkeyPatch.context() as mp, backend(True, mp):
+        yield
 
 
 @pytest.fixture
