@@ -137,15 +137,6 @@ DEBRIS = frozenset({
 })
 
 
-#: what a process killed in the middle of an operation can leave behind (its leaked blocks, a
-#: slot or free block on no list, counts one off, its locks): harmless, reclaimed by repair.
-#: Every other problem is damage that no kill can cause.
-DEBRIS = frozenset({
-    "leak", "used-bytes", "free-block-unlisted", "handle-slot-unlisted", "object-count",
-    "map-count", "map-used", "dead-lock", "pins-unrecorded",
-})
-
-
 def _class_size(c: int) -> int:
     return L.class_size(c) if 0 <= c < L.N_CLASSES else 0
 

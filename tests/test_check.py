@@ -232,6 +232,7 @@ def test_dead_lock_holder_is_reported_and_taken_over(store, name):
     p.join(30)
     r = store.check()
     assert codes(r) == ["dead-lock"] and f"process {p.pid}" in str(r)
+    assert r.ok and not r.clean  # debris (a kill leaves it), not damage
     r = store.check(repair=True)
     assert r.clean and r.repaired[0].code == "dead-lock"
     store["after"] = 1

@@ -91,7 +91,13 @@ def test_kills_during_writes_in_place_leave_no_torn_record(store):
         for i, w in enumerate(rows):
             assert (w == w[0]).all(), f"round {round_}: record {i} torn: {sorted(set(w.tolist()))}"
         assert int(store.mem[vw + L.VH_UNDO_AT]) == 0 and int(store.mem[vw + L.VH_VERSION]) % 2 == 0
-        assert store.check().clean
+        # A kill between taking the lock and the version's first change (or between its last
+        # change and the release) leaves nothing to mend: the read need not wait, and the dead
+        # writer's lock stays, debris, until the next write takes it over (seen once in CI).
+        report = store.check()
+        assert report.ok and all(p.code == "dead-lock" and p.where == v.id
+                                 for p in report.problems), report
         v[0:64] = np.zeros(64, dtype=dt)
+        assert store.check().clean
     assert held >= 1, "none of the 12 kills came while the worker held the lock"
     print(f"kills holding the lock: {held}, in a chunk's copy: {cut}")
