@@ -55,7 +55,6 @@ if TYPE_CHECKING:
     from .vectors import ArrayRef, DTypeLike, VectorRef
 
 DEFAULT_LOCK_TIMEOUT = _calls.DEFAULT_LOCK_TIMEOUT
-_COMMIT_STEP = 4 << 20
 
 _T = TypeVar("_T")
 
