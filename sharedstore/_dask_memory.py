@@ -47,6 +47,19 @@ def smaps_rollup(pid: int | str = "self") -> dict[str, int]:
     return out
 
 
+def mapping_rss(path: str, pid: int | str = "self") -> int:
+    """Bytes of ``path``'s mappings resident in process ``pid`` (``Rss`` in its smaps)."""
+    total, inside = 0, False
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            head = line.split(None, 5)
+            if head and "-" in head[0] and len(head) >= 5:  # a mapping's first line
+                inside = len(head) == 6 and head[5].rstrip("\n") == path
+            elif inside and head and head[0] == "Rss:":
+                total += int(head[1]) * 1024
+    return total
+
+
 def rows(start: int, stop: int) -> np.ndarray:
     """Records ``start`` to ``stop`` of the table (the same in both cases)."""
     out = np.empty(stop - start, ROW)
@@ -83,6 +96,11 @@ def _drop_store(key: str, run) -> int:
     del store[key]
     table.drop()
     return os.stat(store.path).st_blocks * 512
+
+
+def _store_rss(run) -> int:
+    """Bytes of the node store's mapping resident in this worker."""
+    return mapping_rss(str(node_store(run).path))
 
 
 def _store_file_bytes(run) -> int:
@@ -138,19 +156,25 @@ def measure(client, nbytes: int, run: str | None = None) -> dict:
     return report
 
 
-def _snapshot(client, run) -> tuple[dict, int]:
+def _snapshot(client, run) -> tuple[dict, int, dict]:
     from .dask import each_node
 
     [file_bytes] = each_node(client, _store_file_bytes, run, run=run).values()
-    return client.run(smaps_rollup), file_bytes
+    # (the store's Rss first: what reading a worker's smaps allocates is then in both snapshots)
+    store_rss = client.run(_store_rss, run)
+    return client.run(smaps_rollup), file_bytes, store_rss
 
 
 def _case(before: tuple, after: tuple) -> dict:
     pss, rss = _deltas(before[0], after[0], "Pss"), _deltas(before[0], after[0], "Rss")
     shmem = _deltas(before[0], after[0], "Pss_Shmem")
     file_bytes = after[1] - before[1]
+    # (the store mapping's own Rss: a worker's whole Rss may also shrink meanwhile, as the
+    # memory of the case before is given back)
+    store_rss = {w: after[2][w] - before[2][w] for w in sorted(after[2])}
     return {"pss_total": sum(pss.values()), "pss_by_worker": pss,
             "rss_total": sum(rss.values()), "rss_by_worker": rss,
+            "store_rss_by_worker": store_rss,
             "pss_shmem_total": sum(shmem.values()), "store_file_bytes": file_bytes,
             "node_bytes": sum(pss.values()) - sum(shmem.values()) + file_bytes}
 

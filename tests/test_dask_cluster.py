@@ -118,9 +118,13 @@ def test_a_table_in_the_node_store_is_held_once_per_node(client):
     # a copy per worker: each worker's PSS grows by the whole table
     assert all(d > 0.9 * nbytes for d in copies["pss_by_worker"].values())
     # the node store: the workers share one table, though each one's RSS counts all of it
-    assert shared["pss_total"] < 1.3 * nbytes
-    assert all(d > 0.9 * nbytes for d in shared["rss_by_worker"].values())
-    assert shared["pss_shmem_total"] > 0.9 * nbytes
+    # (the store mapping's own Rss: a worker's whole Rss may shrink meanwhile, as the copy of
+    # the case before is given back); its pages count once in the workers' PSS, and what the
+    # workers grow privately besides (the tasks, the kernels they load: ~10 MB each) is far
+    # from a copy each
+    assert all(d > 0.9 * nbytes for d in shared["store_rss_by_worker"].values())
+    assert 0.9 * nbytes < shared["pss_shmem_total"] < 1.1 * nbytes
+    assert shared["pss_total"] - shared["pss_shmem_total"] < 0.5 * nbytes
     assert shared["node_bytes"] < copies["node_bytes"] / 2
 
 
