@@ -50,6 +50,14 @@ def call(att, kernel, *args, what: str, h: int = 0, hint: int = 0, accept=(),
     r = kernel(*args)
     if r >= 0 or r in accept:
         return r
+    return settle(att, r, kernel, *args, what=what, h=h, hint=hint, accept=accept,
+                  timeout=timeout)
+
+
+def settle(att, r: int, kernel, *args, what: str, h: int = 0, hint: int = 0, accept=(),
+           timeout: float = DEFAULT_LOCK_TIMEOUT) -> int:
+    """:func:`call` from status ``r``, which a first ``kernel(*args)`` the caller made itself
+    returned (a hot path that calls its kernel directly and comes here only on a status)."""
     deadline = None
     while True:
         deadline = recover(att, r, what, h, hint, deadline, timeout)

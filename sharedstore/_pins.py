@@ -44,8 +44,9 @@ def pinned_array(store, block: int, dtype, count: int, offset: int, *,
 
 def release_pin(att, block: int) -> None:
     """Release one of this process's pins on data block ``block`` (its handles may be closed)."""
-    r = KP.pin_release(att.mem, att.token, block)
+    mem, token = att.mem, att.token
+    r = KP.pin_release(mem, token, block)
     # (ERR_INVALID: the pin was released already, by a reap or a repair: nothing to do)
     if r < 0 and r != S.ERR_INVALID:
-        _calls.call(att, KP.pin_release, att.mem, att.token, block, what="view release",
-                    accept=(S.ERR_INVALID,))
+        _calls.settle(att, r, KP.pin_release, mem, token, block, what="view release",
+                      accept=(S.ERR_INVALID,))
