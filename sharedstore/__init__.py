@@ -16,6 +16,7 @@ from ._fastpath import info as fastpath
 from .errors import (
     InvalidHandleError,
     InvalidNameError,
+    KindError,
     LockTimeoutError,
     NodeStoreError,
     SchemaError,
@@ -36,6 +37,7 @@ from .vectors import ArrayRef, VectorRef
 
 __version__ = "0.1.0"
 
+_fastpath.protect_slots()  # (the slots the C entry points read: read-only from Python)
 _fastpath.choose()  # the hot methods' backend, once (SHAREDSTORE_FASTPATH: see _fastpath)
 
 __all__ = [
@@ -43,6 +45,7 @@ __all__ = [
     "IntRef",
     "InvalidHandleError",
     "InvalidNameError",
+    "KindError",
     "ListRef",
     "LockTimeoutError",
     "MapRef",

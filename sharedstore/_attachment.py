@@ -12,9 +12,17 @@ Attachments are found by path and told apart by the file's identity (device, ino
 removed and created again under the same name is another file, so attaching to it maps it anew,
 while handles on the old one keep their mapping until they go.
 
+A process's entry is proved alive by a lock the kernel keeps for it: an OFD record lock on the
+entry's first byte of the store file, held through a descriptor of the process's own
+(``_segment.live_lock``).  The kernel drops it when the process dies, and every process that maps
+the store sees it, in any pid namespace: a lock owner or an entry is judged dead only when its
+liveness lock is free (by pid and start time only on a file system without OFD locks).  An entry
+is claimed with its liveness lock held first, and reaped with it held by the reaper, so a reaper
+never frees the entry of a process that is alive or registering.
+
 A forked child re-registers each attachment it inherited with open handles (its own entry and
-token, never the parent's) and drops the parent's pins, which are not its to release.  At exit
-every attachment of this process releases its pins and leaves the table.
+token and liveness lock, never the parent's) and drops the parent's pins, which are not its to
+release.  At exit every attachment of this process releases its pins and leaves the table.
 """
 
 from __future__ import annotations
@@ -76,21 +84,56 @@ class Attachment:
         self.lock = threading.RLock()
         self.pid = os.getpid()
         self.detached = False
+        self.live_fd = -1  # this process's own descriptor of the file: its liveness lock
+        self.live_index = -1  # the process-table entry that lock is on (-1: none held)
         self.token = self._register()
 
     # ------------------------------------------------------------------ the process table
     def _register(self) -> int:
         pid = os.getpid()
-        token = KH.proc_register(self.mem, pid, seg.proc_start_ticks(pid), time.time_ns())
-        if token < 0:
-            self.reap()
-            token = KH.proc_register(self.mem, pid, seg.proc_start_ticks(pid), time.time_ns())
-        if token < 0:
-            raise StoreFullError(
-                f"store {self.name!r} has {L.PROC_MAX} attached processes already: close the "
-                "stores of processes that no longer use it"
-            )
-        return token
+        start, since = seg.proc_start_ticks(pid), time.time_ns()
+        if self.live_fd < 0:
+            self.live_fd = seg.reopen(self.fd, self.path)
+        for _ in range(2):
+            token = self._claim(pid, start, since)
+            if token > 0:
+                return token
+            self.reap()  # (full: dead processes' entries are freed, then one is tried again)
+        raise StoreFullError(
+            f"store {self.name!r} has {L.PROC_MAX} attached processes already: close the "
+            "stores of processes that no longer use it"
+        )
+
+    def _claim(self, pid: int, start: int, since: int) -> int:
+        """Claim a free entry, its liveness lock taken first: the token, or 0 if none is free."""
+        rows = self._rows()
+        for i in np.flatnonzero(rows[:, L.P_PID] == 0).tolist():
+            locked = seg.live_lock(self.live_fd, i) if self.live_fd >= 0 else None
+            if locked is False:
+                continue  # (another process is claiming it, or reaping it)
+            token = KH.proc_claim(self.mem, i, pid, start, since)
+            if token > 0:
+                self.live_index = i if locked else -1
+                if locked is None and self.live_fd >= 0:
+                    os.close(self.live_fd)  # no OFD locks here: liveness is judged by pid
+                    self.live_fd = -1
+                return token
+            if locked:
+                seg.live_unlock(self.live_fd, i)
+        return 0
+
+    def _rows(self) -> np.ndarray:
+        """The process table, a row of ``PROC_WORDS`` words per entry (a view)."""
+        table = self.mem[L.PROC_TABLE // 8:L.PROC_TABLE // 8 + L.PROC_MAX * L.PROC_WORDS]
+        return table.reshape(L.PROC_MAX, L.PROC_WORDS)
+
+    def alive(self, index: int, pid: int, start: int) -> bool:
+        """Whether the process of entry ``index`` (``pid``, started at ``start``) is alive:
+        its liveness lock is held (or, where there are no OFD locks, the pid runs)."""
+        held = seg.live_held(self.fd, index)
+        if held is not None:
+            return held
+        return seg.pid_alive(pid, start)
 
     def hold(self) -> bool:
         """Count a new open handle; False if this attachment has detached meanwhile."""
@@ -149,6 +192,7 @@ class Attachment:
                     KH.proc_unregister(mem, self.token, self.pid)
             finally:
                 del mem
+                self._drop_liveness()
                 self.words.release()
                 try:
                     self.mm.close()
@@ -156,12 +200,21 @@ class Attachment:
                     pass  # arrays into the store are still alive: the mapping goes with the last
                 os.close(self.fd)
 
+    def _drop_liveness(self) -> None:
+        """Close this process's liveness descriptor (its lock goes with it)."""
+        fd, self.live_fd, self.live_index = self.live_fd, -1, -1
+        if fd >= 0:
+            os.close(fd)
+
     def after_fork(self) -> None:
-        """In a forked child: the parent's pins are not ours; open handles get our own entry."""
+        """In a forked child: the parent's pins and liveness lock are not ours; open handles get
+        our own entry.  (Closing the inherited liveness descriptor leaves the parent's lock: the
+        parent has the descriptor open too.)"""
         self.lock = threading.RLock()
         self.pins.clear()
         self.views.clear()  # (the parent's views: their pins are the parent's to release)
         self.pid = os.getpid()
+        self._drop_liveness()
         if self.handles > 0 and not self.detached:
             self.token = self._register()
             for store in list(self.stores):
@@ -186,13 +239,22 @@ class Attachment:
         """Free the process-table entries of processes that died without closing, releasing
         the views they held; return how many."""
         mem = self.mem
-        table = mem[L.PROC_TABLE // 8:L.PROC_TABLE // 8 + L.PROC_MAX * L.PROC_WORDS]
-        rows = table.reshape(L.PROC_MAX, L.PROC_WORDS)
+        rows = self._rows()
         n = 0
         for i in np.flatnonzero(rows[:, L.P_PID]).tolist():
-            pid, start = int(rows[i, L.P_PID]), int(rows[i, L.P_START])
-            if not seg.pid_alive(pid, start):
-                n += _calls.call(self, KP.proc_reap, mem, self.token, i, pid, what="reap")
+            pid, gen, start = (int(x) for x in rows[i, [L.P_PID, L.P_GEN, L.P_START]])
+            if pid == 0 or self.alive(i, pid, start):
+                continue
+            # hold the dead entry's liveness lock while it is freed: no process can claim it
+            # meanwhile, and a process that holds it (registering there) is not reaped
+            locked = seg.live_lock(self.live_fd, i) if self.live_fd >= 0 else None
+            if locked is False:
+                continue
+            try:
+                n += _calls.call(self, KP.proc_reap, mem, self.token, i, pid, gen, what="reap")
+            finally:
+                if locked:
+                    seg.live_unlock(self.live_fd, i)
         return n
 
 

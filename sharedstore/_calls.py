@@ -30,7 +30,6 @@ from __future__ import annotations
 import time
 
 from . import _layout as L
-from . import _segment as seg
 from ._kernels import hashmap as KM
 from ._kernels import heap as KH
 from ._kernels import locks as KL
@@ -52,6 +51,18 @@ def call(att, kernel, *args, what: str, h: int = 0, hint: int = 0, accept=(),
         return r
     return settle(att, r, kernel, *args, what=what, h=h, hint=hint, accept=accept,
                   timeout=timeout)
+
+
+def call_pair(att, kernel, *args, what: str, h: int = 0, hint: int = 0, accept=(),
+              timeout: float = DEFAULT_LOCK_TIMEOUT) -> tuple:
+    """:func:`call` of a kernel that returns ``(status, value...)``: the first result whose
+    status is not negative or is in ``accept``."""
+    res = kernel(*args)
+    deadline = None
+    while res[0] < 0 and res[0] not in accept:
+        deadline = recover(att, res[0], what, h, hint, deadline, timeout)
+        res = kernel(*args)
+    return res
 
 
 def settle(att, r: int, kernel, *args, what: str, h: int = 0, hint: int = 0, accept=(),
@@ -153,7 +164,7 @@ def _repair(att, word: int, h: int) -> None:
     kind = KH.handle_kind(att.mem, h)
     if kind in (L.KIND_MAP, L.KIND_LIST):
         KM.map_recount(att.mem, h)
-    elif kind == L.KIND_VECTOR:
+    elif kind in (L.KIND_VECTOR, L.KIND_ARRAY):
         KV.vector_after_dead_owner(att.mem, h)
 
 
@@ -172,8 +183,10 @@ def token_pid(att, token: int) -> int:
 
 
 def token_alive(att, token: int) -> bool:
-    """Whether the process that holds lock token ``token`` is alive (and is still that one)."""
+    """Whether the process that holds lock token ``token`` is alive (and is still that one):
+    its process-table entry is still its registration, and the entry's liveness lock is held
+    (``_attachment``: the kernel keeps it across pid namespaces)."""
     i, pid, gen, start = _token_entry(att, token)
     if i < 0 or pid == 0 or (gen & 0xFFFFFFFFFFFF) != token >> 16:
         return False
-    return seg.pid_alive(pid, start)
+    return att.alive(i, pid, start)

@@ -27,7 +27,11 @@ Header (bytes 0 .. 4096), word indices::
 Process table (bytes PROC_TABLE .. +PROC_MAX*32): entries of 4 words
 ``[pid, gen, start_ticks, since_ns]``; ``pid == 0`` is a free entry.  ``gen`` counts
 registrations of the entry; a process's lock token is ``gen << 16 | (index + 1)``, so a token of
-a process that has gone (entry freed or re-registered) never matches a live entry again.
+a process that has gone (entry freed or re-registered) never matches a live entry again.  The
+process holds an OFD record lock on the entry's first byte of the file for as long as it is
+registered (its *liveness lock*, ``_segment.live_lock``): the kernel drops it when the process
+dies, so any process, in any pid namespace, can tell a live entry from a dead one.  The pid is
+what that process's own namespace calls it: it is shown, never trusted where locks exist.
 
 Pin lists (bytes PIN_LISTS .. +PROC_MAX*8): for each process-table entry, the byte offset of
 that process's pin-list block (0 if none).  Its data is pairs ``[data block, pins]``: the views
@@ -45,10 +49,12 @@ Each chunk holds HT_CHUNK entries of 4 words ``[value, meta, lock, seq]``:
 - ``meta``: ``gen << 8 | kind``; ``kind == KIND_FREE`` for a free slot.  ``gen`` is bumped when
   the slot is freed, so a stale handle never resolves; a slot whose gen would pass GEN_MAX is
   retired, never reused.
-- ``lock``: the object's lock word (0 or the owner's token).
+- ``lock``: the object's lock word (0 or the owner's token).  Every write through a handle
+  takes it and checks the handle's generation again once it holds it; reusing the slot for a
+  new object leaves it as it is (a stale writer may hold it for a moment, then let go).
 - ``seq``: bumped by 2 after a string's block is replaced and before the old block is freed;
   optimistic readers re-read it after copying (a seqlock without an odd state, so a writer
-  killed mid-write never leaves readers waiting).
+  killed mid-write never leaves readers waiting).  It only ever grows.
 
 A handle is ``gen << 32 | slot`` (slot < 2**31, 1 <= gen <= GEN_MAX): a positive int64.
 
@@ -63,10 +69,12 @@ released with a store of 0, always within one kernel call.
 """
 
 MAGIC = int.from_bytes(b"SHSTORE\x01", "little")
-FORMAT_VERSION = 4  # 2: an array value's elements live in a data block of their own
+FORMAT_VERSION = 5  # 2: an array value's elements live in a data block of their own
                     # 3: a vector's header records the append copying outside its lock;
                     #    size classes above 128 bytes are 16 bytes bigger
                     # 4: a vector's header has an undo block for writes in place
+                    # 5: liveness locks on the process table; arrays are KIND_ARRAY; a reused
+                    #    handle slot keeps its lock and seq words
 
 PAGE = 4096
 
@@ -131,6 +139,11 @@ KIND_VECTOR = 5
 KIND_ARRAY = 6
 KIND_STRUCT = 7
 KIND_LIST = 8  # a vector of any values: a map whose keys are 0 .. len-1
+# what a kernel may ask of a handle besides one kind (``heap.kind_ok``)
+KIND_ANY = -1
+KIND_MAPLIKE = -2  # a map or a list
+KIND_VECLIKE = -3  # a vector or a fixed-shape array
+KIND_NONE = -9  # nothing: what a class passes for a kind of object it has no methods for
 KIND_NAMES = {
     KIND_STRING: "string",
     KIND_INT: "integer",

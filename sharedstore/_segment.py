@@ -13,8 +13,10 @@ segments that a child merely attached to.
 from __future__ import annotations
 
 import errno
+import fcntl
 import mmap
 import os
+import struct
 from pathlib import Path
 
 from . import _layout as L
@@ -131,6 +133,75 @@ def commit(fd: int, start: int, length: int, name: str, path: Path) -> None:
                 "the store with path= on a larger filesystem"
             ) from None
         raise
+
+
+# ---------------------------------------------------------------------- liveness
+# A process proves it is alive to the others by an OFD (open file description) record lock
+# it holds on one byte of the store file, the first byte of its process-table entry
+# (``_layout.PROC_TABLE``), taken with ``F_OFD_SETLK`` on a descriptor of its own.  The kernel
+# drops the lock when the process dies, whatever killed it, and shows it to every process that
+# opens the file, in any pid namespace (containers sharing /dev/shm).  Pids are compared only
+# where the file system has no such locks.
+_FLOCK = struct.Struct("hhqqi4x")  # struct flock on 64-bit Linux: type, whence, start, len, pid
+
+
+def _live_byte(index: int) -> int:
+    return L.PROC_TABLE + index * L.PROC_WORDS * 8
+
+
+def _ofd(fd: int, cmd_name: str, ltype: int, index: int) -> bytes | None:
+    cmd = getattr(fcntl, cmd_name, None)
+    if cmd is None:
+        return None
+    try:
+        return fcntl.fcntl(fd, cmd, _FLOCK.pack(ltype, os.SEEK_SET, _live_byte(index), 1, 0))
+    except OSError as e:
+        if e.errno in (errno.EAGAIN, errno.EACCES):
+            return b""
+        if e.errno in (errno.EINVAL, errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP):
+            return None  # no OFD locks on this file system
+        raise
+
+
+def live_lock(fd: int, index: int) -> bool | None:
+    """Take the liveness lock of process-table entry ``index`` on ``fd`` (an open file
+    description of this process alone): True if taken, False if another process holds it,
+    None if the file system has no OFD locks."""
+    r = _ofd(fd, "F_OFD_SETLK", fcntl.F_WRLCK, index)
+    return None if r is None else r != b""
+
+
+def live_unlock(fd: int, index: int) -> None:
+    """Release the liveness lock of entry ``index`` held through ``fd``."""
+    _ofd(fd, "F_OFD_SETLK", fcntl.F_UNLCK, index)
+
+
+def live_held(fd: int, index: int) -> bool | None:
+    """Whether a process holds the liveness lock of entry ``index`` (asked through ``fd``, a
+    descriptor that holds no liveness lock itself); None if the file system has no OFD locks."""
+    r = _ofd(fd, "F_OFD_GETLK", fcntl.F_WRLCK, index)
+    if r is None:
+        return None
+    return r == b"" or _FLOCK.unpack(r)[0] != fcntl.F_UNLCK
+
+
+def reopen(fd: int, path: Path) -> int:
+    """A new descriptor of the file open as ``fd``, with an open file description of its own
+    (so that locks taken through it are this process's alone), even if the file was unlinked;
+    -1 if there is no way to open one (no /proc, and the file gone from its path)."""
+    try:
+        return os.open(f"/proc/self/fd/{fd}", os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        pass
+    try:
+        new = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return -1
+    a, b = os.fstat(fd), os.fstat(new)
+    if (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino):
+        return new
+    os.close(new)  # (another file under the same name)
+    return -1
 
 
 def proc_start_ticks(pid: int) -> int:

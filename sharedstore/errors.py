@@ -66,6 +66,12 @@ class NodeStoreError(SharedStoreError, RuntimeError):
     outside the tasks of a Dask worker whose nanny runs the ``NodeStore`` plugin."""
 
 
+class KindError(InvalidHandleError, TypeError):
+    """A method of one ref class was called on a ref of another kind
+    (``NumberRef.get(int_ref)``): refused, as CPython refuses ``float.hex(1)``.  Also an
+    :class:`InvalidHandleError`."""
+
+
 class SchemaError(SharedStoreError, ValueError):
     """A struct schema is malformed."""
 
@@ -83,8 +89,10 @@ STATUS: dict[int, tuple[type[SharedStoreError], str, str]] = {
                     "use the .id of a live ref"),
     S.ERR_FREED: (UseAfterFreeError, "{what}: the object was dropped",
                   "it cannot be used any more; make a new one"),
-    S.ERR_KIND: (InvalidHandleError, "{what}: the id names an object of another kind",
+    S.ERR_KIND: (KindError, "{what}: the id names an object of another kind",
                  "use store.ref(id) to get a ref of the right class"),
+    S.ERR_VALUE_TYPE: (KindError, "{what}: the value there is of another type",
+                       "the operation applies to numbers only"),
     S.ERR_FULL: (StoreFullError, "{store} is full (reserved {reserved})",
                  "create it with a larger size= or drop objects you no longer need"),
     S.ERR_CORRUPT: (StoreCorruptError,

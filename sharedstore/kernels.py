@@ -65,6 +65,7 @@ from ._kernels.hashmap import (
     _read_begin,
     fetch_entry,
     hash_key,
+    incr_value,
     lookup,
     lookup_hashed,
     store_value,
@@ -77,6 +78,7 @@ STATUS_BUSY_LOCK = _S.ERR_BUSY_OBJ
 STATUS_BUSY_ALLOC = _S.ERR_BUSY_ALLOC
 STATUS_BUSY_APPEND = _S.ERR_BUSY_APPEND
 STATUS_NOT_FOUND = _S.ERR_NOT_FOUND
+STATUS_KIND = _S.ERR_KIND
 _EMPTY = np.zeros(0, dtype=np.uint8)
 
 
@@ -386,7 +388,7 @@ def map_get_float_many(mem, map_id, keys, default, out):
     n = len(keys)
     d = float(default)
     found = 0
-    mw, _, t, cap = _read_begin(m, map_id)
+    mw, _, t, cap = _read_begin(m, map_id, L.KIND_MAP)
     if mw < 0:
         out[:n] = d
         return mw
@@ -440,15 +442,69 @@ def map_set_float(mem, token, map_id, key, value):
         ``STATUS_BUSY_ALLOC`` (write again, or go back to Python), or a stale or invalid id.
     """
     kb, kt = key_bytes(key)
-    return store_value(unowned(mem), token, map_id, kb, kt, L.V_FLOAT, float_to_bits(float(value)),
-                       _EMPTY)
+    return store_value(unowned(mem), token, map_id, L.KIND_MAP, kb, kt, L.V_FLOAT,
+                       float_to_bits(float(value)), _EMPTY)
 
 
 @helper
 def map_set_int(mem, token, map_id, key, value):
     """Store int ``value`` (int64) under ``key`` in map ``map_id``: as :func:`map_set_float`."""
     kb, kt = key_bytes(key)
-    return store_value(unowned(mem), token, map_id, kb, kt, L.V_INT, np.int64(value), _EMPTY)
+    return store_value(unowned(mem), token, map_id, L.KIND_MAP, kb, kt, L.V_INT, np.int64(value),
+                       _EMPTY)
+
+
+#: times an atomic map write from users' code tries for a busy lock (each try spins, then
+#: yields the CPU, for a few milliseconds) before it returns STATUS_BUSY_LOCK: seconds of a
+#: lock held, which only a process that died holding it does
+_WAIT_TRIES = 2000
+
+
+@helper
+def _incr(mem, token, map_id, key, is_float, idelta, fdelta):
+    kb, kt = key_bytes(key)
+    m = unowned(mem)
+    r = _S.ERR_BUSY_OBJ
+    bits = 0
+    for _ in range(_WAIT_TRIES):
+        r, bits = incr_value(m, token, map_id, L.KIND_MAP, kb, kt, is_float, idelta, fdelta)
+        if r != _S.ERR_BUSY_OBJ and r != _S.ERR_BUSY_ALLOC:
+            break
+    return r, bits
+
+
+@helper
+def map_incr_int(mem, token, map_id, key, delta):
+    """Atomically add int ``delta`` to the integer at ``key`` in map ``map_id`` (a missing key
+    counts as 0; int64, wrapping), whatever other processes do at the same time.
+
+    Parameters
+    ----------
+    mem, token, map_id, key
+        As for :func:`map_set_float`.
+    delta : int
+
+    Returns
+    -------
+    (int, int)
+        ``(status, new value)``: status 0, or a negative status with nothing changed:
+        ``STATUS_COMMIT`` (a new key needs memory: call ``store.reserve(nbytes)`` from Python,
+        then add again), ``STATUS_KIND`` (the value there is no integer), ``STATUS_BUSY_LOCK``
+        (the map's lock stayed held for seconds: a process died holding it; any write from
+        Python takes it over), or a stale or invalid id.  A busy lock is waited for, spinning
+        a little, then yielding the CPU.
+    """
+    r, bits = _incr(mem, token, map_id, key, 0, np.int64(delta), 0.0)
+    return r, bits
+
+
+@helper
+def map_incr_float(mem, token, map_id, key, delta):
+    """Atomically add ``delta`` to the float at ``key`` in map ``map_id`` (a missing key counts
+    as 0.0): ``(status, new value)``, as :func:`map_incr_int` (``STATUS_KIND`` if the value
+    there is no float)."""
+    r, bits = _incr(mem, token, map_id, key, 1, np.int64(0), float(delta))
+    return r, float_from_bits(bits)
 
 
 @helper
@@ -469,11 +525,14 @@ __all__ = [
     "STATUS_BUSY_APPEND",
     "STATUS_BUSY_LOCK",
     "STATUS_COMMIT",
+    "STATUS_KIND",
     "STATUS_NOT_FOUND",
     "key_bytes",
     "map_get_float",
     "map_get_float_many",
     "map_get_int",
+    "map_incr_float",
+    "map_incr_int",
     "map_lookup",
     "map_set_float",
     "map_set_int",

@@ -35,6 +35,7 @@ from ._values import (
     _float_from_bits,
     array_head,
     array_meta,
+    as_int64,
     corrupt_text,
     decode_key,
     decode_value,
@@ -75,6 +76,28 @@ def _encode_keys(keys: list[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return blob, offs, tags
 
 
+def _decoded(s: Any, r: int, view: memoryview, ints: memoryview) -> Any:
+    """The value of a record ``[tag r, payload, length]`` + bytes in the scratch buffer."""
+    if r == _V_STR:
+        try:
+            return str(view[24:24 + ints[2]], "utf-8", "surrogatepass")
+        except UnicodeDecodeError as e:
+            raise corrupt_text(e) from e
+    if r <= _V_FLOAT:  # payload-only values: no bytes to copy out
+        return decode_value(s, r, ints[1], None)
+    return decode_value(s, r, ints[1], view[24:24 + ints[2]])
+
+
+def _delta(x: object) -> tuple[int, int, float]:
+    """``(is_float, int delta, float delta)`` of an increment; TypeError for anything but an
+    int (of int64's range) or a float (NumPy's included; bool counts as int)."""
+    if isinstance(x, (int, np.integer)):
+        return 0, as_int64(x), 0.0
+    if isinstance(x, (float, np.floating)):
+        return 1, 0, float(x)
+    raise TypeError(f"incr takes an int or a float delta, not {type(x).__name__} ({x!r})")
+
+
 class _ItemsView(ItemsView[Key, Any]):
     _mapping: MapRef
 
@@ -99,6 +122,7 @@ class MapRef(Ref, MutableMapping[Key, Any]):
 
     __slots__ = ()
     _kind = L.KIND_MAP
+    _map_kind = L.KIND_MAP
 
     # ---------------------------------------------------------------- reads
     # (the c backend runs __getitem__, __contains__, get, get_many and __setitem__ as C
@@ -113,7 +137,7 @@ class MapRef(Ref, MutableMapping[Key, Any]):
         TypeError
             If ``key`` is not a str, bytes or int.
         """
-        return self._get(key)
+        return MapRef._get(self, key)  # (by name: on a ref of another kind, KindError)
 
     def _get(self, key: object) -> Any:
         """``self[key]`` through the map_get kernel: every key and value type, and the errors."""
@@ -125,26 +149,19 @@ class MapRef(Ref, MutableMapping[Key, Any]):
         except AttributeError:
             s._out()
             out, view, ints, _ = s._tls.bufs
-        r = s._call(KM.map_get, mem, out, self._id, kb, kt, what="map get", h=self._id,
-                    accept=_GET_ANSWERS)
+        r = s._call(KM.map_get, mem, s._token, out, self._id, self._map_kind, kb, kt,
+                    what="map get", h=self._id, accept=_GET_ANSWERS)
         if r < 0:
             if r == S.ERR_SCRATCH:  # (the value is longer than the scratch buffer)
                 s._out(ints[2])
                 return self._get(key)
             raise KeyError(key)
-        if r == _V_STR:
-            try:
-                return str(view[24:24 + ints[2]], "utf-8", "surrogatepass")
-            except UnicodeDecodeError as e:
-                raise corrupt_text(e) from e
-        if r <= _V_FLOAT:  # payload-only values: no bytes to copy out
-            return decode_value(s, r, ints[1], None)
-        return decode_value(s, r, ints[1], view[24:24 + ints[2]])
+        return _decoded(s, r, view, ints)
 
     def __contains__(self, key: object) -> bool:
         """``key in m`` (False for a key of a type no map holds)."""
         try:
-            self._get(key)
+            MapRef._get(self, key)
         except (KeyError, TypeError):
             return False
         return True
@@ -158,7 +175,7 @@ class MapRef(Ref, MutableMapping[Key, Any]):
             If ``key`` is not a str, bytes or int.
         """
         try:
-            return self._get(key)
+            return MapRef._get(self, key)
         except KeyError:
             return default
 
@@ -184,7 +201,8 @@ class MapRef(Ref, MutableMapping[Key, Any]):
         deadline = None
         while True:
             out = np.frombuffer(head, dtype=np.uint8)
-            d, at, n, hl = KM.map_pin_array(s.mem, out, self._id, kb, kt, s._token)
+            d, at, n, hl = KM.map_pin_array(s.mem, out, self._id, self._map_kind, kb, kt,
+                                            s._token)
             if d >= 0:
                 break
             if d == S.ERR_NOT_FOUND:
@@ -232,8 +250,8 @@ class MapRef(Ref, MutableMapping[Key, Any]):
         s = self._store
         out = s._out(len(keys) * 24 + 64)
         while True:
-            n = s._call(KM.map_get_many, s.mem, out, self._id, blob_a, offs, tags,
-                        what="map get_many", h=self._id)
+            n = s._call(KM.map_get_many, s.mem, s._token, out, self._id, self._map_kind, blob_a,
+                        offs, tags, what="map get_many", h=self._id)
             if n <= len(out):
                 break
             out = s._out(n)
@@ -265,18 +283,19 @@ class MapRef(Ref, MutableMapping[Key, Any]):
     def __len__(self) -> int:
         """How many keys the map holds."""
         s = self._store
-        return s._call(KM.map_len, s.mem, self._id, what=f"{type(self).__name__} len()")
+        return s._call(KM.map_len, s.mem, s._token, self._id, self._map_kind,
+                       what=f"{type(self).__name__} len()", h=self._id)
 
     def _dump(self, with_values: bool) -> list[tuple[Key, Any]]:
         """A consistent snapshot of the entries: [(key, value or None)]."""
         s = self._store
         out = s._out(4096)
         while True:
-            n = s._call(KM.map_dump, s.mem, out, self._id, int(with_values),
-                        what="map snapshot", h=self._id)
+            n = s._call(KM.map_dump, s.mem, s._token, out, self._id, self._map_kind,
+                        int(with_values), what="map snapshot", h=self._id)
             if n <= len(out):
                 break
-            out = s._out(n)
+            out = s._out(n + n // 4)  # (room for what writers add before the next try)
         buf = out[:n].tobytes()
         res = []
         pos = 0
@@ -321,7 +340,7 @@ class MapRef(Ref, MutableMapping[Key, Any]):
         StoreFullError
             If the store has no room for it.
         """
-        self._set(key, value)
+        MapRef._set(self, key, value)  # (by name: on a ref of another kind, KindError)
 
     def _set(self, key: Key, value: Any) -> None:
         """``self[key] = value`` through the map_set kernel: every value, and the errors."""
@@ -330,11 +349,12 @@ class MapRef(Ref, MutableMapping[Key, Any]):
         if type(value) is np.ndarray and not value.dtype.hasobject:
             # the elements go straight from the array into their data block
             head, elements = array_head(value), _elements(value)
-            s._call(KM.map_set_array, s.mem, s._token, self._id, kb, kt, head, elements,
-                    what="map set", h=self._id, hint=len(kb) + len(head) + len(elements) + 64)
+            s._call(KM.map_set_array, s.mem, s._token, self._id, self._map_kind, kb, kt, head,
+                    elements, what="map set", h=self._id,
+                    hint=len(kb) + len(head) + len(elements) + 64)
             return
         vt, ip, fp, data = encode_value(value, s._handle_of)
-        s._call(KM.map_set, s.mem, s._token, self._id, kb, kt, vt, ip, fp, data,
+        s._call(KM.map_set, s.mem, s._token, self._id, self._map_kind, kb, kt, vt, ip, fp, data,
                 what="map set", h=self._id, hint=len(kb) + len(data))
 
     def set(self, key: Key, value: Any) -> None:
@@ -383,10 +403,125 @@ class MapRef(Ref, MutableMapping[Key, Any]):
         progress = np.zeros(2, dtype=np.int64)  # [items stored, new keys among them]
         deadline = None
         while True:
-            r = KM.map_set_many(s.mem, s._token, self._id, blob, recs, progress)
+            r = KM.map_set_many(s.mem, s._token, self._id, self._map_kind, blob, recs, progress)
             if r >= 0:
                 return int(progress[1])
             deadline = s._recover(r, "map set_many", self._id, hint=pos, deadline=deadline)
+
+    def setdefault(self, key: Key, default: Any = None) -> Any:
+        """``m[key]`` if ``key`` is in the map, else set it to ``default`` and return that: one
+        atomic step, so of several processes that call it at once exactly one inserts, and
+        every one gets the value that is there.
+
+        Raises
+        ------
+        TypeError, InvalidHandleError, StoreFullError
+            As for ``m[key] = value``.
+        """
+        kb, kt = encode_key(key)
+        s = self._store
+        vt, ip, fp, data = encode_value(default, s._handle_of)
+        out = s._out()
+        while True:
+            r = s._call(KM.map_setdefault, s.mem, s._token, out, self._id, self._map_kind, kb,
+                        kt, vt, ip, fp, data, what="map setdefault", h=self._id,
+                        hint=len(kb) + len(data), accept=(S.ERR_SCRATCH,))
+            if r != S.ERR_SCRATCH:
+                break
+            out = s._out(int(s._tls.words[2]))  # (the value there is longer: read it again)
+        if r == 0:
+            return default
+        _, view, ints, _ = s._tls.bufs
+        return _decoded(s, r, view, ints)
+
+    def incr(self, key: Key, delta: int | float = 1) -> int | float:
+        """Add ``delta`` to the number at ``key`` and return the new value, atomically: of many
+        processes incrementing one key at once, every increment counts.
+
+        A missing key starts at 0: an int ``delta`` makes an int64 value (which wraps, as
+        :meth:`IntRef.add`), a float ``delta`` a float64 one.  A float value takes an int
+        delta too.
+
+        Raises
+        ------
+        TypeError
+            If ``delta`` is not an int or a float, or the value at ``key`` is not a number
+            ``delta`` can be added to (an int value and a float delta, a str...); nothing is
+            changed.
+        """
+        kb, kt = encode_key(key)
+        is_float, idelta, fdelta = _delta(delta)
+        s = self._store
+        st, bits = s._call_pair(KM.map_incr, s.mem, s._token, self._id, self._map_kind, kb, kt,
+                                is_float, idelta, fdelta, what="map incr", h=self._id,
+                                hint=len(kb) + 64, accept=(S.ERR_VALUE_TYPE,))
+        if st == S.ERR_VALUE_TYPE:
+            raise self._not_a_counter(key, delta)
+        return _float_from_bits(bits) if st == 1 else bits
+
+    def _not_a_counter(self, key: Key, delta: object) -> TypeError:
+        value = self.get(key)
+        return TypeError(
+            f"incr({key!r}, {delta!r}): the value there is {type(value).__name__} ({value!r:.60}), "
+            f"not a number a {type(delta).__name__} can be added to; nothing was changed")
+
+    def incr_many(self, keys: Iterable[Key] | Mapping[Key, int | float],
+                  deltas: Iterable[int | float] | None = None) -> None:
+        """:meth:`incr` of many keys in one kernel call: ``incr_many(keys, deltas)``, or
+        ``incr_many(mapping)`` of keys to deltas (a ``collections.Counter`` works).  Each key's
+        increment is atomic; if a value cannot take its delta, TypeError is raised and nothing
+        is changed.
+
+        Raises
+        ------
+        ValueError
+            If there are not as many deltas as keys.
+        TypeError
+            As for :meth:`incr`.
+        """
+        if deltas is None:
+            if not isinstance(keys, Mapping):
+                raise TypeError("incr_many(keys) takes a mapping of keys to deltas; give the "
+                                "deltas as a second argument otherwise")
+            items = list(keys.items())
+            klist = [k for k, _ in items]
+            dlist = [d for _, d in items]
+        else:
+            klist, dlist = list(keys), list(deltas)
+            if len(klist) != len(dlist):
+                raise ValueError(f"incr_many got {len(klist)} keys but {len(dlist)} deltas")
+        if not klist:
+            return
+        blob, offs, tags = _encode_keys(klist)
+        recs = np.empty((len(klist), KM.INCR_REC), dtype=np.int64)
+        recs[:, 0] = offs[:-1]
+        recs[:, 1] = np.diff(offs)
+        recs[:, 2] = tags
+        d = np.asarray(dlist)
+        if d.dtype.kind in "iu" and d.dtype.itemsize <= 8 and d.dtype != np.uint64:
+            recs[:, 3] = 0
+            recs[:, 4] = d
+        elif d.dtype.kind == "f":
+            recs[:, 3] = 1
+            recs[:, 4] = d.astype(np.float64).view(np.int64)
+        else:  # mixed, or not numbers: one by one
+            for i, x in enumerate(dlist):
+                f, iv, fv = _delta(x)
+                recs[i, 3] = f
+                recs[i, 4] = float_bits(fv) if f else iv
+        flat = recs.reshape(-1)
+        progress = np.zeros(2, dtype=np.int64)
+        s = self._store
+        deadline = None
+        while True:
+            r = KM.map_incr_many(s.mem, s._token, self._id, self._map_kind, blob, flat, progress)
+            if r >= 0:
+                return
+            if r == S.ERR_VALUE_TYPE:
+                i = int(progress[1])
+                raise self._not_a_counter(klist[i], dlist[i])
+            deadline = s._recover(r, "map incr_many", self._id, hint=len(blob) + 64 * len(klist),
+                                  deadline=deadline)
 
     def update(self, other: Any = (), /, **kwargs: Any) -> None:
         """Like ``dict.update`` (a mapping, an object with ``keys()``, or ``(key, value)``
@@ -417,7 +552,7 @@ class MapRef(Ref, MutableMapping[Key, Any]):
         """
         kb, kt = encode_key(key)
         s = self._store
-        return bool(s._call(KM.map_delete, s.mem, s._token, self._id, kb, kt,
+        return bool(s._call(KM.map_delete, s.mem, s._token, self._id, self._map_kind, kb, kt,
                             what="map delete", h=self._id))
 
     def pop(self, key: Key, *default: Any) -> Any:
@@ -451,7 +586,8 @@ class MapRef(Ref, MutableMapping[Key, Any]):
     def clear(self) -> None:
         """Remove every key, in one kernel call."""
         s = self._store
-        s._call(KM.map_clear, s.mem, s._token, self._id, what="map clear", h=self._id)
+        s._call(KM.map_clear, s.mem, s._token, self._id, self._map_kind, what="map clear",
+                h=self._id)
 
     def drop(self, recursive: bool = False) -> None:
         """Free the map and the values it stores.
@@ -486,8 +622,8 @@ class MapRef(Ref, MutableMapping[Key, Any]):
 
     def _drop_one(self) -> None:
         s = self._store
-        s._call(KM.map_drop, s.mem, s._token, self._id, what=f"{type(self).__name__}.drop()",
-                h=self._id)
+        s._call(KM.map_drop, s.mem, s._token, self._id, self._map_kind,
+                what=f"{type(self).__name__}.drop()", h=self._id)
 
     __eq__ = MutableMapping.__eq__
     # a mutable mapping is unhashable, as a dict (type checkers hold every object hashable)
@@ -515,7 +651,7 @@ class ListRef(Ref, MutableSequence[Any]):
     _kind = L.KIND_LIST
 
     def _map(self) -> MapRef:
-        return MapRef._trusted(self._store, self._id)  # (the same object: a list is a map)
+        return _ListMap._trusted(self._store, self._id)  # (the same object: a list is a map)
 
     def __len__(self) -> int:
         """How many items the list holds."""
@@ -660,6 +796,14 @@ class ListRef(Ref, MutableSequence[Any]):
 
     def __repr__(self) -> str:
         return f"<ListRef id={self._id} of store {self._store.name!r}, {len(self)} items>"
+
+
+class _ListMap(MapRef):
+    """A list seen as the map it is (keys 0 .. len-1): how ListRef's methods use MapRef's."""
+
+    __slots__ = ()
+    _kind = L.KIND_LIST
+    _map_kind = L.KIND_LIST
 
 
 _CLASSES[L.KIND_MAP] = MapRef

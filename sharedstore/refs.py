@@ -11,7 +11,8 @@ Maps and lists are in ``maps.py``, struct records in ``structs.py``, vectors and
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NoReturn, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from . import _layout as L
 from ._kernels import heap as KH
@@ -33,6 +34,10 @@ class Ref:
     # read it and _id (_fastpath.entries.SLOT_*)
     __slots__ = ("_cx", "_id", "_store")
     _kind = -1
+    #: the kind the map kernels are asked for by MapRef's methods (a map; a list's own view of
+    #: itself as a map, ``maps._ListMap``, says a list); any other ref asks for none, so
+    #: ``MapRef.__setitem__(other_ref, ...)`` is refused by the kernel
+    _map_kind = L.KIND_NONE
     _cx: int
     _id: int
     _store: Store
@@ -83,8 +88,8 @@ class Ref:
         """Fill every slot: the one place each class sets its own (``__init__``, ``_trusted``
         and unpickling all come here, so no way of making a ref leaves a slot unset)."""
         self._store = store
-        self._id = id
-        self._cx = store._cx
+        _SET_ID(self, id)  # (read-only from Python: _fastpath.cpython.protect)
+        _SET_CX(self, store._cx)
 
     @property
     def id(self) -> int:
@@ -107,7 +112,7 @@ class Ref:
         """
         s = self._store
         s._call(KO.object_drop, s.mem, s._token, self._id, self._kind,
-                what=f"{type(self).__name__}.drop()")
+                what=f"{type(self).__name__}.drop()", h=self._id)
 
     def __reduce__(self) -> tuple[type[Ref], tuple[Store, int]]:
         return type(self), (self._store, self._id)
@@ -127,6 +132,18 @@ class Ref:
     def _fail(self, r: int, what: str) -> NoReturn:
         raise_status(r, f"{type(self).__name__}.{what}", store=self._store)
 
+    def _pair(self, kernel: Callable[..., tuple], *args: Any, what: str) -> tuple:
+        """``kernel(mem, token, id, *args)`` returning ``(status, value)``, its statuses
+        resolved (a busy lock waited for or taken over from a dead owner, or raised)."""
+        s = self._store
+        return s._call_pair(kernel, s.mem, s._token, self._id, *args, what=what, h=self._id)
+
+
+# the writable descriptors of the slots the C entry points read, taken before they are made
+# read-only (``_fastpath.cpython.protect``, when sharedstore is imported)
+_SET_CX = Ref.__dict__["_cx"].__set__
+_SET_ID = Ref.__dict__["_id"].__set__
+
 
 class StringRef(Ref):
     """A shared UTF-8 string of any length (``store.string("Hello")``)."""
@@ -145,7 +162,7 @@ class StringRef(Ref):
         s = self._store
         out = s._out()
         while True:  # (n > len(out): the string is longer than the scratch buffer)
-            n = s._call(KO.string_read, s.mem, out, self._id, what="StringRef.get()")
+            n = s._call(KO.string_read, s.mem, out, self._id, what="StringRef.get()", h=self._id)
             if n <= len(out):
                 break
             out = s._out(n)
@@ -173,7 +190,7 @@ class StringRef(Ref):
         s = self._store
         data = value.encode("utf-8", "surrogatepass")
         s._call(KO.string_set, s.mem, s._token, self._id, data, what="StringRef.set()",
-                hint=len(data))
+                h=self._id, hint=len(data))
 
     @property
     def value(self) -> str:
@@ -189,18 +206,20 @@ class StringRef(Ref):
 
 
 class _ScalarRef(Ref):
+    # Each method passes its own class's kind, not ``self._kind``: ``NumberRef.get(int_ref)``
+    # is refused by the kernel (the kind check), never a float read from an integer's bits.
     __slots__ = ()
 
-    def _bits(self) -> int:
-        st, bits = KO.scalar_get(self._store.mem, self._id, self._kind)
-        if st < 0:
-            self._fail(st, "get()")
+    def _bits(self, kind: int) -> int:
+        s = self._store
+        _, bits = s._call_pair(KO.scalar_get, s.mem, self._id, kind,
+                                what=f"{type(self).__name__}.get()", h=self._id)
         return bits
 
-    def _set_bits(self, bits: int) -> None:
-        st = KO.scalar_set(self._store.mem, self._id, self._kind, bits)
-        if st < 0:
-            self._fail(st, "set()")
+    def _set_bits(self, kind: int, bits: int) -> None:
+        s = self._store
+        s._call(KO.scalar_set, s.mem, s._token, self._id, kind, bits,
+                what=f"{type(self).__name__}.set()", h=self._id)
 
 
 class NumberRef(_ScalarRef):
@@ -211,7 +230,7 @@ class NumberRef(_ScalarRef):
 
     def get(self) -> float:
         """The number's current value."""
-        return _float_from_bits(self._bits())
+        return _float_from_bits(self._bits(L.KIND_FLOAT))
 
     def set(self, value: float) -> None:
         """Set the value (one atomic store).
@@ -221,7 +240,7 @@ class NumberRef(_ScalarRef):
         TypeError
             If ``value`` is not a real number.
         """
-        self._set_bits(float_bits(as_float(value)))
+        self._set_bits(L.KIND_FLOAT, float_bits(as_float(value)))
 
     def add(self, x: float) -> float:
         """Atomically add ``x``; return the new value.
@@ -234,10 +253,7 @@ class NumberRef(_ScalarRef):
         TypeError
             If ``x`` is not a real number.
         """
-        st, new = KO.float_add(self._store.mem, self._id, as_float(x))
-        if st < 0:
-            self._fail(st, "add()")
-        return new
+        return self._pair(KO.float_add, as_float(x), what="NumberRef.add()")[1]
 
     @property
     def value(self) -> float:
@@ -260,7 +276,7 @@ class IntRef(_ScalarRef):
 
     def get(self) -> int:
         """The integer's current value."""
-        return self._bits()
+        return self._bits(L.KIND_INT)
 
     def set(self, value: int) -> None:
         """Set the value (one atomic store).
@@ -272,7 +288,7 @@ class IntRef(_ScalarRef):
         OverflowError
             If it does not fit in int64.
         """
-        self._set_bits(_int64(value))
+        self._set_bits(L.KIND_INT, _int64(value))
 
     def add(self, x: int = 1) -> int:
         """Atomically add ``x`` (wrapping at int64); return the new value.
@@ -286,10 +302,7 @@ class IntRef(_ScalarRef):
         OverflowError
             If ``x`` does not fit in int64.
         """
-        st, new = KO.int_add(self._store.mem, self._id, _int64(x))
-        if st < 0:
-            self._fail(st, "add()")
-        return new
+        return self._pair(KO.int_add, _int64(x), what="IntRef.add()")[1]
 
     def compare_exchange(self, expected: int, new: int) -> bool:
         """Atomically set the value to ``new`` if it is ``expected``.
@@ -305,10 +318,8 @@ class IntRef(_ScalarRef):
         TypeError, OverflowError
             If ``expected`` or ``new`` is not an int of int64's range.
         """
-        st, ok = KO.int_compare_exchange(self._store.mem, self._id, _int64(expected), _int64(new))
-        if st < 0:
-            self._fail(st, "compare_exchange()")
-        return bool(ok)
+        return bool(self._pair(KO.int_compare_exchange, _int64(expected), _int64(new),
+                               what="IntRef.compare_exchange()")[1])
 
     @property
     def value(self) -> int:

@@ -35,7 +35,6 @@ from ._fastpath.cpython import Context
 from ._kernels import hashmap as KM
 from ._kernels import heap as KH
 from ._kernels import objects as KO
-from ._kernels import vector as KV
 from ._values import Key, as_float, float_bits
 from ._values import as_int64 as _int64
 from .errors import (
@@ -70,6 +69,8 @@ class Store:
 
     # _cx and _id, as in a ref (refs.Ref): the entry points of the hot paths read them
     __slots__ = ("_cx", "_id", "__dict__", "__weakref__")
+    _cx: int  # (set through _SET_CX and _SET_ID: read-only from Python)
+    _id: int
 
     def __init__(self, att: _attachment.Attachment, name: str, *, created: bool,
                  insecure: bool = False):
@@ -92,8 +93,8 @@ class Store:
         self.reserved = att.reserved
         self._token = att.token
         self._context = Context(att.mem, att.token)  # read by the C entry points
-        self._cx = self._context.address
-        self._id = int(att.mem[L.W_ROOT])  # the root map's
+        _SET_CX(self, self._context.address)  # (read-only from Python: the entry points read them)
+        _SET_ID(self, int(att.mem[L.W_ROOT]))  # the root map's
         att.stores.add(self)  # (the caller holds one handle on att for this Store)
         if att.default_store() is None:
             att.default = weakref.ref(self)  # what unpickling a Store in this process gives
@@ -256,6 +257,12 @@ class Store:
         return _calls.call(self._att, kernel, *args, what=what, h=h, hint=hint, accept=accept,
                            timeout=self.lock_timeout)
 
+    def _call_pair(self, kernel: Callable[..., tuple], *args: Any, what: str, h: int = 0,
+                   hint: int = 0, accept: tuple[int, ...] = ()) -> tuple:
+        """``_call`` of a kernel that returns ``(status, value...)`` (``_calls.call_pair``)."""
+        return _calls.call_pair(self._att, kernel, *args, what=what, h=h, hint=hint,
+                                accept=accept, timeout=self.lock_timeout)
+
     def _recover(self, r: int, what: str, h: int = 0, hint: int = 0,
                  deadline: float | None = None) -> float | None:
         """For calls that loop themselves: do what status ``r`` asks before the call is
@@ -325,10 +332,6 @@ class Store:
         kind = KH.handle_kind(self.mem, _int64(id))
         if kind < 0:
             raise_status(kind, f"store.ref({id!r})", store=self)
-        if kind == L.KIND_VECTOR:
-            from .vectors import _vector_or_array
-
-            return _vector_or_array(self, id)
         return ref_class(kind)._trusted(self, id)
 
     # ------------------------------------------------------------------ struct schemas
@@ -395,9 +398,7 @@ class Store:
         if any(n < 0 for n in dims):
             raise ValueError(f"bad shape {dims}")
         n = int(np.prod(dims))
-        a = ArrayRef._create(self, dtype, n, shape=dims)
-        a._op(KV.vector_truncate, n, what="store.array()", hint=n * a.dtype.itemsize)
-        return a
+        return ArrayRef._create(self, dtype, n, shape=dims, length=n)
 
     @overload
     def vector(self, dtype: None = None, capacity: int = 0) -> ListRef: ...
@@ -619,15 +620,15 @@ class Store:
         self.reap()
         mem = self.mem
         out = []
-        me = os.getpid()
-        for i in range(L.PROC_MAX):
+        me = (self._token & 0xFFFF) - 1  # (this process's entry: its pid may repeat in another
+        for i in range(L.PROC_MAX):      # pid namespace sharing the store)
             w = L.PROC_TABLE // 8 + i * L.PROC_WORDS
             pid = int(mem[w + L.P_PID])
             if pid:
                 out.append({
                     "pid": pid,
                     "since": int(mem[w + L.P_SINCE]) / 1e9,
-                    "self": pid == me,
+                    "self": i == me,
                 })
         return out
 
@@ -642,6 +643,12 @@ class Store:
         """
         self._check_open()
         return self._att.reap()
+
+
+# the writable descriptors of the slots the entry points read (``_fastpath.cpython.protect``
+# makes them read-only from Python once sharedstore is imported)
+_SET_CX = Store.__dict__["_cx"].__set__
+_SET_ID = Store.__dict__["_id"].__set__
 
 
 def _utf8(value: object) -> bytes:

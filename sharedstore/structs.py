@@ -459,14 +459,21 @@ class StructRef(Ref):
         rec, struct = self._record()
         if field not in struct._offsets:
             raise KeyError(field)
-        if field in struct.strings:
-            h = int(rec[field])
-            return StringRef._trusted(self._store, h).get() if h else ""
-        if field in struct.refs:
-            h = int(rec[field])
-            return self._store.ref(h) if h else None
         v = rec[field]
-        return v.item() if isinstance(v, np.generic) and v.dtype.names is None else v.copy()
+        v = v.item() if isinstance(v, np.generic) and v.dtype.names is None else v.copy()
+        self._still_live()  # (read first, then checked: a record dropped meanwhile raises)
+        if field in struct.strings:
+            return StringRef._trusted(self._store, v).get() if v else ""
+        if field in struct.refs:
+            return self._store.ref(v) if v else None
+        return v
+
+    def _still_live(self) -> None:
+        """Raise UseAfterFreeError if the record was dropped since :meth:`_record` checked it
+        (what was read from it meanwhile may be another record's)."""
+        if self._store._words[self._meta_w] != self._meta:
+            self._struct = None
+            self._bind()
 
     def __setitem__(self, field: str, value: Any) -> None:
         """``p[field] = value``, in place in the store.  Also ``p.set_key(field, value)``.
@@ -484,7 +491,7 @@ class StructRef(Ref):
         UseAfterFreeError
             If the record was dropped.
         """
-        rec, struct = self._record()
+        _, struct = self._record()
         if field not in struct._offsets:
             raise KeyError(field)
         if field in struct.strings:
@@ -493,9 +500,19 @@ class StructRef(Ref):
             h = 0 if value is None else self._store._handle_of(value)
             if h is None:
                 raise TypeError(f"field {field!r} holds a ref or None, not {type(value).__name__}")
-            rec[field] = h
+            self._write(struct._offsets[field], np.int64(h).tobytes())
         else:
-            rec[field] = value
+            ftype = struct.dtype[field]
+            one = np.zeros((), dtype=ftype)
+            one[...] = value  # (NumPy's conversions and errors, as for rec[field] = value)
+            self._write(struct._offsets[field], one.tobytes())
+
+    def _write(self, at: int, data: bytes) -> None:
+        """Write ``data`` at byte ``at`` of the record, under its lock (a record dropped
+        meanwhile raises UseAfterFreeError; the write never lands in another record)."""
+        s = self._store
+        s._call(KO.struct_write, s.mem, s._token, self._id, at, data,
+                what="StructRef set", h=self._id)
 
     def _swap_string(self, at: int, value: Any) -> None:
         """Put a new string (or none) in the handle word at byte ``at``; drop the old one."""
@@ -505,11 +522,13 @@ class StructRef(Ref):
             new = s.string(value).id
         elif value is not None and not isinstance(value, str):
             raise TypeError(f"a string field takes a str, not {type(value).__name__}")
-        st, old = KO.struct_swap(s.mem, self._id, at, new)
-        if st < 0:
+        try:
+            _, old = s._call_pair(KO.struct_swap, s.mem, s._token, self._id, at, new,
+                                   what="StructRef set", h=self._id)
+        except BaseException:
             if new:
                 StringRef._trusted(s, new).drop()
-            self._fail(st, "set")
+            raise
         if old:  # each setter drops exactly what it swapped out: no leak, no double drop
             StringRef._trusted(s, old).drop()
 

@@ -35,6 +35,7 @@ import numpy as np
 
 from . import _layout as L
 from ._fastpath.entries import element_code
+from ._kernels import heap as KH
 from ._kernels import status as S
 from ._kernels import vector as KV
 from ._pins import pinned_array
@@ -96,6 +97,7 @@ class VectorRef(Ref):
 
     __slots__ = ("_dtype", "_struct", "_shape", "_element")
     _kind = L.KIND_VECTOR
+    _factory = "vector"
     _dtype: np.dtype | None
     _struct: Struct | None
     _shape: tuple[int, ...] | None
@@ -111,32 +113,38 @@ class VectorRef(Ref):
         UseAfterFreeError
             If the vector was dropped.
         """
-        super().__init__(store, id)
-        fixed = self.dtype is not None and self._shape is not None
-        if fixed != isinstance(self, ArrayRef):
-            what = "a fixed-shape array" if fixed else "a growable vector"
-            cls = "ArrayRef" if fixed else "VectorRef"
-            raise InvalidHandleError(f"id {id} names {what}: use ss.{cls}(store, {id}) or "
-                                     f"store.ref({id})")
+        try:
+            super().__init__(store, id)
+        except InvalidHandleError:
+            kind = KH.handle_kind(store.mem, id)
+            if kind in (L.KIND_VECTOR, L.KIND_ARRAY) and kind != self._kind:
+                fixed = kind == L.KIND_ARRAY
+                what = "a fixed-shape array" if fixed else "a growable vector"
+                cls = "ArrayRef" if fixed else "VectorRef"
+                raise InvalidHandleError(f"id {id} names {what}: use ss.{cls}(store, {id}) or "
+                                         f"store.ref({id})") from None
+            raise
 
     def _init(self, store: Store, id: int) -> None:
         super()._init(store, id)
-        self._dtype = None  # (_struct and _shape are read with it, by the dtype property)
+        _SET_DTYPE(self, None)  # (_struct and _shape are read with it, by the dtype property)
         self._struct = None
         self._shape = None
-        self._element = None  # _fastpath.entries.element_code of the dtype, once known (append)
+        _SET_ELEMENT(self, None)  # _fastpath.entries.element_code of the dtype, once known
 
     @classmethod
     def _create(cls: type[_V], store: Store, dtype: DTypeLike, capacity: int = 0,
-                shape: tuple[int, ...] | None = None) -> _V:
+                shape: tuple[int, ...] | None = None, length: int = 0) -> _V:
         dt, struct, text = dtype_descriptor(dtype, shape)
         schema = store._intern(text)
+        capacity = max(int(capacity), length)
         # (hint: the data block, its header words and then the records)
         h = store._call(KV.vector_new, store.mem, store._token, schema, dt.itemsize,
-                        int(capacity), what="store.vector()",
+                        capacity, cls._kind, length, what=f"store.{cls._factory}()",
                         hint=L.D_RECORDS + dt.itemsize * capacity)
         v = cls._trusted(store, h)
-        v._dtype, v._struct, v._shape = dt, struct, shape
+        _SET_DTYPE(v, dt)
+        v._struct, v._shape = struct, shape
         return v
 
     # ---------------------------------------------------------------- shape
@@ -158,7 +166,7 @@ class VectorRef(Ref):
         """Read the vector's type from the store: ``_dtype``, ``_struct`` and ``_shape``."""
         _, _, schema = self._info()
         dt, self._struct, self._shape = self._store._interned(schema, _from_descriptor)
-        self._dtype = dt
+        _SET_DTYPE(self, dt)
         return dt
 
     @property
@@ -177,8 +185,8 @@ class VectorRef(Ref):
         s = self._store
         out = np.empty(64, dtype=np.int64)
         while True:
-            n = s._call(KV.vector_free_slots, s.mem, out, self._id, what="free_slots()",
-                        h=self._id)
+            n = s._call(KV.vector_free_slots, s.mem, s._token, out, self._id,
+                        what="free_slots()", h=self._id)
             if n <= len(out):
                 return out[:n].tolist()
             out = np.empty(n * 2, dtype=np.int64)
@@ -257,7 +265,7 @@ class VectorRef(Ref):
             If the store has no room for it.
         """
         if self._element is None:
-            self._element = element_code(self.dtype)  # (the next append can take the C path)
+            _SET_ELEMENT(self, element_code(self.dtype))  # (the next append takes the C path)
         self._write(KV.vector_extend, self._records(value, one=True), what="append()")
 
     def insert(self, value: Any) -> int:
@@ -376,8 +384,8 @@ class VectorRef(Ref):
         s = self._store
         dt = self.dtype
         out = np.empty(max(count, 1) * dt.itemsize, dtype=np.uint8)
-        r = s._call(KV.vector_read, s.mem, out, self._id, start, count, what="vector read",
-                    h=self._id, accept=(S.ERR_NOT_FOUND,))
+        r = s._call(KV.vector_read, s.mem, s._token, out, self._id, start, count,
+                    what="vector read", h=self._id, accept=(S.ERR_NOT_FOUND,))
         if r == S.ERR_NOT_FOUND:
             raise IndexError(f"vector index out of range (length {len(self)})")
         return out[:count * dt.itemsize].view(dt)
@@ -512,11 +520,19 @@ class VectorRef(Ref):
             return f"<VectorRef id={self._id} (dropped) of store {self._store.name!r}>"
 
 
+# the writable descriptors of the slots the C entry points read (``_fastpath.cpython.protect``
+# makes them read-only from Python once sharedstore is imported)
+_SET_DTYPE = VectorRef.__dict__["_dtype"].__set__
+_SET_ELEMENT = VectorRef.__dict__["_element"].__set__
+
+
 class ArrayRef(VectorRef):
     """A fixed-shape array in shared memory (``store.array((1000, 3), "float32")``): it never
     grows, so its memory never moves; ``view()`` is the whole array, zero-copy and writable."""
 
     __slots__ = ()
+    _kind = L.KIND_ARRAY
+    _factory = "array"
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -587,14 +603,5 @@ class ArrayRef(VectorRef):
             return f"<ArrayRef id={self._id} (dropped) of store {self._store.name!r}>"
 
 
-def _vector_or_array(store: Store, id: int) -> VectorRef:
-    """The ref class for a vector handle: ArrayRef if its descriptor has a shape."""
-    v = VectorRef._trusted(store, id)
-    if v.dtype is not None and v._shape is not None:
-        a = ArrayRef._trusted(store, id)
-        a._dtype, a._struct, a._shape = v._dtype, v._struct, v._shape
-        return a
-    return v
-
-
 _CLASSES[L.KIND_VECTOR] = VectorRef
+_CLASSES[L.KIND_ARRAY] = ArrayRef

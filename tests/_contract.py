@@ -168,6 +168,21 @@ def _map_setdefault(m):
     assert m.setdefault("a", 0) == 1 and m.setdefault("j", 0) == 0 and m["j"] == 0
 
 
+def _map_incr(m):
+    assert m.incr("a") == 2 and m.incr("c", 3) == 3 and m.incr("f", 0.5) == 0.5
+    assert m["a"] == 2 and m["c"] == 3 and m["f"] == 0.5
+    _raises(TypeError, m.incr, "s")  # (a str: not a number)
+    assert m["s"] == "text"
+
+
+def _map_incr_many(m):
+    m.incr_many(["a", "c"], [2, 5])
+    m.incr_many({"a": 1})
+    assert m["a"] == 4 and m["c"] == 5
+    _raises(TypeError, m.incr_many, ["a", "s"], [1, 1])
+    assert m["a"] == 4  # (refused whole)
+
+
 def _map_popitem(m):
     key, _ = m.popitem()
     assert key not in m and len(m) == 2
@@ -201,6 +216,8 @@ MAP = {
     "set/add": _map_set,
     "update": _map_update,
     "setdefault": _map_setdefault,
+    "incr": _map_incr,
+    "incr_many": _map_incr_many,
     "view": _map_view,
     "len": lambda m: len(m) == 3 or _fail("len"),
     "iter": lambda m: sorted(m) == ["a", "arr", "s"] or _fail("iter"),

@@ -62,7 +62,8 @@ def use_module(name: str, schema_file: Path) -> None:
     errors: tuple[type[ss.SharedStoreError], ...] = (
         ss.InvalidHandleError, ss.InvalidNameError, ss.LockTimeoutError, ss.NodeStoreError,
         ss.SchemaError, ss.StoreClosedError, ss.StoreCorruptError, ss.StoreExistsError,
-        ss.StoreFullError, ss.StoreNotFoundError, ss.UntrustedStoreError, ss.UseAfterFreeError)
+        ss.StoreFullError, ss.StoreNotFoundError, ss.UntrustedStoreError, ss.UseAfterFreeError,
+        ss.KindError)
     try:
         ss.attach(name)
     except errors as e:
@@ -203,6 +204,10 @@ def use_MapRef(store: ss.Store) -> None:
     assert_type(m.items(), ItemsView[Key, Any])
     assert_type(m.set_many(["x", "y"], [1, 2]), int)
     assert_type(m.get_many(["x", "y", "z"], default=0), list[Any])
+    assert_type(m.incr("x"), int | float)
+    assert_type(m.incr("f", 0.5), int | float)
+    m.incr_many(["x", "y"], [1, 2])
+    m.incr_many({"x": 1})
     m["arr"] = np.arange(4)
     assert_type(m.view("arr"), np.ndarray)
     assert_type(m == {"x": 1}, bool)

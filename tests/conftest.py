@@ -12,15 +12,19 @@ SHM = "/dev/shm"
 
 
 def _shm_files():
+    """The suite's own files in /dev/shm: stores whose names carry this process's pid (every
+    test names its stores so: ``unique_name``), not another program's files, nor the stores of
+    another test run on the same machine."""
+    mine = f"-{os.getpid()}"
     try:
-        return set(os.listdir(SHM))
+        return {f for f in os.listdir(SHM) if f.startswith("sharedstore.") and mine in f}
     except FileNotFoundError:
         return set()
 
 
 @pytest.fixture(scope="session", autouse=True)
 def shm_left_clean():
-    """The suite leaves /dev/shm as it found it."""
+    """The suite leaves /dev/shm as it found it (its own files: see ``_shm_files``)."""
     before = _shm_files()
     yield
     left = _shm_files() - before

@@ -255,9 +255,11 @@ def setup(store, workers: int) -> dict:
 
 
 def run(store, ids: dict, logdir: Path, seconds: float, workers: int = 3, seed: int = 0,
-        max_gap: float = 0.01) -> StormResult:
+        max_gap: float = 0.01, min_kills: int = 0) -> StormResult:
     """Run ``workers`` workers for ``seconds``, SIGKILLing a random one every 0..``max_gap`` s
-    and restarting it; kill them all at the end.  Returns the parsed logs."""
+    and restarting it, and on until ``min_kills`` kills if it has fewer by then (a busy machine
+    starts processes slowly), for at most ``8 * seconds``; kill them all at the end.  Returns
+    the parsed logs."""
     ctx = mp.get_context("fork")
     rng = random.Random(seed)
     res = StormResult()
@@ -285,7 +287,8 @@ def run(store, ids: dict, logdir: Path, seconds: float, workers: int = 3, seed: 
     t0 = time.monotonic()
     for wid in range(workers):
         start(wid)
-    while time.monotonic() - t0 < seconds:
+    while time.monotonic() - t0 < seconds or (
+            res.kills < min_kills and time.monotonic() - t0 < 8 * seconds):
         time.sleep(rng.uniform(0, max_gap))
         wid = rng.randrange(workers)
         kill(wid)

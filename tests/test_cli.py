@@ -407,7 +407,8 @@ def test_stats_and_dump(store, capsys):
     store[7] = "seven"
     assert main(["stats", store.name, "--json"]) == 0
     stats = json.loads(capsys.readouterr().out)
-    assert stats["objects"]["vector"] == 2 and stats["objects"]["list"] == 1
+    objects = stats["objects"]
+    assert objects["vector"] == 1 and objects["array"] == 1 and objects["list"] == 1
     assert main(["info", store.name]) == 0
     out = capsys.readouterr().out
     assert "VectorRef" in out and "1 slots of P" in out and "int32 array of shape (2, 2)" in out

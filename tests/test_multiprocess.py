@@ -119,14 +119,18 @@ def test_live_lock_holder_times_out(store):
     assert store.string("fine now").get() == "fine now"
 
 
-def test_reused_pid_is_detected(store):
-    """A lock whose owner entry names a live pid with another start time is taken over."""
+def test_a_live_pid_without_a_liveness_lock_is_dead(store):
+    """A lock whose owner's entry names a pid that runs, but holds no liveness lock (the
+    process that registered it is gone: pid reused, or another pid namespace's), is taken
+    over: liveness is the kernel's lock, never the pid alone."""
     from sharedstore import _layout as L
     from sharedstore._kernels import heap as KH
     from sharedstore._kernels import locks as KL
 
-    # register a fake process: pid 1 (alive) but with a start time it does not have
-    token = KH.proc_register(store.mem, 1, 123456789, 0)
+    # register a fake process in a free entry: pid 1 (alive), and no liveness lock
+    pids = store.mem[L.PROC_TABLE // 8:L.PROC_TABLE // 8 + L.PROC_MAX * L.PROC_WORDS:L.PROC_WORDS]
+    free = int(np.flatnonzero(pids == 0)[0])
+    token = KH.proc_claim(store.mem, free, 1, 0, 0)
     assert token > 0
     assert KL.lock_acquire_nowait(store.mem, L.W_ALLOC_LOCK, token) == 1
     store.lock_timeout = 5

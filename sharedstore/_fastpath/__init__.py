@@ -139,6 +139,20 @@ def _class(path: str) -> type:
     return getattr(sys.modules[f"sharedstore.{module}"], name)
 
 
+#: the slots C entry points read at fixed offsets, made read-only from Python on every backend
+PROTECTED = (("store.Store", ("_cx", "_id")), ("refs.Ref", ("_cx", "_id")),
+             ("vectors.VectorRef", ("_dtype", "_element")))
+
+
+def protect_slots() -> None:
+    """Make the slots of :data:`PROTECTED` read-only from Python (once, at import)."""
+    from . import cpython
+
+    if sys.implementation.name == "cpython":
+        for path, names in PROTECTED:
+            cpython.protect(_class(path), names)
+
+
 def choose() -> FastPath:
     """Choose the backend (once, when sharedstore is imported) and put it in place."""
     setting = _setting()

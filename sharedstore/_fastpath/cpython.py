@@ -52,7 +52,7 @@ SLOT_OFFSETS = {"_cx": PE.SLOT_CX, "_id": PE.SLOT_ID, "_dtype": PE.SLOT_DTYPE,
 def slot_offset(cls: type, name: str) -> int:
     """The byte offset of slot ``name`` in instances of ``cls``, found by storing an object in
     it and looking for its address; -1 if ``name`` is not a slot or was not found."""
-    member: Any = next((c.__dict__[name] for c in cls.__mro__ if name in c.__dict__), None)
+    member: Any = writable_member(cls, name)
     if type(member).__name__ != "member_descriptor" or TYPE_OFFSET < 0:
         return -1
     obj: object = object.__new__(cls)
@@ -138,3 +138,47 @@ for _i, _o in ((PE.C_STR, str), (PE.C_BYTES, bytes), (PE.C_INT, int), (PE.C_FLOA
                (PE.C_NONE, None), (PE.C_TRUE, True), (PE.C_FALSE, False), (PE.C_LIST, list),
                (PE.C_NDARRAY, np.ndarray)):
     _TYPE_IDS[_i - PE.C_STR] = id(_o)
+
+
+# ---------------------------------------------------------------------- read-only slots
+class _MemberDef(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_char_p), ("type", ctypes.c_int), ("offset", ctypes.c_ssize_t),
+                ("flags", ctypes.c_int), ("doc", ctypes.c_char_p)]
+
+
+_T_OBJECT_EX = 16  # (Py_T_OBJECT_EX: an object slot; AttributeError while unset)
+_READONLY = 1
+_members: list[_MemberDef] = []  # kept alive for as long as the descriptors that point at them
+
+
+def protect(cls: type, names: tuple[str, ...]) -> None:
+    """Make the slots ``names`` of ``cls`` read-only from Python (a C entry point reads them at
+    fixed offsets: ``m._cx = 4096`` would send it to another address).  The writable member
+    descriptor of each stays on the class as ``_w<name>`` (``Ref._w_cx.__set__(ref, value)``),
+    for the library's own writes.  Where a read-only member cannot be made (no CPython C API),
+    the slots stay writable."""
+    for name in names:
+        if "_w" + name in cls.__dict__:
+            continue  # (protected already)
+        member = cls.__dict__[name]
+        setattr(cls, "_w" + name, member)
+        offset = slot_offset(cls, name)
+        if offset < 0:
+            continue
+        d = _MemberDef(name.encode(), _T_OBJECT_EX, offset, _READONLY, None)
+        new = ctypes.pythonapi.PyDescr_NewMember
+        new.restype = ctypes.py_object
+        new.argtypes = [ctypes.py_object, ctypes.c_void_p]
+        _members.append(d)
+        setattr(cls, name, new(cls, ctypes.addressof(d)))
+
+
+def writable_member(cls: type, name: str) -> Any:
+    """The writable member descriptor of slot ``name`` of ``cls`` (:func:`protect` keeps it)."""
+    for c in cls.__mro__:
+        w = c.__dict__.get("_w" + name)
+        if w is not None:
+            return w
+        if name in c.__dict__:
+            return c.__dict__[name]
+    return None

@@ -28,8 +28,8 @@ from .._jit import hot, inline, method
 from .._kernels import status as S
 from .._kernels.hashmap import (
     _ENTRY_HDR,
-    READ_RETRIES,
-    _find_hashed,
+    OPT_TRIES,
+    _find_in,
     _index_key,
     _pad8,
     _read_begin,
@@ -231,55 +231,67 @@ def _value_of(ctx, obj):
 
 # ---------------------------------------------------------------------------- maps
 @hot
-def _get(ctx, mem, h, key, ktag, hv):
-    """The value of ``key`` (hash ``hv``) as a new object, _ABSENT, or _TAKE_SLOW (a value the
-    Python path decodes: refs, pickles, arrays, text that is not strict UTF-8; or a status)."""
-    buf = mem.view(np.uint8)
-    for _ in range(READ_RETRIES):
-        res, eoff, klen, mw, v1 = _find_hashed(mem, buf, h, key, ktag, hv)
-        if mw < 0 or (res < 0 and res != S.ERR_NOT_FOUND):
-            return _TAKE_SLOW
-        obj = _TAKE_SLOW
-        if res == S.ERR_NOT_FOUND:
-            obj = _ABSENT
-        elif res == L.V_FLOAT:
-            obj = py_float(float_from_bits(mem[eoff // 8 + 1 + L.E_PAYLOAD]))
-        elif res == L.V_INT:
-            obj = py_int(mem[eoff // 8 + 1 + L.E_PAYLOAD])
-        elif res == L.V_STR or res == L.V_BYTES:
-            vlen = block_ulen(mem, eoff)
-            # read again, so checked again: a writer may have reused the block meanwhile
-            if vlen >= 0 and block_ok(mem, eoff, _ENTRY_HDR + _pad8(klen) + vlen):
-                at = ctx[C_MEM] + eoff + _ENTRY_HDR + _pad8(klen)
-                obj = py_str(at, vlen) if res == L.V_STR else py_bytes(at, vlen)
-                if obj == 0 and res == L.V_STR:
-                    obj = _TAKE_SLOW  # not strict UTF-8 (lone surrogates, or damage)
-        elif res == L.V_NONE:
-            obj = py_incref(ctx[C_NONE])
-        elif res == L.V_TRUE:
-            obj = py_incref(ctx[C_TRUE])
-        elif res == L.V_FALSE:
-            obj = py_incref(ctx[C_FALSE])
-        if obj == 0:
-            return 0  # out of memory making the object: MemoryError is set
-        if _read_ok(mem, mw, v1):
-            return obj
-        if obj > 0:
-            py_decref(obj)  # a writer changed the map meanwhile: the value may be torn
+def _value_at(ctx, mem, buf, t, cap, key, ktag, hv):
+    """The value of ``key`` (hash ``hv``) in table ``t`` of ``cap`` slots as a new object,
+    _ABSENT, or _TAKE_SLOW (a value the Python path decodes: refs, pickles, arrays, text that is
+    not strict UTF-8; or a status); 0 if no memory (MemoryError is set).  Read optimistically:
+    valid only if ``_read_ok`` agrees."""
+    res, eoff, klen = _find_in(mem, buf, t, cap, hv, key, ktag)
+    if res == S.ERR_NOT_FOUND:
+        return _ABSENT
+    obj = _TAKE_SLOW
+    if res == L.V_FLOAT:
+        obj = py_float(float_from_bits(mem[eoff // 8 + 1 + L.E_PAYLOAD]))
+    elif res == L.V_INT:
+        obj = py_int(mem[eoff // 8 + 1 + L.E_PAYLOAD])
+    elif res == L.V_STR or res == L.V_BYTES:
+        vlen = block_ulen(mem, eoff)
+        # read again, so checked again: a writer may have reused the block meanwhile
+        if block_ok(mem, eoff, _ENTRY_HDR + _pad8(klen) + vlen):
+            at = ctx[C_MEM] + eoff + _ENTRY_HDR + _pad8(klen)
+            obj = py_str(at, vlen) if res == L.V_STR else py_bytes(at, vlen)
+            if obj == 0 and res == L.V_STR:
+                obj = _TAKE_SLOW  # not strict UTF-8 (lone surrogates, or damage)
+    elif res == L.V_NONE:
+        obj = py_incref(ctx[C_NONE])
+    elif res == L.V_TRUE:
+        obj = py_incref(ctx[C_TRUE])
+    elif res == L.V_FALSE:
+        obj = py_incref(ctx[C_FALSE])
+    return obj
+
+
+@hot
+def _lookup_at(ctx, mem, buf, t, cap, key, seed):
+    """``_value_at`` of a key object (_TAKE_SLOW for keys of other types)."""
+    ktag, k, n = _key_of(ctx, key)
+    if ktag == L.V_INT:
+        kb = _index_key(k)
+        return _value_at(ctx, mem, buf, t, cap, kb, ktag, hash_key(kb, ktag, seed))
+    if ktag != 0:
+        kb = address_bytes(k, n)
+        return _value_at(ctx, mem, buf, t, cap, kb, ktag, hash_key(kb, ktag, seed))
     return _TAKE_SLOW
 
 
 @hot
 def _lookup(ctx, mem, h, key):
-    """``_get`` of a key object: the value, _ABSENT, _TAKE_SLOW (keys of other types too)."""
-    ktag, k, n = _key_of(ctx, key)
+    """The value of key object ``key`` in map ``h``, read without locking: a new object,
+    _ABSENT or _TAKE_SLOW (also when writers kept changing the map: the Python path then reads
+    under the map's lock); 0 if no memory."""
+    buf = mem.view(np.uint8)
     seed = mem[L.W_HASH_SEED]
-    if ktag == L.V_INT:
-        kb = _index_key(k)
-        return _get(ctx, mem, h, kb, ktag, hash_key(kb, ktag, seed))
-    if ktag != 0:
-        kb = address_bytes(k, n)
-        return _get(ctx, mem, h, kb, ktag, hash_key(kb, ktag, seed))
+    for _ in range(OPT_TRIES):
+        mw, v1, t, cap = _read_begin(mem, h, L.KIND_MAP)
+        if mw < 0:
+            return _TAKE_SLOW
+        obj = _lookup_at(ctx, mem, buf, t, cap, key, seed)
+        if obj == 0:
+            return 0
+        if _read_ok(mem, mw, v1):
+            return obj
+        if obj > 0:
+            py_decref(obj)  # a writer changed the map meanwhile: the value may be torn
     return _TAKE_SLOW
 
 
@@ -334,13 +346,49 @@ def map_get(self, args, nargs, kwnames):
     return _forward(py_attr(self, "_python_get"), args, nargs, kwnames)
 
 
+@hot
+def _many_into(ctx, mem, h, keys, n, default, out):
+    """Fill list ``out`` with the values of the ``n`` keys of list ``keys`` (``default`` for a
+    missing one), all read from one state of map ``h``: 1 if done, 0 if no memory, -1 if the
+    Python method must take the call (a key or value it handles, or writers that kept changing
+    the map).  A try that met a write starts again, replacing the values it put in ``out``."""
+    buf = mem.view(np.uint8)
+    seed = mem[L.W_HASH_SEED]
+    for _ in range(4):
+        mw, v1, t, cap = _read_begin(mem, h, L.KIND_MAP)
+        if mw < 0:
+            return -1
+        ahead = cap > _CACHED_SLOTS and n > 2 * _AHEAD
+        sw = t // 8 + 2
+        i = 0
+        r = 1
+        while i < n:
+            if ahead:
+                _fetch_ahead(ctx, mem, keys, n, i, sw, cap - 1, seed)
+            r = _lookup_at(ctx, mem, buf, t, cap, py_list_item(keys, i), seed)
+            if r == _ABSENT:
+                r = py_incref(default)
+            if r <= 0:
+                break
+            py_list_take(out, i, r)  # (a place filled by a try before: its value is released)
+            i += 1
+        if r == 0:
+            return 0
+        if _read_ok(mem, mw, v1):
+            return 1 if i == n else -1
+    return -1
+
+
 @method
 def map_get_many(self, args, nargs, kwnames):
-    """``m.get_many(keys, default=None)`` of a list of keys; takes no lock.  Any key or value
-    the other entries hand over sends the whole call to the Python method.
+    """``m.get_many(keys, default=None)`` of a list of keys, read from one state of the map;
+    takes no lock.  Any key or value the other entries hand over sends the whole call to the
+    Python method.
 
-    (No object the loop makes is tracked by the garbage collector, so no collection, and no
-    finalizer, can run and change ``keys`` while its items are borrowed.)"""
+    Making the result list may run a garbage collection, hence finalizers (which may close the
+    store) and other threads (which may change ``keys``): the store's context and the keys'
+    count are read again after it.  Nothing the loop makes is tracked by the collector, so
+    nothing else can run while the keys' items are borrowed."""
     ctx, mem, h, ok = _self(self, nargs, kwnames, 1, 2)
     keys = _arg(args, 0) if ok else 0
     if ok and _type(ctx, keys) == ctx[C_LIST]:
@@ -348,24 +396,12 @@ def map_get_many(self, args, nargs, kwnames):
         out = py_list_new(n)
         if out == 0:
             return 0
-        default = _arg(args, 1) if nargs == 2 else ctx[C_NONE]
-        mw, _, t, cap = _read_begin(mem, h)
-        ahead = mw >= 0 and cap > _CACHED_SLOTS and n > 2 * _AHEAD
-        seed = mem[L.W_HASH_SEED]
-        sw = t // 8 + 2
-        i = 0
-        r = 1
-        while i < n:
-            if ahead:
-                _fetch_ahead(ctx, mem, keys, n, i, sw, cap - 1, seed)
-            r = _lookup(ctx, mem, h, py_list_item(keys, i))
-            if r == _ABSENT:
-                r = py_incref(default)
-            if r <= 0:
-                break
-            py_list_take(out, i, r)
-            i += 1
-        if i == n:
+        ctx, mem, h, ok = _self(self, nargs, kwnames, 1, 2)
+        r = -1
+        if ok and py_list_size(keys) == n:
+            default = _arg(args, 1) if nargs == 2 else ctx[C_NONE]
+            r = _many_into(ctx, mem, h, keys, n, default, out)
+        if r == 1:
             return out
         py_decref(out)  # (its empty places are NULL: fine for the list's dealloc)
         if r == 0:
@@ -400,9 +436,11 @@ def map_setitem(self, args, nargs, kwnames):
             vdata = address_bytes(vp, vn)
             token = ctx[C_TOKEN]
             if ktag == L.V_INT:
-                r = store_value(mem, token, h, _index_key(k), ktag, vtag, payload, vdata)
+                r = store_value(mem, token, h, L.KIND_MAP, _index_key(k), ktag, vtag, payload,
+                                vdata)
             else:
-                r = store_value(mem, token, h, address_bytes(k, n), ktag, vtag, payload, vdata)
+                r = store_value(mem, token, h, L.KIND_MAP, address_bytes(k, n), ktag, vtag,
+                                payload, vdata)
             if r >= 0:
                 return py_incref(ctx[C_NONE])
     return _forward(py_attr(self, "_python_setitem"), args, nargs, kwnames)
@@ -433,7 +471,7 @@ def int_add(self, args, nargs, kwnames):
             if _type(ctx, _arg(args, 0)) == ctx[C_INT]:
                 fits, x = py_as_int64(_arg(args, 0))
         if fits:
-            st, new = int_fetch_add(mem, h, x)
+            st, new = int_fetch_add(mem, ctx[C_TOKEN], h, x)
             if st >= 0:
                 return py_int(new)
     return _forward(py_attr(self, "_python_add"), args, nargs, kwnames)
@@ -446,7 +484,7 @@ def float_add(self, args, nargs, kwnames):
     if ok:
         fits, x = _number(ctx, _arg(args, 0))
         if fits:
-            st, new = float_fetch_add(mem, h, x)
+            st, new = float_fetch_add(mem, ctx[C_TOKEN], h, x)
             if st >= 0:
                 return py_float(new)
     return _forward(py_attr(self, "_python_add"), args, nargs, kwnames)

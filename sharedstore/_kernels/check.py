@@ -363,7 +363,7 @@ def _repair(mem, marks, slots, ht_count, counts, stats):
             v = mem[e + L.H_VALUE]
             if kind == L.KIND_MAP or kind == L.KIND_LIST:
                 atomic_add(mem, v // 8 + 1 + L.M_VERSION, 2)
-            elif kind == L.KIND_VECTOR:
+            elif kind == L.KIND_VECTOR or kind == L.KIND_ARRAY:
                 atomic_add(mem, v // 8 + 1 + L.VH_VERSION, 2)
             elif kind == L.KIND_STRING or kind == L.KIND_STRUCT:
                 atomic_add(mem, e + L.H_SEQ, 2)
@@ -571,7 +571,7 @@ def heap_check(mem, marks, slots, probs, stats, repair):
             stats[ST_MAPS] += 1
             np_, live, damaged = _check_map(mem, buf, marks, top, h, v, probs, nrec, np_, repair)
             stats[ST_ENTRIES] += live
-        elif kind == L.KIND_VECTOR:
+        elif kind == L.KIND_VECTOR or kind == L.KIND_ARRAY:
             stats[ST_VECTORS] += 1
             np_, damaged = _check_vector(mem, marks, top, h, v, probs, nrec, np_, ht_count)
         elif kind != L.KIND_INT and kind != L.KIND_FLOAT:

@@ -7,19 +7,29 @@ mismatches are rejected without touching the entry.  An entry block holds one wo
 and value tags and the key length, the value's payload word, the key bytes and the value bytes
 (the value's length is the block header's ``ulen``).
 
-Writers hold the map's lock (its handle entry's lock word) and the allocator lock.  Readers take
-no lock: they read ``version``, probe, copy the value out, and accept the result only if
-``version`` is unchanged.  Writers keep the invariants readers rely on:
+Writers hold the map's lock (its handle entry's lock word, taken with ``heap.lock_handle``,
+which checks the handle again once it holds the lock) and the allocator lock.  Readers first
+read optimistically: they read ``version``, probe, copy the value out, and accept the result
+only if ``version`` is unchanged.  After a few attempts that kept meeting writes (``OPT_TRIES``
+for a key, ``SNAP_TRIES`` for a snapshot) a read takes the map's lock for itself and reads a
+map no writer changes: every read finishes, whatever the write rate.  Writers keep the
+invariants optimistic readers rely on:
 
 - an entry (or a new table) is fully written before one release-store publishes it;
 - ``version`` is bumped by 2 after every change is published and *before* anything unlinked is
-  freed, so a reader that may have read freed memory always sees ``version`` move (and a
-  process-local cache keyed on ``version`` knows when to forget);
-- every offset a reader takes from shared memory is bounds-checked before it is followed, and
-  every probe loop is bounded by the table's capacity.
+  freed, and before the next change is published: a reader that saw ``version`` unchanged from
+  its start to its end saw the map at one moment (``get_many`` of several keys included), and a
+  reader that may have read freed memory always sees ``version`` move;
+- every slot word is read once and used as read; every offset a reader takes from shared
+  memory is bounds-checked before it is followed, and every probe loop is bounded by the
+  table's capacity.  Something that looks damaged in an optimistic read is read again under the
+  lock before it is reported: a write in progress is never reported as damage.
 
 No state is ever "odd": a writer killed at any instant leaves readers nothing to wait for, at
 worst a leaked block and a stale ``count`` that :func:`map_recount` repairs.
+
+Every kernel takes the kind of map its caller expects (``KIND_MAP``, ``KIND_LIST``, or
+``KIND_MAPLIKE`` for either) and refuses a handle of another kind with ERR_KIND.
 
 Output records (``map_get``, ``map_get_many``, ``map_dump``) are int64 words
 ``[tag, payload, value length]`` (``map_dump`` adds ``key tag | key length << 8`` first), then the
@@ -34,7 +44,7 @@ from numba.extending import overload
 from .. import _layout as L
 from .._jit import BYTES, MEM, OUT, RO_BYTES, WORDS, helper, hot, inline, kernel
 from . import status as S
-from .atomics import atomic_add, fence_acquire, load_acquire, store_release
+from .atomics import atomic_add, cpu_pause, fence_acquire, load_acquire, sched_yield, store_release
 from .heap import (
     alloc_locked,
     block_ok,
@@ -44,14 +54,21 @@ from .heap import (
     handle_free_locked,
     handle_new_locked,
     handle_resolve,
+    lock_handle,
     object_words,
 )
 from .locks import lock_release, lock_try
-from .memory import float_to_bits, load_le64, memcpy, mul_fold, prefetch
+from .memory import float_from_bits, float_to_bits, load_le64, memcpy, mul_fold, prefetch
 from .pins import _pin_locked, _retire_locked
 from .vector import _new_data_locked, _records_at
 
-READ_RETRIES = 100000
+#: optimistic attempts of a read of one key (or a few) before it takes the map's lock
+OPT_TRIES = 32
+#: ... of a snapshot (``map_dump``, a long ``get_many``), which takes longer to repeat
+SNAP_TRIES = 2
+#: attempts of a read from users' jitted code, which has no token to lock with: it yields the
+#: CPU between attempts, and gives up (ERR_RETRY) only if writers changed the map all the time
+USER_TRIES = 1 << 20
 _TAG_BITS = 63 - L.SLOT_TAG_SHIFT
 _TAG_MASK = (1 << _TAG_BITS) - 1
 _ENTRY_HDR = 8 + L.E_WORDS * 8  # block header + entry words: key bytes start here
@@ -128,14 +145,9 @@ def _pad8(n):
 
 # ---------------------------------------------------------------------------- structure
 @inline
-def _resolve_map(mem, h):
-    """Handle entry of map ``h`` (a map, or a list: a map keyed 0 .. len-1), or a status."""
-    e = handle_resolve(mem, h, -1)
-    if e >= 0:
-        kind = mem[e + L.H_META] & 0xFF
-        if kind != L.KIND_MAP and kind != L.KIND_LIST:
-            return S.ERR_KIND
-    return e
+def _resolve_map(mem, h, kind):
+    """Handle entry of map ``h`` of ``kind`` (KIND_MAP, KIND_LIST or KIND_MAPLIKE), or a status."""
+    return handle_resolve(mem, h, kind)
 
 
 @inline
@@ -186,9 +198,11 @@ def _key_eq(mem, buf, eoff, key, ktag):
 
 @inline
 def _probe(mem, buf, t, cap, hv, key, ktag):
-    """Slot index holding ``key``, or -(1 + index where it would be inserted) if absent.
+    """(slot index holding ``key``, its slot word as read), or (-(1 + index where it would be
+    inserted), 0) if absent; ``-(1 + cap)`` if absent and the table has no free slot (corrupt).
 
-    Returns ``-(1 + cap)`` if the key is absent and the table has no free slot (corrupt)."""
+    The slot word is read once: a caller follows the word that matched, never a second read of
+    the slot, which a writer may have changed in between."""
     tag = _slot_tag(hv)
     sw = t // 8 + 2
     i = hv & (cap - 1)
@@ -196,16 +210,16 @@ def _probe(mem, buf, t, cap, hv, key, ktag):
     for _ in range(cap):
         s = load_acquire(mem, sw + i)
         if s == L.SLOT_EMPTY:
-            return -(1 + (i if ins < 0 else ins))
+            return -(1 + (i if ins < 0 else ins)), 0
         if s == L.SLOT_TOMB:
             if ins < 0:
                 ins = i
         elif (s >> L.SLOT_TAG_SHIFT) == tag and _key_eq(
             mem, buf, (s & L.SLOT_OFF_MASK) << 3, key, ktag
         ):
-            return i
+            return i, s
         i = (i + 1) & (cap - 1)
-    return -(1 + (cap if ins < 0 else ins))
+    return -(1 + (cap if ins < 0 else ins)), 0
 
 
 @helper
@@ -220,10 +234,10 @@ def _cap_for(n):
 
 
 @hot
-def _read_begin(mem, h):
+def _read_begin(mem, h, kind):
     """Start an optimistic read of map ``h``: (header word index or a status, version, table
     offset, table capacity or -1 if the table read is not well formed)."""
-    e = _resolve_map(mem, h)
+    e = _resolve_map(mem, h, kind)
     if e < 0:
         return e, 0, 0, -1
     mw = _map_words(mem, e)
@@ -239,6 +253,27 @@ def _read_ok(mem, mw, v1):
     """End an optimistic read: True if no writer changed the map since it began."""
     fence_acquire()  # the data loads above complete before the version is read again
     return load_acquire(mem, mw + L.M_VERSION) == v1
+
+
+@helper
+def _read_lock(mem, h, kind, token):
+    """Take map ``h``'s lock for a read that optimism could not finish: (entry word or a status,
+    header word index, table offset, capacity or -1).  No writer changes the map until
+    :func:`_read_unlock`."""
+    e = lock_handle(mem, h, kind, token)
+    if e < 0:
+        return e, 0, 0, -1
+    mw = _map_words(mem, e)
+    if mw < 0:
+        lock_release(mem, e + L.H_LOCK)
+        return S.ERR_CORRUPT, 0, 0, -1
+    t = mem[mw + L.M_TABLE]
+    return e, mw, t, _table_cap(mem, t)
+
+
+@inline
+def _read_unlock(mem, e):
+    lock_release(mem, e + L.H_LOCK)
 
 
 @helper
@@ -290,13 +325,12 @@ def _rebuild_locked(mem, buf, mw, newcap):
 
 
 @helper
-def _lock_map(mem, h, token):
-    """Resolve map ``h`` and take its lock and the allocator lock: its entry word or a status."""
-    e = _resolve_map(mem, h)
+def _lock_map(mem, h, kind, token):
+    """Take map ``h``'s lock (the handle checked again once held) and the allocator lock: its
+    entry word or a status, no lock held."""
+    e = lock_handle(mem, h, kind, token)
     if e < 0:
         return e
-    if not lock_try(mem, e + L.H_LOCK, token):
-        return S.ERR_BUSY_OBJ
     if not lock_try(mem, L.W_ALLOC_LOCK, token):
         lock_release(mem, e + L.H_LOCK)
         return S.ERR_BUSY_ALLOC
@@ -316,6 +350,8 @@ def _unlock_map(mem, e):
 @kernel(T.int64(MEM, T.int64, T.int64))
 def map_new(mem, token, kind):
     """New empty map (``kind`` KIND_MAP, or KIND_LIST for a list); its handle or a status."""
+    if kind != L.KIND_MAP and kind != L.KIND_LIST:
+        return S.ERR_KIND
     if not lock_try(mem, L.W_ALLOC_LOCK, token):
         return S.ERR_BUSY_ALLOC
     h = S.ERR_COMMIT
@@ -343,29 +379,31 @@ def map_new(mem, token, kind):
 
 # ---------------------------------------------------------------------------- reads
 @hot
-def _find(mem, buf, h, key, ktag):
-    """One optimistic probe for ``key``: (value tag or status, entry offset, key length,
-    header word index, version at the start).  Valid only if ``_read_ok`` agrees after the
-    caller has copied what it needs out of the entry."""
-    return _find_hashed(mem, buf, h, key, ktag, hash_key(key, ktag, mem[L.W_HASH_SEED]))
+def _find_in(mem, buf, t, cap, hv, key, ktag):
+    """(value tag or status, entry offset, key length) of ``key`` in table ``t`` of ``cap``
+    slots (-1: a table that is not well formed).  In an optimistic read, valid only if
+    ``_read_ok`` agrees after the caller has copied what it needs out of the entry."""
+    if cap < 0:
+        return S.ERR_CORRUPT, 0, 0
+    i, s = _probe(mem, buf, t, cap, hv, key, ktag)
+    if i < 0:
+        return (S.ERR_NOT_FOUND if i > -(1 + cap) else S.ERR_CORRUPT), 0, 0
+    eoff = (s & L.SLOT_OFF_MASK) << 3
+    klen = _entry_key_len(mem, eoff)
+    if klen < 0:
+        return S.ERR_CORRUPT, 0, 0
+    return mem[eoff // 8 + 1 + L.E_META] >> 8 & 0xFF, eoff, klen
 
 
 @hot
-def _find_hashed(mem, buf, h, key, ktag, hv):
-    """``_find`` of a key whose hash ``hv`` the caller has computed."""
-    mw, v1, t, cap = _read_begin(mem, h)
+def _find_hashed(mem, buf, h, kind, key, ktag, hv):
+    """One optimistic probe for ``key`` (hash ``hv``): (value tag or status, entry offset, key
+    length, header word index or a status, version at the start)."""
+    mw, v1, t, cap = _read_begin(mem, h, kind)
     if mw < 0:
         return mw, 0, 0, mw, 0
-    if cap < 0:
-        return S.ERR_CORRUPT, 0, 0, mw, v1
-    i = _probe(mem, buf, t, cap, hv, key, ktag)
-    if i < 0:
-        return (S.ERR_NOT_FOUND if i > -(1 + cap) else S.ERR_CORRUPT), 0, 0, mw, v1
-    eoff = (load_acquire(mem, t // 8 + 2 + i) & L.SLOT_OFF_MASK) << 3
-    klen = _entry_key_len(mem, eoff)
-    if klen < 0:
-        return S.ERR_CORRUPT, 0, 0, mw, v1
-    return mem[eoff // 8 + 1 + L.E_META] >> 8 & 0xFF, eoff, klen, mw, v1
+    res, eoff, klen = _find_in(mem, buf, t, cap, hv, key, ktag)
+    return res, eoff, klen, mw, v1
 
 
 @hot
@@ -382,35 +420,56 @@ def _array_data(mem, eoff):
 
 
 @helper
-def _get_into(mem, buf, h, key, ktag, out, pos):
-    """Look ``key`` up without locking and write its record to ``out[pos:]``.
-
-    Returns (value tag or status, bytes the record takes).  The record is written only if it
-    fits in ``out``."""
+def _record_at(mem, buf, t, cap, hv, key, ktag, out, pos):
+    """Find ``key`` in table ``t`` and write its record to ``out[pos:]`` if it fits: (value tag
+    or status, bytes the record takes).  A missing key's record has tag ERR_NOT_FOUND."""
+    res, eoff, klen = _find_in(mem, buf, t, cap, hv, key, ktag)
     ow = out.view(np.int64)
-    for _ in range(READ_RETRIES):
-        res, eoff, klen, mw, v1 = _find(mem, buf, h, key, ktag)
+    if res == S.ERR_NOT_FOUND:
+        if pos + REC_WORDS * 8 <= len(out):
+            ow[pos // 8] = res
+            ow[pos // 8 + 1] = 0
+            ow[pos // 8 + 2] = 0
+        return res, REC_WORDS * 8
+    if res < 0:
+        return res, 0
+    vlen = block_ulen(mem, eoff)
+    if not block_ok(mem, eoff, _ENTRY_HDR + _pad8(klen) + vlen):
+        return S.ERR_CORRUPT, 0  # (the block changed since _find_in checked it)
+    dat, dlen = 0, 0
+    if res == L.V_ARRAY:
+        dat, dlen = _array_data(mem, eoff)
+        if dlen < 0:
+            return S.ERR_CORRUPT, 0
+    size = REC_WORDS * 8 + _pad8(vlen + dlen)
+    if pos + size <= len(out):
+        ow[pos // 8] = res
+        ow[pos // 8 + 1] = mem[eoff // 8 + 1 + L.E_PAYLOAD]
+        ow[pos // 8 + 2] = vlen + dlen
+        memcpy(out, pos + 24, buf, eoff + _ENTRY_HDR + _pad8(klen), vlen)
+        memcpy(out, pos + 24 + vlen, buf, dat, dlen)
+    return res, size
+
+
+@helper
+def _get_into(mem, buf, token, h, kind, key, ktag, out, pos):
+    """Look ``key`` up and write its record to ``out[pos:]`` (if it fits): (value tag or
+    status, bytes the record takes).  Optimistic first; then under the map's lock (ERR_BUSY_OBJ
+    if a writer holds it past the spin budget: the caller waits and calls again)."""
+    hv = hash_key(key, ktag, mem[L.W_HASH_SEED])
+    for _ in range(OPT_TRIES):
+        mw, v1, t, cap = _read_begin(mem, h, kind)
         if mw < 0:
             return mw, 0
-        size = 0
-        dat, dlen = 0, 0
-        if res > 0:
-            vlen = block_ulen(mem, eoff)
-            if vlen < 0 or not block_ok(mem, eoff, _ENTRY_HDR + _pad8(klen) + vlen):
-                vlen = 0  # the block changed since _find checked it: _read_ok fails below
-            if res == L.V_ARRAY:
-                dat, dlen = _array_data(mem, eoff)
-            size = REC_WORDS * 8 + _pad8(vlen + max(dlen, 0))
-            if pos + size <= len(out):
-                ow[pos // 8] = res
-                ow[pos // 8 + 1] = mem[eoff // 8 + 1 + L.E_PAYLOAD]
-                ow[pos // 8 + 2] = vlen + max(dlen, 0)
-                at = eoff + _ENTRY_HDR + _pad8(klen)
-                memcpy(out, pos + 24, buf, at, vlen)
-                memcpy(out, pos + 24 + vlen, buf, dat, max(dlen, 0))
-        if _read_ok(mem, mw, v1):
-            return (S.ERR_CORRUPT if dlen < 0 else res), size
-    return S.ERR_RETRY, 0
+        res, size = _record_at(mem, buf, t, cap, hv, key, ktag, out, pos)
+        if _read_ok(mem, mw, v1) and res != S.ERR_CORRUPT:
+            return res, size
+    e, mw, t, cap = _read_lock(mem, h, kind, token)
+    if e < 0:
+        return e, 0
+    res, size = _record_at(mem, buf, t, cap, hv, key, ktag, out, pos)
+    _read_unlock(mem, e)
+    return res, size
 
 
 @hot
@@ -421,145 +480,161 @@ def lookup(mem, h, key, ktag):
 
 @hot
 def lookup_hashed(mem, h, key, ktag, hv):
-    """``lookup`` of a key whose hash under the store's seed is ``hv``."""
+    """``lookup`` of a key whose hash under the store's seed is ``hv`` (for users' jitted
+    code, which holds no token: it reads optimistically, yielding the CPU between attempts
+    after the first few; ERR_RETRY only if writers changed the map all along)."""
     buf = mem.view(np.uint8)
-    for _ in range(READ_RETRIES):
-        res, eoff, _, mw, v1 = _find_hashed(mem, buf, h, key, ktag, hv)
+    for i in range(USER_TRIES):
+        res, eoff, _, mw, v1 = _find_hashed(mem, buf, h, L.KIND_MAP, key, ktag, hv)
         if mw < 0:
             return mw, 0
         payload = mem[eoff // 8 + 1 + L.E_PAYLOAD] if res > 0 else 0
-        if _read_ok(mem, mw, v1):
+        if _read_ok(mem, mw, v1) and res != S.ERR_CORRUPT:
             return res, payload
+        if i >= OPT_TRIES:
+            sched_yield()
+        else:
+            cpu_pause()
     return S.ERR_RETRY, 0
 
 
-@helper
-def store_value(mem, token, h, key, ktag, vtag, payload, vdata):
-    """Set ``key`` to a value under the map's lock: 1 if new, 0 if replaced, or a status."""
-    e = _lock_map(mem, h, token)
-    if e < 0:
-        return e
-    r = _set_locked(mem, mem.view(np.uint8), _map_words(mem, e), key, ktag, vtag, payload, vdata)
-    _unlock_map(mem, e)
-    return r
-
-
-@kernel(T.int64(MEM, OUT, T.int64, BYTES, T.int64))
-def map_get(mem, out, h, key, ktag):
-    """Look ``key`` up without locking; return the value's tag, or a status.
+@kernel(T.int64(MEM, T.int64, OUT, T.int64, T.int64, BYTES, T.int64))
+def map_get(mem, token, out, h, kind, key, ktag):
+    """Look ``key`` up; return the value's tag, or a status.
 
     ``out`` receives one record ``[tag, payload, value length]`` + the value bytes; if the
     value does not fit, only the returned tag tells it was found: ``map_value_size`` says how
     big ``out`` must be."""
-    res, size = _get_into(mem, mem.view(np.uint8), h, key, ktag, out, 0)
+    res, size = _get_into(mem, mem.view(np.uint8), token, h, kind, key, ktag, out, 0)
     if res > 0 and size > len(out):
         out.view(np.int64)[2] = size  # too small: report the size needed in place of the length
         return S.ERR_SCRATCH
     return res
 
 
-@kernel(T.int64(MEM, OUT, T.int64, RO_BYTES, WORDS, WORDS))
-def map_get_many(mem, out, h, blob, koffs, ktags):
-    """Look up keys ``blob[koffs[i]:koffs[i+1]]`` (tags ``ktags[i]``); records go to ``out``
-    one after another (a missing key's record has tag ERR_NOT_FOUND).  Returns the bytes all
-    records need; nothing is lost if that exceeds ``len(out)``: call again with a bigger one."""
-    buf = mem.view(np.uint8)
-    ow = out.view(np.int64)
+@helper
+def _records_of(mem, buf, t, cap, blob, koffs, ktags, out):
+    """The records of keys ``blob[koffs[i]:koffs[i+1]]`` in table ``t``, one after another in
+    ``out`` (as far as they fit): the bytes they take, or a status."""
+    seed = mem[L.W_HASH_SEED]
     pos = 0
     for i in range(len(ktags)):
-        res, size = _get_into(mem, buf, h, blob[koffs[i]:koffs[i + 1]], ktags[i], out, pos)
+        key = blob[koffs[i]:koffs[i + 1]]
+        res, size = _record_at(mem, buf, t, cap, hash_key(key, ktags[i], seed), key, ktags[i],
+                               out, pos)
         if res < 0 and res != S.ERR_NOT_FOUND:
             return res
-        if res == S.ERR_NOT_FOUND:
-            size = REC_WORDS * 8
-            if pos + size <= len(out):
-                ow[pos // 8] = res
-                ow[pos // 8 + 1] = 0
-                ow[pos // 8 + 2] = 0
         pos += size
     return pos
 
 
-@kernel(T.int64(MEM, T.int64))
-def map_len(mem, h):
+@kernel(T.int64(MEM, T.int64, OUT, T.int64, T.int64, RO_BYTES, WORDS, WORDS))
+def map_get_many(mem, token, out, h, kind, blob, koffs, ktags):
+    """Look up keys ``blob[koffs[i]:koffs[i+1]]`` (tags ``ktags[i]``); records go to ``out``
+    one after another (a missing key's record has tag ERR_NOT_FOUND), all read from one state
+    of the map.  Returns the bytes all records need; nothing is lost if that exceeds
+    ``len(out)``: call again with a bigger one."""
+    buf = mem.view(np.uint8)
+    tries = OPT_TRIES if len(ktags) <= 64 else SNAP_TRIES
+    for _ in range(tries):
+        mw, v1, t, cap = _read_begin(mem, h, kind)
+        if mw < 0:
+            return mw
+        pos = _records_of(mem, buf, t, cap, blob, koffs, ktags, out)
+        if _read_ok(mem, mw, v1) and pos != S.ERR_CORRUPT:
+            return pos
+    e, mw, t, cap = _read_lock(mem, h, kind, token)
+    if e < 0:
+        return e
+    pos = _records_of(mem, buf, t, cap, blob, koffs, ktags, out)
+    _read_unlock(mem, e)
+    return pos
+
+
+@kernel(T.int64(MEM, T.int64, T.int64, T.int64))
+def map_len(mem, token, h, kind):
     """Live entries of map ``h``: its count, checked against its table's capacity (a damaged
     count is ERR_CORRUPT, never a length no table could hold)."""
-    for _ in range(READ_RETRIES):
-        mw, v1, t, cap = _read_begin(mem, h)
+    for _ in range(OPT_TRIES):
+        mw, v1, t, cap = _read_begin(mem, h, kind)
         if mw < 0:
             return mw
         n = load_acquire(mem, mw + L.M_COUNT)
-        if _read_ok(mem, mw, v1):  # count and table of one moment (a clear swaps both)
-            return n if 0 <= n <= cap else S.ERR_CORRUPT
-    return S.ERR_RETRY
-
-
-@kernel(T.UniTuple(T.int64, 2)(MEM, T.int64))
-def map_version_word(mem, h):
-    """(word index of map ``h``'s version counter, word index of its handle's meta word).
-
-    A process may cache what it read from the map while both words keep their values."""
-    e = _resolve_map(mem, h)
+        if _read_ok(mem, mw, v1) and 0 <= n <= cap:  # count and table of one moment
+            return n
+    e, mw, t, cap = _read_lock(mem, h, kind, token)
     if e < 0:
-        return e, 0
-    mw = _map_words(mem, e)
-    if mw < 0:
-        return S.ERR_CORRUPT, 0
-    return mw + L.M_VERSION, e + L.H_META
+        return e
+    n = mem[mw + L.M_COUNT]
+    _read_unlock(mem, e)
+    return n if 0 <= n <= cap else S.ERR_CORRUPT
 
 
-@kernel(T.int64(MEM, OUT, T.int64, T.int64))
-def map_dump(mem, out, h, with_values):
+@helper
+def _dump_table(mem, buf, t, cap, with_values, out):
+    """Write the entries of table ``t`` to ``out`` as ``map_dump`` describes (as far as they
+    fit): the bytes they take, or ERR_CORRUPT."""
+    ow = out.view(np.int64)
+    if cap < 0:
+        return S.ERR_CORRUPT
+    pos = 0
+    for i in range(cap):
+        s = load_acquire(mem, t // 8 + 2 + i)
+        if s == L.SLOT_EMPTY or s == L.SLOT_TOMB:
+            continue
+        eoff = (s & L.SLOT_OFF_MASK) << 3
+        klen = _entry_key_len(mem, eoff)
+        if klen < 0:
+            return S.ERR_CORRUPT
+        vlen = block_ulen(mem, eoff)
+        if not block_ok(mem, eoff, _ENTRY_HDR + _pad8(klen) + vlen):
+            return S.ERR_CORRUPT
+        meta = mem[eoff // 8 + 1 + L.E_META]
+        dat, dlen = 0, 0
+        if with_values and (meta >> 8 & 0xFF) == L.V_ARRAY:
+            dat, dlen = _array_data(mem, eoff)
+            if dlen < 0:
+                return S.ERR_CORRUPT
+        vbytes = _pad8(vlen + dlen) if with_values else 0
+        size = 32 + _pad8(klen) + vbytes
+        if pos + size <= len(out):
+            ow[pos // 8] = (meta & 0xFF) | (klen << 8)
+            ow[pos // 8 + 1] = meta >> 8 & 0xFF
+            ow[pos // 8 + 2] = mem[eoff // 8 + 1 + L.E_PAYLOAD]
+            ow[pos // 8 + 3] = vlen + dlen
+            at = eoff + _ENTRY_HDR
+            memcpy(out, pos + 32, buf, at, klen)
+            if with_values:
+                at += _pad8(klen)
+                memcpy(out, pos + 32 + _pad8(klen), buf, at, vlen)
+                memcpy(out, pos + 32 + _pad8(klen) + vlen, buf, dat, dlen)
+        pos += size
+    return pos
+
+
+@kernel(T.int64(MEM, T.int64, OUT, T.int64, T.int64, T.int64))
+def map_dump(mem, token, out, h, kind, with_values):
     """Write a snapshot of the map's entries to ``out``; return the bytes it needs.
 
     Records: ``[key tag | key length << 8, value tag, payload, value length]``, the key bytes
     padded to 8, and (if ``with_values``) the value bytes padded to 8.  Nothing is written past
     ``len(out)``; a return value larger than ``len(out)`` asks for a bigger ``out``.  The
-    snapshot is consistent: it is retried until no writer changed the map meanwhile."""
+    snapshot is of one moment: read optimistically ``SNAP_TRIES`` times, then under the map's
+    lock (writers wait while it is copied), so it finishes whatever the write rate."""
     buf = mem.view(np.uint8)
-    ow = out.view(np.int64)
-    for _ in range(READ_RETRIES):
-        mw, v1, t, cap = _read_begin(mem, h)
+    for _ in range(SNAP_TRIES):
+        mw, v1, t, cap = _read_begin(mem, h, kind)
         if mw < 0:
             return mw
-        pos = 0 if cap > 0 else S.ERR_CORRUPT
-        bad = False  # an array entry whose data block is not sound
-        for i in range(max(cap, 0)):
-            s = load_acquire(mem, t // 8 + 2 + i)
-            if s == L.SLOT_EMPTY or s == L.SLOT_TOMB:
-                continue
-            eoff = (s & L.SLOT_OFF_MASK) << 3
-            klen = _entry_key_len(mem, eoff)
-            if klen < 0:
-                pos = S.ERR_CORRUPT
-                break
-            vlen = block_ulen(mem, eoff)
-            if vlen < 0 or not block_ok(mem, eoff, _ENTRY_HDR + _pad8(klen) + vlen):
-                vlen = 0  # the block changed since it was checked: _read_ok fails below
-            meta = mem[eoff // 8 + 1 + L.E_META]
-            dat, dlen = 0, 0
-            if with_values and (meta >> 8 & 0xFF) == L.V_ARRAY:
-                dat, dlen = _array_data(mem, eoff)
-                if dlen < 0:
-                    bad = True
-                    dlen = 0
-            vbytes = _pad8(vlen + dlen) if with_values else 0
-            size = 32 + _pad8(klen) + vbytes
-            if pos + size <= len(out):
-                ow[pos // 8] = (meta & 0xFF) | (klen << 8)
-                ow[pos // 8 + 1] = meta >> 8 & 0xFF
-                ow[pos // 8 + 2] = mem[eoff // 8 + 1 + L.E_PAYLOAD]
-                ow[pos // 8 + 3] = vlen + dlen
-                at = eoff + _ENTRY_HDR
-                memcpy(out, pos + 32, buf, at, klen)
-                if with_values:
-                    at += _pad8(klen)
-                    memcpy(out, pos + 32 + _pad8(klen), buf, at, vlen)
-                    memcpy(out, pos + 32 + _pad8(klen) + vlen, buf, dat, dlen)
-            pos += size
-        if _read_ok(mem, mw, v1):
-            return S.ERR_CORRUPT if bad else pos
-    return S.ERR_RETRY
+        pos = _dump_table(mem, buf, t, cap, with_values, out)
+        if _read_ok(mem, mw, v1) and pos != S.ERR_CORRUPT:
+            return pos
+    e, mw, t, cap = _read_lock(mem, h, kind, token)
+    if e < 0:
+        return e
+    pos = _dump_table(mem, buf, t, cap, with_values, out)
+    _read_unlock(mem, e)
+    return pos
 
 
 # ---------------------------------------------------------------------------- writes
@@ -639,9 +714,8 @@ def _put_locked(mem, buf, mw, key, ktag, vtag, payload, vdata, vlen):
     memcpy(buf, eoff + _ENTRY_HDR + _pad8(klen), vdata, 0, vlen)
     word = (_slot_tag(hv) << L.SLOT_TAG_SHIFT) | (eoff >> 3)
     sw = t // 8 + 2
-    i = _probe(mem, buf, t, cap, hv, key, ktag)
+    i, old = _probe(mem, buf, t, cap, hv, key, ktag)
     if i >= 0:
-        old = mem[sw + i]
         store_release(mem, sw + i, word)                # publish the replacement
         atomic_add(mem, mw + L.M_VERSION, 2)            # readers of the old entry retry ...
         _free_entry_locked(mem, (old & L.SLOT_OFF_MASK) << 3)  # ... before it can be reused
@@ -659,21 +733,154 @@ def _put_locked(mem, buf, mw, key, ktag, vtag, payload, vdata, vlen):
     return 1
 
 
-@kernel(T.int64(MEM, T.int64, T.int64, BYTES, T.int64, T.int64, T.int64, T.float64, BYTES))
-def map_set(mem, token, h, key, ktag, vtag, ipay, fpay, vdata):
+@helper
+def store_value(mem, token, h, kind, key, ktag, vtag, payload, vdata):
+    """Set ``key`` to a value under the map's lock: 1 if new, 0 if replaced, or a status."""
+    e = _lock_map(mem, h, kind, token)
+    if e < 0:
+        return e
+    r = _set_locked(mem, mem.view(np.uint8), _map_words(mem, e), key, ktag, vtag, payload, vdata)
+    _unlock_map(mem, e)
+    return r
+
+
+@kernel(T.int64(MEM, T.int64, T.int64, T.int64, BYTES, T.int64, T.int64, T.int64, T.float64,
+                BYTES))
+def map_set(mem, token, h, kind, key, ktag, vtag, ipay, fpay, vdata):
     """Set ``key`` to a value; 1 if the key is new, 0 if it replaced a value, or a status.
 
     The payload word is ``fpay``'s bits for a float value, else ``ipay``; ``vdata`` holds the
     value's bytes (str, bytes, pickles, arrays)."""
     payload = float_to_bits(fpay) if vtag == L.V_FLOAT else ipay
-    return store_value(mem, token, h, key, ktag, vtag, payload, vdata)
+    return store_value(mem, token, h, kind, key, ktag, vtag, payload, vdata)
 
 
-@kernel(T.int64(MEM, T.int64, T.int64, BYTES, T.int64, BYTES, RO_BYTES))
-def map_set_array(mem, token, h, key, ktag, head, data):
+@kernel(T.int64(MEM, T.int64, OUT, T.int64, T.int64, BYTES, T.int64, T.int64, T.int64,
+                T.float64, BYTES))
+def map_setdefault(mem, token, out, h, kind, key, ktag, vtag, ipay, fpay, vdata):
+    """Insert ``key`` with a value (as ``map_set``) only if it is absent, atomically: 0 if it
+    was inserted; else the tag of the value there (its record written to ``out`` as
+    ``map_get`` writes it; ERR_SCRATCH with the size needed in word 2 if it does not fit)."""
+    e = _lock_map(mem, h, kind, token)
+    if e < 0:
+        return e
+    buf = mem.view(np.uint8)
+    mw = _map_words(mem, e)
+    t = mem[mw + L.M_TABLE]
+    hv = hash_key(key, ktag, mem[L.W_HASH_SEED])
+    res, size = _record_at(mem, buf, t, _table_cap(mem, t), hv, key, ktag, out, 0)
+    if res == S.ERR_NOT_FOUND:
+        payload = float_to_bits(fpay) if vtag == L.V_FLOAT else ipay
+        r = _set_locked(mem, buf, mw, key, ktag, vtag, payload, vdata)
+        res = min(r, 0)
+    elif res > 0 and size > len(out):
+        out.view(np.int64)[2] = size
+        res = S.ERR_SCRATCH
+    _unlock_map(mem, e)
+    return res
+
+
+@helper
+def _incr_locked(mem, buf, mw, key, ktag, is_float, idelta, fdelta):
+    """Add to the number at ``key`` (map and allocator locks held), a missing key counting as
+    0: (1 if the value is a float64 else 0, or a status; the new value's bits).  An int delta
+    makes an int64 value (wrapping, as ``IntRef.add``), a float delta a float64; a float value
+    takes an int delta too.  A value of another type is ERR_VALUE_TYPE and changes nothing."""
+    t = mem[mw + L.M_TABLE]
+    cap = _table_cap(mem, t)
+    hv = hash_key(key, ktag, mem[L.W_HASH_SEED])
+    res, eoff, _ = _find_in(mem, buf, t, cap, hv, key, ktag)
+    if res == S.ERR_NOT_FOUND:
+        vtag = L.V_FLOAT if is_float else L.V_INT
+        bits = float_to_bits(fdelta) if is_float else idelta
+        r = _put_locked(mem, buf, mw, key, ktag, vtag, bits, buf[:0], 0)
+        return (r if r < 0 else is_float), bits
+    if res < 0:
+        return res, 0
+    pw = eoff // 8 + 1 + L.E_PAYLOAD
+    if res == L.V_FLOAT:
+        x = fdelta if is_float else float(idelta)
+        bits = float_to_bits(float_from_bits(mem[pw]) + x)
+    elif res == L.V_INT and not is_float:
+        bits = mem[pw] + idelta
+    else:
+        return S.ERR_VALUE_TYPE, 0
+    store_release(mem, pw, bits)          # one word: a reader sees the old or the new value
+    atomic_add(mem, mw + L.M_VERSION, 2)  # (and a reader of several keys sees one moment)
+    return (1 if res == L.V_FLOAT else 0), bits
+
+
+@helper
+def incr_value(mem, token, h, kind, key, ktag, is_float, idelta, fdelta):
+    """Atomically add ``idelta`` (or ``fdelta`` if ``is_float``) to the number at ``key``, a
+    missing key counting as 0: (status, the new value's bits: an int64, or a float64's)."""
+    e = _lock_map(mem, h, kind, token)
+    if e < 0:
+        return e, 0
+    r = _incr_locked(mem, mem.view(np.uint8), _map_words(mem, e), key, ktag, is_float, idelta,
+                     fdelta)
+    _unlock_map(mem, e)
+    return r
+
+
+@kernel(T.UniTuple(T.int64, 2)(MEM, T.int64, T.int64, T.int64, BYTES, T.int64, T.int64,
+                               T.int64, T.float64))
+def map_incr(mem, token, h, kind, key, ktag, is_float, idelta, fdelta):
+    """:func:`incr_value`, for the Python layer."""
+    return incr_value(mem, token, h, kind, key, ktag, is_float, idelta, fdelta)
+
+
+#: words per item of ``map_incr_many``'s ``recs``
+INCR_REC = 5
+
+
+@kernel(T.int64(MEM, T.int64, T.int64, T.int64, RO_BYTES, WORDS, WORDS))
+def map_incr_many(mem, token, h, kind, blob, recs, progress):
+    """``map_incr`` of many keys under one lock.  Item ``i`` is ``recs[5i:5i+5]`` = ``[key
+    offset, key length, key tag, is_float, delta bits]`` into ``blob``; the new value's bits
+    replace the delta's.  Starts at item ``progress[0]`` and advances it as items are done;
+    after a status (memory to commit, a busy lock) the caller fixes the cause and calls again.
+    Returns 0 when all are done, or a status.  On the first call every value is checked
+    first: ERR_VALUE_TYPE (the item's index in ``progress[1]``) changes nothing."""
+    e = _lock_map(mem, h, kind, token)
+    if e < 0:
+        return e
+    buf = mem.view(np.uint8)
+    mw = _map_words(mem, e)
+    r = 0
+    n = len(recs) // INCR_REC
+    if progress[0] == 0:
+        t = mem[mw + L.M_TABLE]
+        cap = _table_cap(mem, t)
+        seed = mem[L.W_HASH_SEED]
+        for i in range(n):
+            q = i * INCR_REC
+            key = blob[recs[q]:recs[q] + recs[q + 1]]
+            res, _, _ = _find_in(mem, buf, t, cap, hash_key(key, recs[q + 2], seed), key,
+                                 recs[q + 2])
+            if res > 0 and res != L.V_FLOAT and (res != L.V_INT or recs[q + 3] != 0):
+                progress[1] = i
+                _unlock_map(mem, e)
+                return S.ERR_VALUE_TYPE
+    while progress[0] < n:
+        q = progress[0] * INCR_REC
+        key = blob[recs[q]:recs[q] + recs[q + 1]]
+        f = recs[q + 3]
+        r, bits = _incr_locked(mem, buf, mw, key, recs[q + 2], f, recs[q + 4],
+                               float_from_bits(recs[q + 4]))
+        if r < 0:
+            break
+        recs[q + 4] = bits
+        progress[0] += 1
+    _unlock_map(mem, e)
+    return min(r, 0)
+
+
+@kernel(T.int64(MEM, T.int64, T.int64, T.int64, BYTES, T.int64, BYTES, RO_BYTES))
+def map_set_array(mem, token, h, kind, key, ktag, head, data):
     """Set ``key`` to an array given as ``encode_array``'s header ``head`` and its elements'
     bytes ``data`` (no bytes object of the whole array is made); as ``map_set``."""
-    e = _lock_map(mem, h, token)
+    e = _lock_map(mem, h, kind, token)
     if e < 0:
         return e
     buf = mem.view(np.uint8)
@@ -687,32 +894,35 @@ def map_set_array(mem, token, h, key, ktag, head, data):
     return r
 
 
-@kernel(T.UniTuple(T.int64, 4)(MEM, OUT, T.int64, BYTES, T.int64, T.int64))
-def map_pin_array(mem, out, h, key, ktag, token):
+@kernel(T.UniTuple(T.int64, 4)(MEM, OUT, T.int64, T.int64, BYTES, T.int64, T.int64))
+def map_pin_array(mem, out, h, kind, key, ktag, token):
     """Pin the elements of array value ``key`` for a view of this process (``token``), as
     ``vector_pin`` pins a vector's data: (data block or a status, elements' byte offset, their
     length, header length).  ``out`` receives ``encode_array``'s header; ERR_KIND if the value
     is not an array, ERR_SCRATCH (header length in the last place) if ``out`` is too small."""
-    if not lock_try(mem, L.W_ALLOC_LOCK, token):
-        return S.ERR_BUSY_ALLOC, 0, 0, 0
-    # under the allocator lock no writer frees or retires anything: the entry stays current
-    res, eoff, klen, mw, _ = _find(mem, mem.view(np.uint8), h, key, ktag)
+    e = _lock_map(mem, h, kind, token)
+    if e < 0:
+        return e, 0, 0, 0
+    # under the map's lock no writer replaces the value: the entry stays current
+    buf = mem.view(np.uint8)
+    mw = _map_words(mem, e)
+    t = mem[mw + L.M_TABLE]
+    res, eoff, klen = _find_in(mem, buf, t, _table_cap(mem, t),
+                               hash_key(key, ktag, mem[L.W_HASH_SEED]), key, ktag)
     r = res if res < 0 else S.ERR_KIND
     at, n, hl = 0, 0, 0
-    if mw >= 0 and res == L.V_ARRAY:
+    if res == L.V_ARRAY:
         hl = block_ulen(mem, eoff)
         at, n = _array_data(mem, eoff)
         d = mem[eoff // 8 + 1 + L.E_PAYLOAD]
-        if n < 0 or hl < 0 or not block_ok(mem, eoff, _ENTRY_HDR + _pad8(klen) + hl):
+        if n < 0 or not block_ok(mem, eoff, _ENTRY_HDR + _pad8(klen) + hl):
             r = S.ERR_CORRUPT
         elif hl > len(out):
             r = S.ERR_SCRATCH
         else:
-            memcpy(out, 0, mem.view(np.uint8), eoff + _ENTRY_HDR + _pad8(klen), hl)
+            memcpy(out, 0, buf, eoff + _ENTRY_HDR + _pad8(klen), hl)
             r = _pin_locked(mem, token, d)
-    elif mw < 0:
-        r = mw
-    lock_release(mem, L.W_ALLOC_LOCK)
+    _unlock_map(mem, e)
     return r, at, n, hl
 
 
@@ -728,15 +938,15 @@ def _index_key(i):
 SET_REC = 7
 
 
-@kernel(T.int64(MEM, T.int64, T.int64, RO_BYTES, WORDS, WORDS))
-def map_set_many(mem, token, h, blob, recs, progress):
+@kernel(T.int64(MEM, T.int64, T.int64, T.int64, RO_BYTES, WORDS, WORDS))
+def map_set_many(mem, token, h, kind, blob, recs, progress):
     """Set many keys under one lock.  Item ``i`` is ``recs[7i:7i+7]`` = ``[key offset, key
     length, key tag, value tag, payload, value offset, value length]`` into ``blob``.
 
     Starts at item ``progress[0]`` and advances it as items are stored, adding the number of
     new keys to ``progress[1]``; after a status (more memory needed, a busy lock) the caller
     fixes the cause and calls again.  Returns 0 when all items are stored, or a status."""
-    e = _lock_map(mem, h, token)
+    e = _lock_map(mem, h, kind, token)
     if e < 0:
         return e
     buf = mem.view(np.uint8)
@@ -762,11 +972,10 @@ def _delete_locked(mem, buf, mw, key, ktag):
     cap = _table_cap(mem, t)
     if cap < 0:
         return S.ERR_CORRUPT
-    i = _probe(mem, buf, t, cap, hash_key(key, ktag, mem[L.W_HASH_SEED]), key, ktag)
+    i, old = _probe(mem, buf, t, cap, hash_key(key, ktag, mem[L.W_HASH_SEED]), key, ktag)
     if i < 0:
         return 0
     sw = t // 8 + 2
-    old = mem[sw + i]
     store_release(mem, sw + i, L.SLOT_TOMB)          # unlink
     mem[mw + L.M_COUNT] -= 1
     atomic_add(mem, mw + L.M_VERSION, 2)             # readers of the entry retry ...
@@ -777,10 +986,10 @@ def _delete_locked(mem, buf, mw, key, ktag):
     return 1
 
 
-@kernel(T.int64(MEM, T.int64, T.int64, BYTES, T.int64))
-def map_delete(mem, token, h, key, ktag):
+@kernel(T.int64(MEM, T.int64, T.int64, T.int64, BYTES, T.int64))
+def map_delete(mem, token, h, kind, key, ktag):
     """Remove ``key``; 1 if it was there, 0 if not, or a status."""
-    e = _lock_map(mem, h, token)
+    e = _lock_map(mem, h, kind, token)
     if e < 0:
         return e
     r = _delete_locked(mem, mem.view(np.uint8), _map_words(mem, e), key, ktag)
@@ -797,10 +1006,10 @@ def _free_entries_locked(mem, t, cap):
     free_locked(mem, t)
 
 
-@kernel(T.int64(MEM, T.int64, T.int64))
-def map_clear(mem, token, h):
+@kernel(T.int64(MEM, T.int64, T.int64, T.int64))
+def map_clear(mem, token, h, kind):
     """Remove every key; return how many there were."""
-    e = _lock_map(mem, h, token)
+    e = _lock_map(mem, h, kind, token)
     if e < 0:
         return e
     mw = _map_words(mem, e)
@@ -821,10 +1030,10 @@ def map_clear(mem, token, h):
     return r
 
 
-@kernel(T.int64(MEM, T.int64, T.int64))
-def map_drop(mem, token, h):
+@kernel(T.int64(MEM, T.int64, T.int64, T.int64))
+def map_drop(mem, token, h, kind):
     """Free map ``h``: its entries, table and header; the handle goes stale."""
-    e = _lock_map(mem, h, token)
+    e = _lock_map(mem, h, kind, token)
     if e < 0:
         return e
     mw = _map_words(mem, e)
@@ -847,7 +1056,7 @@ def map_recount(mem, h):
     """Repair after a writer died holding the map's lock: recount ``count`` and ``used``.
 
     The caller holds the map's lock (taken over from the dead owner)."""
-    e = _resolve_map(mem, h)
+    e = _resolve_map(mem, h, L.KIND_MAPLIKE)
     if e < 0:
         return e
     mw = _map_words(mem, e)

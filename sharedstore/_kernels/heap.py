@@ -145,7 +145,8 @@ def entry_word(mem, slot):
 
 @hot
 def handle_resolve(mem, h, kind):
-    """Word index of the entry handle ``h`` names, if it is live and of ``kind`` (-1: any)."""
+    """Word index of the entry handle ``h`` names, if it is live and of ``kind`` (see
+    :func:`kind_ok`), or a status."""
     if h <= 0:
         return S.ERR_INVALID
     slot = h & 0xFFFFFFFF
@@ -161,10 +162,45 @@ def handle_resolve(mem, h, kind):
     if mgen == gen:
         if mkind == L.KIND_FREE:
             return S.ERR_FREED
-        if kind >= 0 and mkind != kind:
+        if not kind_ok(mkind, kind):
             return S.ERR_KIND
         return e
     return S.ERR_FREED if gen < mgen else S.ERR_INVALID
+
+
+@hot
+def kind_ok(mkind, kind):
+    """Whether an object of kind ``mkind`` is what a caller asking for ``kind`` wants: that
+    kind, or any (``KIND_ANY``), a map or a list (``KIND_MAPLIKE``), a vector or a fixed-shape
+    array (``KIND_VECLIKE``)."""
+    if kind >= 0:
+        return mkind == kind
+    if kind == L.KIND_MAPLIKE:
+        return mkind == L.KIND_MAP or mkind == L.KIND_LIST
+    if kind == L.KIND_VECLIKE:
+        return mkind == L.KIND_VECTOR or mkind == L.KIND_ARRAY
+    return kind == L.KIND_ANY
+
+
+@helper
+def lock_handle(mem, h, kind, token):
+    """Take the lock of the live object ``h`` of ``kind``: its entry word, or a status with no
+    lock held.
+
+    The handle is checked again once the lock is held: an object dropped while this process
+    waited (its slot freed, perhaps reused for another object) is ERR_FREED or ERR_INVALID,
+    never the other object.  Every write through a handle takes the lock this way, and so does
+    every drop, so no write lands in an object that took a dropped one's place."""
+    e = handle_resolve(mem, h, kind)
+    if e < 0:
+        return e
+    if not lock_try(mem, e + L.H_LOCK, token):
+        return S.ERR_BUSY_OBJ
+    again = handle_resolve(mem, h, kind)
+    if again != e:
+        lock_release(mem, e + L.H_LOCK)
+        return again if again < 0 else S.ERR_FREED
+    return e
 
 
 @helper
@@ -195,9 +231,10 @@ def handle_new_locked(mem, kind, value):
         gen = 1
         mem[e + L.H_META] = (gen << 8) | L.KIND_FREE  # an unpublished slot reads as free
         mem[L.W_HT_COUNT] = slot + 1
+    # The lock and seq words are left as they are: a process that resolved the slot's last
+    # object before it was dropped may hold the lock for a moment (it finds the handle stale
+    # and lets go), and seq only ever grows, so a stale reader's seq never matches again.
     mem[e + L.H_VALUE] = value
-    mem[e + L.H_LOCK] = 0
-    mem[e + L.H_SEQ] = 0
     store_release(mem, e + L.H_META, (gen << 8) | kind)  # publish
     mem[L.W_OBJECTS + kind] += 1
     return (gen << 32) | slot
@@ -259,18 +296,20 @@ def heap_alloc_free_test(mem, token, nbytes):
     return off
 
 
-@kernel("int64(int64[::1], int64, int64, int64)")
-def proc_register(mem, pid, start, since):
-    """Claim a free process-table entry for ``pid``; return its lock token, or ERR_FULL."""
-    for i in range(L.PROC_MAX):
-        w = L.PROC_TABLE // 8 + i * L.PROC_WORDS
-        if load_acquire(mem, w + L.P_PID) == 0 and atomic_cas(mem, w + L.P_PID, 0, pid) == 0:
-            mem[w + L.P_START] = 0
-            gen = atomic_add(mem, w + L.P_GEN, 1) + 1
-            mem[w + L.P_SINCE] = since
-            store_release(mem, w + L.P_START, start)
-            return ((gen & 0xFFFFFFFFFFFF) << 16) | (i + 1)
-    return S.ERR_FULL
+@kernel("int64(int64[::1], int64, int64, int64, int64)")
+def proc_claim(mem, i, pid, start, since):
+    """Claim process-table entry ``i`` for ``pid`` if it is free: its lock token, or 0 if the
+    entry is taken.  (The caller holds the entry's liveness lock first: ``_segment.live_lock``.)"""
+    if i < 0 or i >= L.PROC_MAX or pid <= 0:
+        return S.ERR_INVALID
+    w = L.PROC_TABLE // 8 + i * L.PROC_WORDS
+    if load_acquire(mem, w + L.P_PID) != 0 or atomic_cas(mem, w + L.P_PID, 0, pid) != 0:
+        return 0
+    mem[w + L.P_START] = 0
+    gen = atomic_add(mem, w + L.P_GEN, 1) + 1
+    mem[w + L.P_SINCE] = since
+    store_release(mem, w + L.P_START, start)
+    return ((gen & 0xFFFFFFFFFFFF) << 16) | (i + 1)
 
 
 @kernel("int64(int64[::1], int64, int64)")

@@ -18,7 +18,7 @@ from .memory import float_to_bits
 def list_append(mem, token, h, vtag, ipay, fpay, vdata):
     """Append a value to list ``h`` under its lock (its key is the list's length); the new
     length, or a status."""
-    e = _lock_map(mem, h, token)
+    e = _lock_map(mem, h, L.KIND_LIST, token)
     if e < 0:
         return e
     mw = _map_words(mem, e)
@@ -32,7 +32,7 @@ def list_append(mem, token, h, vtag, ipay, fpay, vdata):
 @kernel(T.int64(MEM, T.int64, T.int64, T.int64))
 def list_truncate(mem, token, h, n):
     """Drop a list's items from index ``n`` on; the new length."""
-    e = _lock_map(mem, h, token)
+    e = _lock_map(mem, h, L.KIND_LIST, token)
     if e < 0:
         return e
     mw = _map_words(mem, e)

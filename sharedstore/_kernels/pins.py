@@ -131,17 +131,19 @@ def pin_release(mem, token, d):
     return r
 
 
-@kernel(T.int64(MEM, T.int64, T.int64, T.int64))
-def proc_reap(mem, token, index, pid):
-    """Free process-table entry ``index`` if it still holds the (dead) ``pid``, after releasing
-    every pin that process recorded.  1 if freed, 0 if not, or a status (ERR_BUSY_ALLOC)."""
+@kernel(T.int64(MEM, T.int64, T.int64, T.int64, T.int64))
+def proc_reap(mem, token, index, pid, gen):
+    """Free process-table entry ``index`` if it still holds the (dead) process ``pid`` of
+    registration ``gen``, after releasing every pin that process recorded.  1 if freed, 0 if
+    not, or a status (ERR_BUSY_ALLOC).  (The caller proved the process dead: it holds the
+    entry's liveness lock, ``_segment.live_lock``, or found the pid gone where there is none.)"""
     if index < 0 or index >= L.PROC_MAX:
         return S.ERR_INVALID
     if not lock_try(mem, L.W_ALLOC_LOCK, token):
         return S.ERR_BUSY_ALLOC
     w0 = L.PROC_TABLE // 8 + index * L.PROC_WORDS
     r = 0
-    if load_acquire(mem, w0 + L.P_PID) == pid:
+    if load_acquire(mem, w0 + L.P_PID) == pid and mem[w0 + L.P_GEN] == gen:
         pw = L.PIN_LISTS // 8 + index
         pl = mem[pw]
         if pl != 0 and block_ok(mem, pl, 8) and (mem[pl // 8] >> 8) & 0xFF == L.TAG_PINS:

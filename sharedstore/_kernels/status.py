@@ -13,3 +13,4 @@ ERR_NOT_FOUND = -9    # key missing
 ERR_RETRY = -10       # optimistic read kept racing with writers; call again
 ERR_SCRATCH = -11     # the output buffer is too small; the size needed is in the record
 ERR_BUSY_APPEND = -12  # a vector append copying outside the lock did not finish within the spin budget
+ERR_VALUE_TYPE = -13  # the value there is of a type the operation does not apply to (incr)

@@ -54,13 +54,14 @@ from .heap import (
     handle_free_locked,
     handle_new_locked,
     handle_resolve,
+    lock_handle,
     object_words,
 )
 from .locks import lock_release, lock_try
 from .memory import memcpy
 from .pins import _pin_locked, _retire_locked
 
-READ_RETRIES = 100000
+SNAP_TRIES = 4  # optimistic reads of slots before a read takes the vector's lock
 _MIN_CAP = 8
 OUT_OF_LOCK = 4096  # an append of this many bytes or more copies its records outside the lock
 APPEND_SPINS = 2000  # pauses a writer waits in a kernel for such a copy (tens of microseconds)
@@ -105,24 +106,25 @@ def _wait_word(mem, w, value):
 
 
 @helper
-def _lock_vec_nodrain(mem, h, token):
-    """Resolve vector ``h`` and take its lock: (entry, header words) or a status in the first
-    place.  An append copying outside the lock may still be under way."""
-    e = handle_resolve(mem, h, L.KIND_VECTOR)
+def _lock_vec_nodrain(mem, h, kind, token):
+    """Take the lock of vector ``h`` (``kind``: KIND_VECTOR for what changes its length or
+    free list, KIND_VECLIKE for what a fixed-shape array allows too), the handle checked again
+    once it is held: (entry, header words) or a status in the first place, no lock held.  An
+    append copying outside the lock may still be under way."""
+    e = lock_handle(mem, h, kind, token)
     if e < 0:
         return e, 0
     vw = _vec_words(mem, e)
     if vw < 0:
+        lock_release(mem, e + L.H_LOCK)
         return S.ERR_CORRUPT, 0
-    if not lock_try(mem, e + L.H_LOCK, token):
-        return S.ERR_BUSY_OBJ, 0
     return e, vw
 
 
 @helper
-def _lock_vec_only(mem, h, token):
+def _lock_vec_only(mem, h, kind, token):
     """``_lock_vec_nodrain``, then wait for an append copying outside the lock to finish."""
-    e, vw = _lock_vec_nodrain(mem, h, token)
+    e, vw = _lock_vec_nodrain(mem, h, kind, token)
     # (acquire: once it reads 0, the appender's length is visible to every read after it)
     if e >= 0 and not _wait_word(mem, vw + L.VH_APPENDER, 0):
         lock_release(mem, e + L.H_LOCK)
@@ -131,10 +133,10 @@ def _lock_vec_only(mem, h, token):
 
 
 @helper
-def _lock_vec(mem, h, token):
-    """Resolve vector ``h``; take its lock and the allocator lock: (entry, header words) or a
-    status in the first place."""
-    e, vw = _lock_vec_only(mem, h, token)
+def _lock_vec(mem, h, kind, token):
+    """``_lock_vec_only``, then the allocator lock: (entry, header words) or a status in the
+    first place."""
+    e, vw = _lock_vec_only(mem, h, kind, token)
     if e >= 0 and not lock_try(mem, L.W_ALLOC_LOCK, token):
         lock_release(mem, e + L.H_LOCK)
         return S.ERR_BUSY_ALLOC, 0
@@ -180,12 +182,15 @@ def _grow_locked(mem, vw, need):
     return 0
 
 
-@kernel(T.int64(MEM, T.int64, T.int64, T.int64, T.int64))
-def vector_new(mem, token, dtype_handle, itemsize, cap):
-    """New empty vector of ``itemsize``-byte slots with room for ``cap``."""
+@kernel(T.int64(MEM, T.int64, T.int64, T.int64, T.int64, T.int64, T.int64))
+def vector_new(mem, token, dtype_handle, itemsize, cap, kind, length):
+    """New vector (``kind`` KIND_VECTOR) or fixed-shape array (KIND_ARRAY) of ``itemsize``-byte
+    slots with room for ``cap``, its first ``length`` slots zero and in use."""
+    if (kind != L.KIND_VECTOR and kind != L.KIND_ARRAY) or itemsize <= 0 or length < 0:
+        return S.ERR_INVALID
     if not lock_try(mem, L.W_ALLOC_LOCK, token):
         return S.ERR_BUSY_ALLOC
-    cap = max(cap, _MIN_CAP)
+    cap = max(cap, _MIN_CAP, length)
     h = S.ERR_COMMIT
     v = alloc_locked(mem, L.VEC_WORDS * 8, L.TAG_VECTOR, 0)
     if v < 0:
@@ -202,7 +207,10 @@ def vector_new(mem, token, dtype_handle, itemsize, cap):
             mem[vw + L.VH_CAP] = cap
             mem[vw + L.VH_ITEMSIZE] = itemsize
             mem[vw + L.VH_DTYPE] = dtype_handle
-            h = handle_new_locked(mem, L.KIND_VECTOR, v)
+            at = _records_at(d)
+            mem.view(np.uint8)[at:at + length * itemsize] = 0
+            mem[vw + L.VH_LEN] = length
+            h = handle_new_locked(mem, kind, v)
             if h < 0:
                 free_locked(mem, d)
                 free_locked(mem, v)
@@ -212,8 +220,8 @@ def vector_new(mem, token, dtype_handle, itemsize, cap):
 
 @kernel(T.UniTuple(T.int64, 4)(MEM, T.int64))
 def vector_info(mem, h):
-    """(status, length in slots, itemsize, dtype handle) of vector ``h``."""
-    e = handle_resolve(mem, h, L.KIND_VECTOR)
+    """(status, length in slots, itemsize, dtype handle) of vector or array ``h``."""
+    e = handle_resolve(mem, h, L.KIND_VECLIKE)
     if e < 0:
         return e, 0, 0, 0
     vw = _vec_words(mem, e)
@@ -249,7 +257,7 @@ def _append_begin(mem, token, h, nbytes, one):
     growth waits for that one to finish first.  Only growth takes the allocator lock: an append
     into capacity the vector has touches nothing but its own slots, length and version (views
     and pins, which the allocator lock guards, see the same data block before and after)."""
-    e, vw = _lock_vec_nodrain(mem, h, token)
+    e, vw = _lock_vec_nodrain(mem, h, L.KIND_VECTOR, token)
     if e < 0:
         return e, 0, 0, 0
     itemsize = mem[vw + L.VH_ITEMSIZE]
@@ -339,8 +347,9 @@ def vector_extend(mem, token, h, data):
 
 @helper
 def _resolve_vec(mem, h):
-    """Header word index of vector ``h``, or a status."""
-    e = handle_resolve(mem, h, L.KIND_VECTOR)
+    """Header word index of vector or array ``h``, or a status (no lock: for reads that check
+    what they read, and for the write paths' bounds, which check again under the lock)."""
+    e = handle_resolve(mem, h, L.KIND_VECLIKE)
     if e < 0:
         return e
     vw = _vec_words(mem, e)
@@ -357,7 +366,7 @@ def vector_length(mem, h):
 @kernel(T.int64(MEM, T.int64, T.int64, RO_BYTES))
 def vector_insert(mem, token, h, data):
     """Put one record in a free slot (the most recently removed), else at the end; its index."""
-    e, vw = _lock_vec(mem, h, token)
+    e, vw = _lock_vec(mem, h, L.KIND_VECTOR, token)
     if e < 0:
         return e
     itemsize = mem[vw + L.VH_ITEMSIZE]
@@ -500,7 +509,7 @@ def _on_free_list(mem, vw, slot):
 @kernel(T.int64(MEM, T.int64, T.int64, T.int64))
 def vector_remove(mem, token, h, slot):
     """Zero slot ``slot`` and put it on the free list (``insert`` reuses it)."""
-    e, vw = _lock_vec(mem, h, token)
+    e, vw = _lock_vec(mem, h, L.KIND_VECTOR, token)
     if e < 0:
         return e
     n = mem[vw + L.VH_LEN]
@@ -569,7 +578,7 @@ def vector_reclaim(mem, token, h, dead):
     """Finish the append that process ``dead`` (a token; it has died) was copying outside the
     lock: its slots are zeroed and put on the free list, as removed records are, and published.
     1 if it did so, 0 if ``dead`` was not copying (any more), or a status."""
-    e, vw = _lock_vec_nodrain(mem, h, token)
+    e, vw = _lock_vec_nodrain(mem, h, L.KIND_VECTOR, token)
     if e < 0:
         return e
     r = 0
@@ -597,14 +606,17 @@ def vector_reclaim(mem, token, h, dead):
 def vector_write(mem, token, h, start, data):
     """Overwrite slots from ``start`` with the records in ``data`` (within the length).  Only
     the vector's lock is held while the records are copied: other objects' allocations go on."""
-    e, vw = _lock_vec_only(mem, h, token)
+    e, vw = _lock_vec_only(mem, h, L.KIND_VECLIKE, token)
     if e < 0:
         return e
     itemsize = mem[vw + L.VH_ITEMSIZE]
     k = len(data) // itemsize
+    n = mem[vw + L.VH_LEN]
     r = 0
-    if start < 0 or start + k > mem[vw + L.VH_LEN]:
+    if start < 0 or start + k > n:
         r = S.ERR_NOT_FOUND
+    elif n > mem[vw + L.VH_CAP] or not _data_ok(mem, mem[vw + L.VH_DATA], n, itemsize):
+        r = S.ERR_CORRUPT
     elif k > 0:
         u = _undo_block(mem, vw, itemsize, token)
         if u < 0:
@@ -619,7 +631,7 @@ def vector_write(mem, token, h, start, data):
 def vector_truncate(mem, token, h, n):
     """Set the length to ``n``: shorter drops the tail, longer adds zeroed slots; the free list
     keeps only slots below ``n``."""
-    e, vw = _lock_vec(mem, h, token)
+    e, vw = _lock_vec(mem, h, L.KIND_VECTOR, token)
     if e < 0:
         return e
     r = 0
@@ -648,13 +660,27 @@ def vector_truncate(mem, token, h, n):
     return r
 
 
-@kernel(T.int64(MEM, T.uint8[::1], T.int64, T.int64, T.int64))
-def vector_read(mem, out, h, start, count):
-    """Copy slots ``start .. start+count`` into ``out`` without locking; their count, or a
-    status (ERR_NOT_FOUND past the end)."""
-    buf = mem.view(np.uint8)
-    for _ in range(READ_RETRIES):
-        e = handle_resolve(mem, h, L.KIND_VECTOR)
+@helper
+def _copy_slots(mem, vw, d, n, out, start, count):
+    """Copy slots ``start .. start+count`` of data block ``d`` (a vector of length ``n``, header
+    ``vw``) into ``out``: their count, or a status."""
+    cap = mem[vw + L.VH_CAP]
+    itemsize = mem[vw + L.VH_ITEMSIZE]
+    if start < 0 or count < 0 or start + count > n:
+        return S.ERR_NOT_FOUND
+    if not _data_ok(mem, d, cap, itemsize) or n > cap or count * itemsize > len(out):
+        return S.ERR_CORRUPT
+    memcpy(out, 0, mem.view(np.uint8), _records_at(d) + start * itemsize, count * itemsize)
+    return count
+
+
+@kernel(T.int64(MEM, T.int64, T.uint8[::1], T.int64, T.int64, T.int64))
+def vector_read(mem, token, out, h, start, count):
+    """Copy slots ``start .. start+count`` of vector or array ``h`` into ``out``: their count,
+    or a status (ERR_NOT_FOUND past the end).  Read optimistically a few times, then under the
+    vector's lock, so that it finishes whatever the write rate."""
+    for _ in range(SNAP_TRIES):
+        e = handle_resolve(mem, h, L.KIND_VECLIKE)
         if e < 0:
             return e
         vw = _vec_words(mem, e)
@@ -666,20 +692,16 @@ def vector_read(mem, out, h, start, count):
             continue
         d = load_acquire(mem, vw + L.VH_DATA)
         n = load_acquire(mem, vw + L.VH_LEN)
-        cap = mem[vw + L.VH_CAP]
-        itemsize = mem[vw + L.VH_ITEMSIZE]
-        r = count
-        if start < 0 or start + count > n:
-            r = S.ERR_NOT_FOUND
-        elif not _data_ok(mem, d, cap, itemsize) or n > cap or count * itemsize > len(out):
-            r = S.ERR_CORRUPT
-        else:
-            at = _records_at(d) + start * itemsize
-            memcpy(out, 0, buf, at, count * itemsize)
+        r = _copy_slots(mem, vw, d, n, out, start, count)
         fence_acquire()
-        if load_acquire(mem, vw + L.VH_VERSION) == v1:
+        if load_acquire(mem, vw + L.VH_VERSION) == v1 and r != S.ERR_CORRUPT:
             return r
-    return S.ERR_RETRY
+    e, vw = _lock_vec_nodrain(mem, h, L.KIND_VECLIKE, token)
+    if e < 0:
+        return e
+    r = _copy_slots(mem, vw, mem[vw + L.VH_DATA], mem[vw + L.VH_LEN], out, start, count)
+    lock_release(mem, e + L.H_LOCK)
+    return r
 
 
 @kernel(T.UniTuple(T.int64, 3)(MEM, T.int64, T.int64))
@@ -687,15 +709,15 @@ def vector_pin(mem, h, token):
     """Pin the current data block for a view of this process (``token``): (block offset or a
     status, length, records offset).  The pin is recorded in the process's pin list, so it is
     released if the process dies holding it."""
-    e = handle_resolve(mem, h, L.KIND_VECTOR)
-    if e < 0:
-        return e, 0, 0
-    vw = _vec_words(mem, e)
-    if vw < 0:
-        return S.ERR_CORRUPT, 0, 0
     if not lock_try(mem, L.W_ALLOC_LOCK, token):
         return S.ERR_BUSY_ALLOC, 0, 0
-    # under the allocator lock no block is retired or freed: the current block stays current
+    # under the allocator lock no object is dropped and no block is retired or freed: the
+    # handle, checked now, and its current block stay current
+    e = handle_resolve(mem, h, L.KIND_VECLIKE)
+    vw = _vec_words(mem, e) if e >= 0 else e
+    if vw < 0:
+        lock_release(mem, L.W_ALLOC_LOCK)
+        return (e if e < 0 else S.ERR_CORRUPT), 0, 0
     d = load_acquire(mem, vw + L.VH_DATA)
     r = S.ERR_CORRUPT
     n = 0
@@ -709,8 +731,8 @@ def vector_pin(mem, h, token):
 
 @kernel(T.int64(MEM, T.int64, T.int64))
 def vector_drop(mem, token, h):
-    """Free vector ``h``; its data block goes when the last view of it does."""
-    e, vw = _lock_vec(mem, h, token)
+    """Free vector or array ``h``; its data block goes when the last view of it does."""
+    e, vw = _lock_vec(mem, h, L.KIND_VECLIKE, token)
     if e < 0:
         return e
     v = mem[e + L.H_VALUE]
@@ -726,24 +748,19 @@ def vector_drop(mem, token, h):
     return 0
 
 
-@kernel(T.int64(MEM, WORDS, T.int64))
-def vector_free_slots(mem, out, h):
-    """Copy the free list's slot indices into ``out``; their count (not copied if it does not fit)."""
-    vw = _resolve_vec(mem, h)
-    if vw < 0:
-        return vw
-    for _ in range(READ_RETRIES):
-        v1 = load_acquire(mem, vw + L.VH_VERSION)
-        if v1 & 1:
-            cpu_pause()
-            continue
-        nfree = load_acquire(mem, vw + L.VH_NFREE)
-        fl = load_acquire(mem, vw + L.VH_FREE)
-        if nfree <= len(out) and nfree > 0:
-            if not block_ok(mem, fl, 8 + nfree * 8):
-                return S.ERR_CORRUPT
-            out[:nfree] = mem[fl // 8 + 1:fl // 8 + 1 + nfree]
-        fence_acquire()
-        if load_acquire(mem, vw + L.VH_VERSION) == v1:
-            return nfree
-    return S.ERR_RETRY
+@kernel(T.int64(MEM, T.int64, WORDS, T.int64))
+def vector_free_slots(mem, token, out, h):
+    """Copy the free list's slot indices into ``out``; their count (not copied if it does not
+    fit).  Read under the vector's lock."""
+    e, vw = _lock_vec_nodrain(mem, h, L.KIND_VECLIKE, token)
+    if e < 0:
+        return e
+    nfree = mem[vw + L.VH_NFREE]
+    fl = mem[vw + L.VH_FREE]
+    r = nfree
+    if nfree < 0 or (nfree > 0 and not block_ok(mem, fl, 8 + nfree * 8)):
+        r = S.ERR_CORRUPT
+    elif 0 < nfree <= len(out):
+        out[:nfree] = mem[fl // 8 + 1:fl // 8 + 1 + nfree]
+    lock_release(mem, e + L.H_LOCK)
+    return r
