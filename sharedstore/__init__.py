@@ -25,6 +25,7 @@ from .errors import (
     StoreExistsError,
     StoreFullError,
     StoreNotFoundError,
+    StoreVersionError,
     UntrustedStoreError,
     UseAfterFreeError,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "StoreExistsError",
     "StoreFullError",
     "StoreNotFoundError",
+    "StoreVersionError",
     "StringRef",
     "Struct",
     "StructProxy",

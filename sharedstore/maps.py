@@ -42,6 +42,7 @@ from ._values import (
     encode_value,
     float_bits,
 )
+from .errors import StoreVersionError
 from .refs import _CLASSES, Ref
 
 _REC = struct.Struct("<qqqq")
@@ -49,6 +50,7 @@ _REC3 = struct.Struct("<qqq")
 _V_INT = L.V_INT
 _V_STR = L.V_STR
 _V_FLOAT = L.V_FLOAT
+_PAYLOAD_ONLY = L.V_PAYLOAD_ONLY  # bit t: values of tag t have no bytes (_layout.VALUE_KINDS)
 _GET_ANSWERS = (S.ERR_NOT_FOUND, S.ERR_SCRATCH)  # (a missing key; a value to read again)
 
 
@@ -137,7 +139,7 @@ class MapRef(Ref, MutableMapping[Key, Any]):
                 return str(view[24:24 + ints[2]], "utf-8", "surrogatepass")
             except UnicodeDecodeError as e:
                 raise corrupt_text(e) from e
-        if r <= _V_FLOAT:  # payload-only values: no bytes to copy out
+        if _PAYLOAD_ONLY >> r & 1:  # no bytes to copy out
             return decode_value(s, r, ints[1], None)
         return decode_value(s, r, ints[1], view[24:24 + ints[2]])
 
@@ -147,6 +149,8 @@ class MapRef(Ref, MutableMapping[Key, Any]):
             self._get(key)
         except (KeyError, TypeError):
             return False
+        except StoreVersionError:
+            pass  # (there, with a value of a kind a newer sharedstore wrote)
         return True
 
     def get(self, key: Key, default: Any = None) -> Any:

@@ -710,6 +710,7 @@ def create(name: str, size: int | None = None, *,
         if schemas < 0:
             raise_status(schemas, "create schema map")
         mem[L.W_SCHEMAS] = schemas
+        mem[L.W_VALUE_KINDS] = L.V_KNOWN  # the value kinds this library writes
         mem[L.W_READY] = 1
         mem[L.W_MAGIC] = L.MAGIC  # last: attach accepts the store from here
         del mem
