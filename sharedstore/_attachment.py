@@ -32,7 +32,6 @@ import numpy as np
 from . import _calls
 from . import _layout as L
 from . import _segment as seg
-from ._kernels import check as KC
 from ._kernels import heap as KH
 from ._kernels import pins as KP
 from ._kernels import status as S
@@ -260,7 +259,9 @@ def map_store(name: str, path: Path, fd: int) -> Attachment:
     try:
         _check_header(mem, name, path, size)
         if int(mem[L.W_VALUE_KINDS]) & L.V_KNOWN != L.V_KNOWN:  # (this library's first attach)
-            KC.value_kinds_add(mem, L.V_KNOWN)  # the value kinds it may write from now on
+            from ._kernels.check import value_kinds_add
+
+            value_kinds_add(mem, L.V_KNOWN)  # the value kinds it may write from now on
     finally:
         del mem  # (on an error the mapping goes with the traceback that still shows it)
     return adopt(name, path, fd, mm)

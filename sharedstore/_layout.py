@@ -66,12 +66,13 @@ Locks: a lock word holds 0 or the owner's token; it is taken with compare-and-sw
 released with a store of 0, always within one kernel call.
 
 Compatibility: a library reads only stores of its own FORMAT_VERSION and refuses any other at
-attach (``_attachment._check_header``), saying whether the store is older or newer.  Anything
-that changes what an existing word, block or tag means bumps FORMAT_VERSION.  One change needs
-no bump: a new value kind whose value lives wholly in its map entry (payload word and value
-bytes, no block of its own): a library of the same format that does not know its tag reads
-the store, refuses to decode that value, and its check reports it as written by a newer
-sharedstore and never repairs it away (the tag's bit is in VALUE_KINDS).
+attach, before it reads anything else of the file, saying whether the store is older or newer
+(``_attachment._check_format``).  A change of anything a library must know to read or write a
+store correctly (a word, a block, a tag, an invariant) takes a new FORMAT_VERSION, with one
+exception: a new value kind whose value lives wholly in its map entry (payload word and value
+bytes, no block of its own).  A library of the same format that does not know its tag reads
+the rest of the store, refuses that value alone, and its check reports it as written by a
+newer sharedstore and never repairs it away (the tag's bit is in VALUE_KINDS).
 """
 
 from typing import NamedTuple

@@ -32,7 +32,9 @@ inside the call and return a status: 1 (new key), 0 (replaced), or a negative st
 - other negative values: the id is stale or invalid (see ``sharedstore._kernels.status``).
 
 Values are numbers: a float read of an int value converts it; a missing key, or a value that is
-not a number, gives ``default``.
+not a real number (a complex too), gives ``default``.  :func:`map_lookup` gives the raw entry:
+its value's tag is one of the table of value kinds, ``sharedstore._layout.VALUE_KINDS``, which
+says what the payload word holds for each.
 
 Many keys at once: ``map_get_float_many(mem, map_id, keys, default, out)`` fills ``out`` for a
 typed List of keys (or an int64 array) and returns how many keys had a number.  On a map too big
@@ -271,8 +273,9 @@ def map_lookup(mem, map_id, key):
     Returns
     -------
     (int, int)
-        The value's tag (``_layout.V_*``), or a negative status (``STATUS_NOT_FOUND`` for a
-        missing key), and its payload word.
+        The value's tag (a row of ``_layout.VALUE_KINDS``: ``V_INT``, ``V_FLOAT``...), or a
+        negative status (``STATUS_NOT_FOUND`` for a missing key), and its payload word (what
+        it holds: the row's ``payload``).
     """
     return _lookup_key(unowned(mem), map_id, key)
 

@@ -94,10 +94,11 @@ class _ValuesView(ValuesView[Any]):
 class MapRef(Ref, MutableMapping[Key, Any]):
     """A shared hash map: str, bytes or int keys; any values.  Readers never lock.
 
-    Values: None, bool, int64, float, str and bytes are stored as themselves, numpy arrays as
-    typed blocks (read back as new arrays), refs as their handles (read back as refs), anything
-    else pickled.  Replacing or deleting a value frees what the map stored for it; the objects
-    refs point to stay (``drop(recursive=True)`` drops them too)."""
+    Values: None, bool, int64, float, complex, str and bytes are stored as themselves, numpy
+    arrays as typed blocks (read back as new arrays), refs as their handles (read back as refs),
+    anything else pickled (``sharedstore._layout.VALUE_KINDS`` has the table).  Replacing or
+    deleting a value frees what the map stored for it; the objects refs point to stay
+    (``drop(recursive=True)`` drops them too)."""
 
     __slots__ = ()
     _kind = L.KIND_MAP
@@ -342,7 +343,7 @@ class MapRef(Ref, MutableMapping[Key, Any]):
                 what="map set", h=self._id, hint=len(kb) + len(data))
 
     def set(self, key: Key, value: Any) -> None:
-        """``m[key] = value`` (seed 1's name; also ``add``)."""
+        """``m[key] = value`` (also ``add``)."""
         self[key] = value
 
     add = set
@@ -412,7 +413,8 @@ class MapRef(Ref, MutableMapping[Key, Any]):
             raise KeyError(key)
 
     def delete(self, key: Key) -> bool:
-        """Remove ``key`` (seed 2's name), freeing what the map stored for its value.
+        """Remove ``key``, freeing what the map stored for its value (``del m[key]`` that
+        says whether it was there).
 
         Returns
         -------
@@ -508,7 +510,7 @@ class MapRef(Ref, MutableMapping[Key, Any]):
 
 
 class ListRef(Ref, MutableSequence[Any]):
-    """A shared list of any values (``store.vector()`` with no dtype; seed 1's VectorRef).
+    """A shared list of any values (``store.vector()`` with no dtype).
 
     It is a map keyed by index: values are stored as a map stores them (refs as handles,
     anything else natively or pickled), and reads never lock.  ``append`` is atomic (its index

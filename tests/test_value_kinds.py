@@ -170,6 +170,20 @@ def test_check_reports_a_newer_value_and_repair_never_removes_it(store):
     assert raw(store, m, "new") == (NEWER_TAG, b"future") and len(m) == 2
 
 
+def test_stats_name_the_format_and_the_value_kinds(store, capsys):
+    from sharedstore import cli
+
+    st = store.stats()
+    assert st["format_version"] == L.FORMAT_VERSION
+    assert st["value_kinds"] == [k.name for k in L.VALUE_KINDS]
+    newer_library_writes(store, store.map(), "new")
+    assert store.stats()["value_kinds"][-2:] == ["complex", f"kind {NEWER_TAG}"]
+    assert cli.main(["stats", store.name]) == 0
+    out = capsys.readouterr().out
+    assert f"format version {L.FORMAT_VERSION}, value kinds: None, False" in out
+    assert f"kind {NEWER_TAG} (a kind <tag>: only a newer sharedstore reads it)" in out
+
+
 def test_an_unknown_tag_no_library_recorded_is_damage(store):
     """A tag whose bit no library set in VALUE_KINDS was written by none: damage, removed."""
     m = store.map({"a": 1})
