@@ -167,8 +167,13 @@ def decode_value(store: Store, tag: int, payload: int, data: Any) -> Any:
 
 
 def _decode(store: Store, tag: int, payload: int, data: Any) -> Any:
-    if tag == L.V_STR:  # (the commonest first)
+    # the commonest kinds as _DECODERS decodes them, without its call (30 ns of a read)
+    if tag == L.V_STR:
         return bytes(data).decode("utf-8", "surrogatepass")
+    if tag == L.V_INT:
+        return payload
+    if tag == L.V_FLOAT:
+        return _float_from_bits(payload)
     decode = _DECODERS.get(tag)
     if decode is None:
         raise unknown_kind(store, tag)

@@ -45,6 +45,11 @@ def test_the_table_and_its_constants_agree():
         assert bool(k.payload) or k.size != 0 or k.tag in (L.V_NONE, L.V_FALSE, L.V_TRUE)
         assert _values.kind_name(k.tag) == k.name
     assert _values.kind_name(40) == "kind 40"
+    # the kinds _decode reads before the table's decoders, as those decode them
+    for tag, payload, data in ((L.V_STR, 0, "é".encode()), (L.V_INT, -3, None),
+                               (L.V_FLOAT, _values.float_bits(2.5), None)):
+        assert _values._decode(None, tag, payload, data) == _values._DECODERS[tag](
+            None, payload, data)
     # every key tag is one encode_key makes
     assert {_values.encode_key(k)[1] for k in ("a", b"a", 1)} == {
         k.tag for k in L.VALUE_KINDS if k.key}
