@@ -26,6 +26,7 @@ from .errors import (
     StoreExistsError,
     StoreFullError,
     StoreNotFoundError,
+    StoreVersionError,
     UntrustedStoreError,
     UseAfterFreeError,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "StoreExistsError",
     "StoreFullError",
     "StoreNotFoundError",
+    "StoreVersionError",
     "StringRef",
     "Struct",
     "StructProxy",

@@ -44,7 +44,7 @@ from ._kernels import heap as KH
 from ._kernels import pins as KP
 from ._kernels import status as S
 from ._pins import release_pin
-from .errors import StoreCorruptError, StoreFullError, raise_status
+from .errors import StoreCorruptError, StoreFullError, StoreVersionError, raise_status
 
 if TYPE_CHECKING:
     import mmap
@@ -309,6 +309,7 @@ def adopt(name: str, path: Path, fd: int, mm: mmap.mmap) -> Attachment:
 
 def map_store(name: str, path: Path, fd: int) -> Attachment:
     """Map the store file open as ``fd`` (its header checked) and register this process."""
+    _check_format(os.pread(fd, 16, 0), name, path)  # (before anything of this format is read)
     size = os.fstat(fd).st_size
     if size < L.HEAP_START:
         raise StoreCorruptError(
@@ -319,9 +320,31 @@ def map_store(name: str, path: Path, fd: int) -> Attachment:
     mem = np.frombuffer(mm, dtype=np.int64)
     try:
         _check_header(mem, name, path, size)
+        if int(mem[L.W_VALUE_KINDS]) & L.V_KNOWN != L.V_KNOWN:  # (this library's first attach)
+            from ._kernels.check import value_kinds_add
+
+            value_kinds_add(mem, L.V_KNOWN)  # the value kinds it may write from now on
     finally:
         del mem  # (on an error the mapping goes with the traceback that still shows it)
     return adopt(name, path, fd, mm)
+
+
+def _check_format(head: bytes, name: str, p: Path) -> None:
+    """Raise StoreVersionError if the header words ``head`` (magic, version) are of a store of
+    another format version; anything else is for :func:`_check_header` to judge."""
+    if len(head) < 16 or int.from_bytes(head[:8], "little") != L.MAGIC:
+        return
+    version = int.from_bytes(head[8:16], "little", signed=True)
+    if version > L.FORMAT_VERSION:
+        raise StoreVersionError(
+            f"store {name!r} ({p}) was made by a newer sharedstore (format version {version}); "
+            f"this sharedstore reads format version {L.FORMAT_VERSION}: upgrade sharedstore "
+            "(pip install -U sharedstore) in every process that uses it")
+    if version != L.FORMAT_VERSION:
+        raise StoreVersionError(
+            f"store {name!r} ({p}) was made by an older sharedstore (format version {version}); "
+            f"this sharedstore reads format version {L.FORMAT_VERSION}: use the sharedstore "
+            f"that made it, or remove it with sharedstore.unlink({name!r}) and create it again")
 
 
 def _check_header(mem: np.ndarray, name: str, p: Path, size: int) -> None:
@@ -331,11 +354,7 @@ def _check_header(mem: np.ndarray, name: str, p: Path, size: int) -> None:
     fix = f"remove it with sharedstore.unlink({name!r})"
     if int(mem[L.W_MAGIC]) != L.MAGIC:
         raise StoreCorruptError(f"{p} is not a sharedstore store (bad magic number); {fix}")
-    if int(mem[L.W_VERSION]) != L.FORMAT_VERSION:
-        raise StoreCorruptError(
-            f"store {name!r} has format version {int(mem[L.W_VERSION])}; this sharedstore reads "
-            f"version {L.FORMAT_VERSION}: use the sharedstore that made it, or {fix}"
-        )
+    _check_format(mem[:2].tobytes(), name, p)
     reserved, committed = int(mem[L.W_RESERVED]), int(mem[L.W_COMMITTED])
     top = int(mem[L.W_HEAP_TOP])
     if reserved != size or not (L.INITIAL_COMMIT <= committed <= reserved) or not (

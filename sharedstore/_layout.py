@@ -21,6 +21,10 @@ Header (bytes 0 .. 4096), word indices::
     11 CREATED_NS   creation time, ns since the epoch
     12 READY        1 once the creator finished initialising; attach refuses 0
     13 SCHEMAS      handle of the schema map (struct descriptor -> string holding it)
+    14 VALUE_KINDS  bit t set: map values of kind t (VALUE_KINDS below) may be in the store.
+                    The creator sets the kinds its library writes (V_KNOWN); every library
+                    that attaches ORs in its own, so one that meets a tag it does not know
+                    can tell a newer library's value from damage
     16 .. 47        OBJECTS[kind]: live objects per kind
     64 .. 319      CLASS_HEADS[c]: first free block of size class c, 0 if none
 
@@ -66,7 +70,18 @@ a free block has tag TAG_FREE and the next free block's offset in its first data
 
 Locks: a lock word holds 0 or the owner's token; it is taken with compare-and-swap and
 released with a store of 0, always within one kernel call.
+
+Compatibility: a library reads only stores of its own FORMAT_VERSION and refuses any other at
+attach, before it reads anything else of the file, saying whether the store is older or newer
+(``_attachment._check_format``).  A change of anything a library must know to read or write a
+store correctly (a word, a block, a tag, an invariant) takes a new FORMAT_VERSION, with one
+exception: a new value kind whose value lives wholly in its map entry (payload word and value
+bytes, no block of its own).  A library of the same format that does not know its tag reads
+the rest of the store, refuses that value alone, and its check reports it as written by a
+newer sharedstore and never repairs it away (the tag's bit is in VALUE_KINDS).
 """
+
+from typing import NamedTuple
 
 MAGIC = int.from_bytes(b"SHSTORE\x01", "little")
 FORMAT_VERSION = 5  # 2: an array value's elements live in a data block of their own
@@ -74,7 +89,8 @@ FORMAT_VERSION = 5  # 2: an array value's elements live in a data block of their
                     #    size classes above 128 bytes are 16 bytes bigger
                     # 4: a vector's header has an undo block for writes in place
                     # 5: liveness locks on the process table; arrays are KIND_ARRAY; a reused
-                    #    handle slot keeps its lock and seq words
+                    #    handle slot keeps its lock and seq words; the header records the
+                    #    value kinds (VALUE_KINDS); complex values
 
 PAGE = 4096
 
@@ -93,6 +109,7 @@ W_HT_FREE = 10
 W_CREATED_NS = 11
 W_READY = 12
 W_SCHEMAS = 13
+W_VALUE_KINDS = 14
 W_OBJECTS = 16
 N_KINDS = 32
 W_CLASS_HEADS = 64
@@ -216,6 +233,7 @@ MAP_MIN_CAP = 8
 # an entry block: its header's ulen is the value's byte length; its data words are
 # [key tag | value tag << 8 | key len << 16, value payload], then the key bytes (padded to 8),
 # then the value bytes.  The hash is not stored: a resize recomputes it from the key bytes.
+# What the payload word and the value bytes hold: the row of the value tag in VALUE_KINDS.
 # An array value (V_ARRAY) keeps only its header (dtype and shape, ``_values.encode_array``) in
 # the entry; its payload is the byte offset of a data block (as a vector's, below) holding its
 # elements (the block's ulen: their byte length), so read-only views can pin them.  Replacing or
@@ -259,7 +277,33 @@ UNDO_BYTES = 4096  # a write in place is logged and copied this much at a time (
 D_STATE = 0
 D_RECORDS = 16
 
-# value / key tags
+# ---------------------------------------------------------------------------- value kinds
+# The one table of value kinds.  A map entry's meta word holds its key's tag (bits 0..7) and its
+# value's tag (bits 8..15, ``E_META``); the row of that tag says what the entry's payload word
+# and value bytes (``ulen`` of them) hold.  Every reader of a value tag reads this table or the
+# constants made from it below: ``_values.py`` (the Python encoders and decoders, checked
+# against the table at import), ``maps.py``, the C entry points (``_fastpath/entries.py``),
+# ``kernels.py`` and the check (``_kernels/check.py``, ``check.py``).
+#
+# Tags are 1 .. 63 (a store's VALUE_KINDS word has one bit per tag) and a tag never changes
+# meaning: a new kind takes a new tag.  Adding one: the checklist in ``_values.py``.
+
+
+class ValueKind(NamedTuple):
+    """One row of :data:`VALUE_KINDS`."""
+
+    tag: int
+    name: str     # what it holds, as Python names it
+    key: bool     # also a key's tag (a key's bytes are encoded as the value's; an int: 8 bytes)
+    size: int     # value bytes in the entry: 0 (payload-only: the payload word holds the value),
+                  # a fixed count, or VAR
+    c: bool       # the c backend (``_fastpath/entries.py``) writes and reads it with no Python
+    payload: str  # what the payload word holds ("": nothing, 0)
+    data: str     # what the value bytes hold ("": there are none)
+
+
+VAR = -1  # ValueKind.size of bytes of any length
+
 V_NONE = 1
 V_FALSE = 2
 V_TRUE = 3
@@ -270,3 +314,31 @@ V_BYTES = 7
 V_REF = 8
 V_PICKLE = 9
 V_ARRAY = 10
+V_COMPLEX = 11
+
+VALUE_KINDS = (
+    #         tag        name       key    size c      payload word, value bytes
+    ValueKind(V_NONE,    "None",    False, 0,   True,  "", ""),
+    ValueKind(V_FALSE,   "False",   False, 0,   True,  "", ""),
+    ValueKind(V_TRUE,    "True",    False, 0,   True,  "", ""),
+    ValueKind(V_INT,     "int",     True,  0,   True,  "int64", ""),
+    ValueKind(V_FLOAT,   "float",   False, 0,   True,  "float64 bits", ""),
+    ValueKind(V_STR,     "str",     True,  VAR, True,  "", "UTF-8 (lone surrogates kept)"),
+    ValueKind(V_BYTES,   "bytes",   True,  VAR, True,  "", "the bytes"),
+    ValueKind(V_REF,     "ref",     False, 0,   False, "the object's handle", ""),
+    ValueKind(V_PICKLE,  "pickle",  False, VAR, False, "", "pickle protocol 5 of any value"),
+    ValueKind(V_ARRAY,   "ndarray", False, VAR, False, "offset of the elements' data block",
+              "dtype and shape (_values.array_head)"),
+    ValueKind(V_COMPLEX, "complex", False, 16,  True,  "", "real, imag: two float64"),
+)
+
+# the table as numbers, for kernels (numba reads module constants when it compiles)
+V_MAX_KNOWN = max(k.tag for k in VALUE_KINDS)  # the highest tag this library reads
+V_KNOWN = sum(1 << k.tag for k in VALUE_KINDS)  # bit t: tag t is a kind this library reads
+V_KEYS = sum(1 << k.tag for k in VALUE_KINDS if k.key)  # bit t: tag t may be a key's
+V_PAYLOAD_ONLY = sum(1 << k.tag for k in VALUE_KINDS if k.size == 0)  # bit t: no value bytes
+#: V_SIZE[t]: ValueKind.size of tag t (VAR for tags of no kind), for t <= V_MAX_KNOWN
+V_SIZE = tuple(next((k.size for k in VALUE_KINDS if k.tag == t), VAR)
+               for t in range(V_MAX_KNOWN + 1))
+VALUE_KIND = {k.tag: k for k in VALUE_KINDS}
+assert len(VALUE_KIND) == len(VALUE_KINDS) and all(0 < t < 64 for t in VALUE_KIND)

@@ -2,8 +2,41 @@
 
 Keys: ``str`` (UTF-8), ``bytes`` and ``int`` (8 bytes, little-endian; ``bool`` as int, so
 ``m[True]`` and ``m[1]`` are one key as in a dict).  Values: ``None``, ``bool``, ``int`` (int64),
-``float`` stored natively; ``str`` and ``bytes`` as their bytes; refs as their handle; anything
-else (and ints beyond int64) pickled with protocol 5.
+``float`` and ``complex`` stored natively; ``str`` and ``bytes`` as their bytes; numpy arrays as
+typed blocks; refs as their handle; anything else (and ints beyond int64) pickled with protocol
+5.  Each kind of value has a tag, and its row in ``_layout.VALUE_KINDS`` says what the map
+entry holds for it: the encoders and decoders here follow that table (and are checked against
+it when this module is imported).
+
+Adding a value kind
+-------------------
+``complex`` was added this way; grep for ``V_COMPLEX`` to see each step.
+
+1. ``_layout.py``: a new tag ``V_<NAME>`` (the next free number below 64; a tag is never
+   reused for another meaning) and its row in ``VALUE_KINDS``: what it holds, whether it can
+   be a key, the bytes it keeps in the entry (0: the payload word holds it all; a fixed count;
+   or ``VAR``), whether the c backend handles it, and what its payload word and bytes hold.
+   The check (``_kernels/check.py``: a value of a known tag and the wrong size is damage),
+   ``maps.py`` and ``kernels.py`` read the table's constants, so they need nothing more.
+2. Here: its encoder in :func:`encode_value` (an exact type, as for ``float``, so that a
+   subclass still round-trips through pickle) and its decoder in ``_DECODERS`` (importing this
+   module fails for a tag of the table with no decoder).
+3. If its row says ``c``: ``_fastpath/entries.py``, ``_value_of`` (write) and ``_get`` (read);
+   ``tests/test_fastpath.py`` checks that the kinds marked ``c`` never reach a Python method.
+   Otherwise the C entry points hand its values to the Python methods, which is always right.
+4. A kind whose value lives wholly in its entry (payload word and value bytes) needs no new
+   ``FORMAT_VERSION``: a library of the same format that does not know the tag reads the rest
+   of the store, raises :class:`~sharedstore.StoreVersionError` for that value alone, and its
+   check reports it as written by a newer sharedstore and never repairs it away (the store's
+   ``VALUE_KINDS`` word has its bit).  A kind that owns memory outside its entry (as an array's
+   data block) also needs ``_kernels/hashmap.py`` to free it and ``_kernels/check.py`` to
+   claim it, and a new ``FORMAT_VERSION``: an older library would leak or free that memory.
+5. ``tests/test_value_kinds.py``: a sample value in ``SAMPLES`` (its round trip runs on both
+   backends, and the test fails for a kind of the table without a sample).  Editing a kernel
+   module recompiles the kernels locally; the shipped cache is rebuilt before a release
+   (README, Kernel cache).
+6. README (the fast path's list of native values) and :class:`~sharedstore.MapRef`'s
+   docstring.
 """
 
 from __future__ import annotations
@@ -17,7 +50,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import numpy as _np
 
 from . import _layout as L
-from .errors import StoreCorruptError
+from .errors import StoreCorruptError, StoreVersionError
 
 if TYPE_CHECKING:
     from .store import Store
@@ -28,6 +61,7 @@ Key: TypeAlias = str | bytes | int
 _EMPTY = b""
 _I64 = struct.Struct("<q")
 _F64 = struct.Struct("<d")
+_COMPLEX = struct.Struct("<dd")  # V_COMPLEX's 16 bytes: real, imag
 
 
 def encode_key(key: Any) -> tuple[bytes, int]:
@@ -96,6 +130,8 @@ def encode_value(value: Any, handle_of: Callable[[Any], int | None]
         return (L.V_TRUE if value else L.V_FALSE), 0, 0.0, _EMPTY
     if t is bytes:
         return L.V_BYTES, 0, 0.0, value
+    if t is complex:
+        return L.V_COMPLEX, 0, 0.0, _COMPLEX.pack(value.real, value.imag)
     h = handle_of(value)
     if h is not None:
         return L.V_REF, h, 0.0, _EMPTY
@@ -124,33 +160,76 @@ def decode_value(store: Store, tag: int, payload: int, data: Any) -> Any:
     except (ValueError, TypeError, EOFError, IndexError, KeyError, OverflowError, MemoryError,
             pickle.UnpicklingError, SyntaxError, RecursionError) as e:
         raise StoreCorruptError(
-            f"a stored value (tag {tag}, {len(data)} bytes) cannot be decoded ({type(e).__name__}: "
-            f"{e}); the store may be damaged: run `python -m sharedstore check NAME`"
+            f"a stored value (tag {tag}, {0 if data is None else len(data)} bytes) cannot be "
+            f"decoded ({type(e).__name__}: {e}); the store may be damaged: run "
+            "`python -m sharedstore check NAME`"
         ) from e
 
 
 def _decode(store: Store, tag: int, payload: int, data: Any) -> Any:
+    # the commonest kinds as _DECODERS decodes them, without its call (30 ns of a read)
     if tag == L.V_STR:
         return bytes(data).decode("utf-8", "surrogatepass")
     if tag == L.V_INT:
         return payload
     if tag == L.V_FLOAT:
         return _float_from_bits(payload)
-    if tag == L.V_NONE:
-        return None
-    if tag == L.V_TRUE:
-        return True
-    if tag == L.V_FALSE:
-        return False
-    if tag == L.V_BYTES:
-        return bytes(data)
-    if tag == L.V_REF:
-        return store.ref(payload)
-    if tag == L.V_PICKLE:
-        return pickle.loads(data)
-    if tag == L.V_ARRAY:
-        return decode_array(data)
-    raise ValueError(f"unknown value tag {tag}")
+    decode = _DECODERS.get(tag)
+    if decode is None:
+        raise unknown_kind(store, tag)
+    return decode(store, payload, data)
+
+
+def _complex(data: Any) -> complex:
+    if len(data) != _COMPLEX.size:
+        raise ValueError(f"a complex value holds {_COMPLEX.size} bytes, not {len(data)}")
+    return complex(*_COMPLEX.unpack(data))
+
+
+#: tag -> decode(store, payload word, value bytes): one per row of _layout.VALUE_KINDS
+_DECODERS: dict[int, Callable[[Store, int, Any], Any]] = {
+    L.V_NONE: lambda store, payload, data: None,
+    L.V_FALSE: lambda store, payload, data: False,
+    L.V_TRUE: lambda store, payload, data: True,
+    L.V_INT: lambda store, payload, data: payload,
+    L.V_FLOAT: lambda store, payload, data: _float_from_bits(payload),
+    L.V_STR: lambda store, payload, data: bytes(data).decode("utf-8", "surrogatepass"),
+    L.V_BYTES: lambda store, payload, data: bytes(data),
+    L.V_REF: lambda store, payload, data: store.ref(payload),
+    L.V_PICKLE: lambda store, payload, data: pickle.loads(data),
+    L.V_ARRAY: lambda store, payload, data: decode_array(data),
+    L.V_COMPLEX: lambda store, payload, data: _complex(data),
+}
+if set(_DECODERS) != set(L.VALUE_KIND):
+    raise ImportError(f"value tags of _layout.VALUE_KINDS without a decoder in _values.py: "
+                      f"{sorted(set(L.VALUE_KIND) - set(_DECODERS))} (or the reverse: "
+                      f"{sorted(set(_DECODERS) - set(L.VALUE_KIND))})")
+
+
+def kind_name(tag: int) -> str:
+    """What a value tag names: its kind's name, or ``"kind <tag>"`` for a tag this library
+    does not know."""
+    k = L.VALUE_KIND.get(tag)
+    return k.name if k is not None else f"kind {tag}"
+
+
+def newer_kind(mem: Any, tag: int) -> bool:
+    """Whether ``tag`` is a value kind this library does not know that the store says a newer
+    library may have written (its VALUE_KINDS word has the tag's bit)."""
+    return (tag not in L.VALUE_KIND and 0 < tag < 64
+            and bool(int(mem[L.W_VALUE_KINDS]) >> tag & 1))
+
+
+def unknown_kind(store: Store, tag: int) -> StoreCorruptError:
+    """The error for a stored value of a tag this library does not know."""
+    if newer_kind(store.mem, tag):
+        return StoreVersionError(
+            f"a value in store {store.name!r} is of a kind this sharedstore does not know (value "
+            f"tag {tag}): a newer sharedstore wrote it; upgrade sharedstore to read it (the "
+            "other values read as usual)")
+    return StoreCorruptError(
+        f"a stored value has tag {tag}, which is no kind of value; the store may be damaged: "
+        f"run `python -m sharedstore check {store.name}`")
 
 
 #: the fixed part of a stored array: header length (uint32) then the header, padded to 16

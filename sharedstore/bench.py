@@ -13,7 +13,8 @@ A subset of the asv suite (``asv_bench/``), a few seconds per comparison:
 
 Each figure is the best of ``repeat`` timed calls (more for calls of a few milliseconds, up to
 0.3 s of them); a ratio is sharedstore's time divided by
-the peer's (below 1: sharedstore is faster), next to the DESIGN target where there is one.
+the peer's (below 1: sharedstore is faster), next to the project's target for it where there
+is one (:data:`TARGETS`).
 Peers that are not installed are skipped and listed (``pip install 'sharedstore[bench]'``).
 
 The helpers here (unique names, :class:`Resources`, test data, :func:`open_map`) are shared
@@ -201,7 +202,7 @@ def open_map(res: Resources, impl: str):
 #: the module each peer needs, by implementation name
 PEER_MODULES = {"lmdb": "lmdb", "UltraDict": "UltraDict"}
 
-#: DESIGN.md section 5, as time ratios sharedstore / peer (at most)
+#: the project's performance targets, as time ratios sharedstore / peer (at most)
 TARGETS = {
     ("map get", "dict"): 2.0,
     ("map get", "lmdb"): 0.6,

@@ -13,14 +13,19 @@ milliseconds for a store of a million objects).  What it checks:
   block, length, capacity, free list, dtype);
 - allocated blocks that nothing references: *leaks*, what an operation held when its process was
   killed; and retired vector data still pinned by views (not a problem: the last view frees it);
-- locks held by processes that are dead.
+- locks held by processes that are dead;
+- map values of kinds this sharedstore does not know: damage, unless the store records that a
+  newer sharedstore may have written that kind (``_layout``, Compatibility); then the check
+  reports them as written by a newer sharedstore, counts them as sound, and repair leaves them
+  alone.
 
 ``repair=True`` then fixes what can be rebuilt from the ground truth (the blocks' own headers and
 the handle entries): leaked blocks are freed, free lists and counts rebuilt, a map entry that is
 damaged is removed, an object whose own block is damaged is dropped (its id then raises
 :class:`UseAfterFreeError`), dead processes' locks are taken over.  It cannot repair a heap whose
 walk breaks (a damaged block header), a damaged handle directory, a block claimed by two objects
-or a map entry that lookups cannot find; it says so.
+or a map entry that lookups cannot find; it says so.  It never removes what it does not
+understand: a value of a kind a newer sharedstore wrote stays as it is.
 """
 
 from __future__ import annotations
@@ -125,6 +130,10 @@ _CODES: dict[int, tuple[str, bool, Callable[[int, int, int], str]]] = {
         + "; repair makes the block's pins match the records")),
     KC.P_KIND: ("object-kind", True, lambda a, b, c: (
         f"{_h(a)} has kind {b}, which is no kind of object; repair drops it")),
+    KC.P_NEWER_VALUE: ("newer-value", False, lambda a, b, c: (
+        f"map {_h(a)}: the value in slot {b} is of a kind this sharedstore does not know "
+        f"(value tag {c}): a newer sharedstore wrote it; upgrade sharedstore to read it "
+        "(repair leaves it as it is)")),
 }
 
 
@@ -136,6 +145,10 @@ DEBRIS = frozenset({
     "map-count", "map-used", "dead-lock", "pins-unrecorded",
 })
 
+#: what is sound but not for this sharedstore to read: values a newer one wrote (``ok`` holds;
+#: repair leaves them as they are)
+NEWER = frozenset({"newer-value"})
+
 
 def _class_size(c: int) -> int:
     return L.class_size(c) if 0 <= c < L.N_CLASSES else 0
@@ -145,7 +158,8 @@ def _class_size(c: int) -> int:
 class Problem:
     """One inconsistency: ``code`` names its kind (``"leak"``, ``"map-entry"``, ...), ``where``
     is the byte offset or object id it is about, ``repairable`` says if ``repair=True`` can
-    fix it; ``debris`` says it is what a killed operation leaves (see :data:`DEBRIS`)."""
+    fix it; ``debris`` says it is what a killed operation leaves (see :data:`DEBRIS`),
+    ``newer`` that it is a value a newer sharedstore wrote (see :data:`NEWER`)."""
 
     code: str
     message: str
@@ -156,6 +170,10 @@ class Problem:
     def debris(self) -> bool:
         return self.code in DEBRIS
 
+    @property
+    def newer(self) -> bool:
+        return self.code in NEWER
+
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
 
@@ -165,7 +183,8 @@ class CheckReport:
     """What :meth:`Store.check` found.  ``problems`` are those that remain; with ``repair=True``,
     ``repaired`` are those it fixed.  ``ok`` is true when the store is sound: no problem is left
     but the debris of killed operations (leaked blocks and the like, see :data:`DEBRIS`), which
-    costs memory and nothing else; ``clean`` when no problem at all is left.  ``stats`` has the
+    costs memory and nothing else, and values a newer sharedstore wrote (:data:`NEWER`);
+    ``clean`` when no problem at all is left.  ``stats`` has the
     walk's counts (blocks, free and leaked blocks and bytes, live handles, maps, entries,
     vectors, data blocks still pinned by views)."""
 
@@ -177,7 +196,7 @@ class CheckReport:
 
     @property
     def ok(self) -> bool:
-        return not self.more and all(p.debris for p in self.problems)
+        return not self.more and all(p.debris or p.newer for p in self.problems)
 
     @property
     def clean(self) -> bool:
@@ -193,8 +212,10 @@ class CheckReport:
             "store": self.store,
             "ok": self.ok,
             "clean": self.clean,
-            "problems": [{**p.__dict__, "debris": p.debris} for p in self.problems],
-            "repaired": [{**p.__dict__, "debris": p.debris} for p in self.repaired],
+            "problems": [{**p.__dict__, "debris": p.debris, "newer": p.newer}
+                         for p in self.problems],
+            "repaired": [{**p.__dict__, "debris": p.debris, "newer": p.newer}
+                         for p in self.repaired],
             "more_problems": self.more,
             "stats": self.stats,
         }
@@ -205,8 +226,16 @@ class CheckReport:
         if self.clean:
             verdict = "ok"
         elif self.ok:
-            verdict = (f"ok, with {n} leftover(s) of killed operations (repair=True reclaims "
-                       f"them: {human_bytes(s.get('leaked_bytes', 0))} leaked)")
+            debris = sum(p.debris for p in self.problems)
+            newer = n - debris
+            parts = []
+            if debris:
+                parts.append(f"{debris} leftover(s) of killed operations (repair=True reclaims "
+                             f"them: {human_bytes(s.get('leaked_bytes', 0))} leaked)")
+            if newer:
+                parts.append(f"{newer} value(s) a newer sharedstore wrote (upgrade sharedstore "
+                             "to read them)")
+            verdict = "ok, with " + " and ".join(parts)
         else:
             verdict = f"{n} problem(s)"
         lines = [
@@ -224,7 +253,8 @@ class CheckReport:
             lines.append(f"  repaired  {p}")
         for p in self.problems:
             tail = "" if p.repairable else "  [cannot be repaired]"
-            lines.append(f"  {'leftover' if p.debris else 'problem '}  {p}{tail}")
+            label = "leftover" if p.debris else "newer   " if p.newer else "problem "
+            lines.append(f"  {label}  {p}{tail if not p.newer else ''}")
         if self.more:
             lines.append(f"  ... and {self.more} more problem(s)")
         return "\n".join(lines)
@@ -236,7 +266,7 @@ _STAT_NAMES = {
     KC.ST_LEAKED_BYTES: "leaked_bytes", KC.ST_PINNED_BLOCKS: "pinned_blocks",
     KC.ST_PINNED_BYTES: "pinned_bytes", KC.ST_HANDLES: "handles",
     KC.ST_FREE_SLOTS: "free_slots", KC.ST_MAPS: "maps", KC.ST_ENTRIES: "entries",
-    KC.ST_VECTORS: "vectors", KC.ST_WALKED: "heap_walked",
+    KC.ST_VECTORS: "vectors", KC.ST_WALKED: "heap_walked", KC.ST_NEWER_VALUES: "newer_values",
 }
 
 

@@ -188,6 +188,10 @@ def stats_lines(stats: dict) -> list[str]:
         f"reserved {human_bytes(stats['reserved'])} (free {human_bytes(stats['free'])})",
         f"objects: {objects} ({stats['handles']:,} handles, "
         f"{stats['named_values']:,} named values)",
+        f"format version {stats['format_version']}, value kinds: "
+        + ", ".join(stats["value_kinds"])
+        + (" (a kind <tag>: only a newer sharedstore reads it)"
+           if any(k.startswith("kind ") for k in stats["value_kinds"]) else ""),
     ]
 
 

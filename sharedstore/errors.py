@@ -52,6 +52,12 @@ class StoreCorruptError(SharedStoreError):
     """The store's memory is inconsistent (a damaged or foreign file)."""
 
 
+class StoreVersionError(StoreCorruptError):
+    """The store, or a value in it, was written by a sharedstore this one cannot read: a newer
+    one (upgrade sharedstore to read it) or, for a whole store, an older one.  A
+    :class:`StoreCorruptError` to code that catches those: to this library it is unreadable."""
+
+
 class UntrustedStoreError(SharedStoreError, PermissionError):
     """The store's file could have been written by another user: it is owned by someone else, or
     its mode lets others write it.  A pickled value read from it would run their code."""

@@ -32,7 +32,9 @@ inside the call and return a status: 1 (new key), 0 (replaced), or a negative st
 - other negative values: the id is stale or invalid (see ``sharedstore._kernels.status``).
 
 Values are numbers: a float read of an int value converts it; a missing key, or a value that is
-not a number, gives ``default``.
+not a real number (a complex too), gives ``default``.  :func:`map_lookup` gives the raw entry:
+its value's tag is one of the table of value kinds, ``sharedstore._layout.VALUE_KINDS``, which
+says what the payload word holds for each.
 
 Many keys at once: ``map_get_float_many(mem, map_id, keys, default, out)`` fills ``out`` for a
 typed List of keys (or an int64 array) and returns how many keys had a number.  On a map too big
@@ -273,8 +275,9 @@ def map_lookup(mem, map_id, key):
     Returns
     -------
     (int, int)
-        The value's tag (``_layout.V_*``), or a negative status (``STATUS_NOT_FOUND`` for a
-        missing key), and its payload word.
+        The value's tag (a row of ``_layout.VALUE_KINDS``: ``V_INT``, ``V_FLOAT``...), or a
+        negative status (``STATUS_NOT_FOUND`` for a missing key), and its payload word (what
+        it holds: the row's ``payload``).
     """
     return _lookup_key(unowned(mem), map_id, key)
 
@@ -388,10 +391,10 @@ def map_get_float_many(mem, map_id, keys, default, out):
     n = len(keys)
     d = float(default)
     found = 0
-    mw, _, t, cap = _read_begin(m, map_id, L.KIND_MAP)
-    if mw < 0:
+    tk, t, cap = _read_begin(m, map_id, L.KIND_MAP)
+    if tk[0] < 0:
         out[:n] = d
-        return mw
+        return tk[0]
     if cap <= _CACHED_SLOTS:  # the table stays in cache: nothing to fetch ahead
         for i in range(n):
             tag, payload = _lookup_key(m, map_id, _key_at(keys, i))

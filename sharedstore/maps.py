@@ -43,6 +43,7 @@ from ._values import (
     encode_value,
     float_bits,
 )
+from .errors import StoreVersionError
 from .refs import _CLASSES, Ref
 
 _REC = struct.Struct("<qqqq")
@@ -50,6 +51,7 @@ _REC3 = struct.Struct("<qqq")
 _V_INT = L.V_INT
 _V_STR = L.V_STR
 _V_FLOAT = L.V_FLOAT
+_PAYLOAD_ONLY = L.V_PAYLOAD_ONLY  # bit t: values of tag t have no bytes (_layout.VALUE_KINDS)
 _GET_ANSWERS = (S.ERR_NOT_FOUND, S.ERR_SCRATCH)  # (a missing key; a value to read again)
 
 
@@ -83,7 +85,7 @@ def _decoded(s: Any, r: int, view: memoryview, ints: memoryview) -> Any:
             return str(view[24:24 + ints[2]], "utf-8", "surrogatepass")
         except UnicodeDecodeError as e:
             raise corrupt_text(e) from e
-    if r <= _V_FLOAT:  # payload-only values: no bytes to copy out
+    if _PAYLOAD_ONLY >> r & 1:  # no bytes to copy out
         return decode_value(s, r, ints[1], None)
     return decode_value(s, r, ints[1], view[24:24 + ints[2]])
 
@@ -115,10 +117,11 @@ class _ValuesView(ValuesView[Any]):
 class MapRef(Ref, MutableMapping[Key, Any]):
     """A shared hash map: str, bytes or int keys; any values.  Readers never lock.
 
-    Values: None, bool, int64, float, str and bytes are stored as themselves, numpy arrays as
-    typed blocks (read back as new arrays), refs as their handles (read back as refs), anything
-    else pickled.  Replacing or deleting a value frees what the map stored for it; the objects
-    refs point to stay (``drop(recursive=True)`` drops them too)."""
+    Values: None, bool, int64, float, complex, str and bytes are stored as themselves, numpy
+    arrays as typed blocks (read back as new arrays), refs as their handles (read back as refs),
+    anything else pickled (``sharedstore._layout.VALUE_KINDS`` has the table).  Replacing or
+    deleting a value frees what the map stored for it; the objects refs point to stay
+    (``drop(recursive=True)`` drops them too)."""
 
     __slots__ = ()
     _kind = L.KIND_MAP
@@ -164,6 +167,8 @@ class MapRef(Ref, MutableMapping[Key, Any]):
             MapRef._get(self, key)
         except (KeyError, TypeError):
             return False
+        except StoreVersionError:
+            pass  # (there, with a value of a kind a newer sharedstore wrote)
         return True
 
     def get(self, key: Key, default: Any = None) -> Any:
@@ -358,7 +363,7 @@ class MapRef(Ref, MutableMapping[Key, Any]):
                 what="map set", h=self._id, hint=len(kb) + len(data))
 
     def set(self, key: Key, value: Any) -> None:
-        """``m[key] = value`` (seed 1's name; also ``add``)."""
+        """``m[key] = value`` (also ``add``)."""
         self[key] = value
 
     add = set
@@ -543,7 +548,8 @@ class MapRef(Ref, MutableMapping[Key, Any]):
             raise KeyError(key)
 
     def delete(self, key: Key) -> bool:
-        """Remove ``key`` (seed 2's name), freeing what the map stored for its value.
+        """Remove ``key``, freeing what the map stored for its value (``del m[key]`` that
+        says whether it was there).
 
         Returns
         -------
@@ -640,7 +646,7 @@ class MapRef(Ref, MutableMapping[Key, Any]):
 
 
 class ListRef(Ref, MutableSequence[Any]):
-    """A shared list of any values (``store.vector()`` with no dtype; seed 1's VectorRef).
+    """A shared list of any values (``store.vector()`` with no dtype).
 
     It is a map keyed by index: values are stored as a map stores them (refs as handles,
     anything else natively or pickled), and reads never lock.  ``append`` is atomic (its index

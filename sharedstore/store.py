@@ -35,7 +35,7 @@ from ._fastpath.cpython import Context
 from ._kernels import hashmap as KM
 from ._kernels import heap as KH
 from ._kernels import objects as KO
-from ._values import Key, as_float, float_bits
+from ._values import Key, as_float, float_bits, kind_name
 from ._values import as_int64 as _int64
 from .errors import (
     InvalidHandleError,
@@ -111,7 +111,16 @@ class Store:
 
     @property
     def mem(self) -> np.ndarray:
-        """The whole segment as an int64 array (for kernels; see ``_layout`` for its format)."""
+        """The store's whole reservation as one int64 array, for kernels and the functions of
+        :mod:`sharedstore.kernels` (``_layout`` documents the format).
+
+        It spans ``store.reserved`` bytes (by default the size of the filesystem: often
+        hundreds of GiB), of which only the first ``store.stats()["committed"]`` are backed by
+        memory.  Never read it whole (``mem.sum()``, ``bytes(mem)``, ``mem.copy()``...): on
+        tmpfs every page read past the committed bytes allocates a page of memory, until the
+        OOM killer ends the process or the file system is full (SIGBUS).  Slice it first:
+        ``mem[:store.stats()["committed"] // 8]``.
+        """
         mem = self._mem
         if mem is None:  # (closed)
             raise self._closed_error()
@@ -503,13 +512,13 @@ class Store:
         return self.root.items()
 
     def set(self, key: Key, value: Any) -> None:
-        """``store[key] = value`` (seed 2's name; also ``add``)."""
+        """``store[key] = value`` (also ``add``)."""
         self.root._set(key, value)
 
     add = set
 
     def delete(self, key: Key) -> bool:
-        """Remove the named value ``key`` (seed 2's name).
+        """Remove the named value ``key`` (``del store[key]`` that says whether it was there).
 
         Returns
         -------
@@ -570,7 +579,9 @@ class Store:
             ``reserved - used``; ``free_listed``: committed bytes on free lists or never
             handed out; ``handles``: entries of the handle table; ``named_values``:
             ``len(store)``; ``objects``: live objects by kind (``{"map": 3, ...}``, kinds with
-            none left out); ``workers``: attached processes.
+            none left out); ``workers``: attached processes; ``format_version``: the store's
+            binary format; ``value_kinds``: the kinds of values it may hold, by name
+            (``"kind <tag>"`` for one only a newer sharedstore reads).
         """
         mem = self.mem
         committed = int(mem[L.W_COMMITTED])
@@ -590,6 +601,9 @@ class Store:
             "named_values": len(self),
             "objects": {k: v for k, v in objects.items() if v},
             "workers": len(self.workers()),
+            "format_version": int(mem[L.W_VERSION]),
+            "value_kinds": [kind_name(t) for t in range(1, 64)
+                            if int(mem[L.W_VALUE_KINDS]) >> t & 1],
         }
 
     def check(self, repair: bool = False) -> CheckReport:
@@ -717,6 +731,7 @@ def create(name: str, size: int | None = None, *,
         if schemas < 0:
             raise_status(schemas, "create schema map")
         mem[L.W_SCHEMAS] = schemas
+        mem[L.W_VALUE_KINDS] = L.V_KNOWN  # the value kinds this library writes
         mem[L.W_READY] = 1
         mem[L.W_MAGIC] = L.MAGIC  # last: attach accepts the store from here
         del mem
@@ -784,7 +799,7 @@ def attach(name: str, *, path: str | os.PathLike[str] | None = None,
     return Store(att, name, created=False, insecure=insecure)
 
 
-# (the builtin's name on purpose: ss.open, as DESIGN.md names it)
+# (the builtin's name on purpose: ss.open, next to ss.create and ss.attach)
 def open(name: str, size: int | None = None, *, path: str | os.PathLike[str] | None = None,
          insecure: bool = False) -> Store:
     """Attach to store ``name``, or create it (with reservation ``size``) if it does not

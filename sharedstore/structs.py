@@ -411,13 +411,16 @@ class StructRef(Ref):
 
     def _bind(self) -> Struct:
         s = self._store
-        st, off, schema = KO.struct_locate(s.mem, self._id)
+        st, off, schema, meta = KO.struct_locate(s.mem, self._id)
         if st < 0:
             self._fail(st, "access")
         struct = s._struct_of(schema)
         self._rec = np.frombuffer(s._mm, dtype=struct.dtype, count=1, offset=off)[0]
-        self._meta_w = KH.handle_lock_word(s.mem, self._id) - (L.H_LOCK - L.H_META)
-        self._meta = s._words[self._meta_w]
+        w = KH.handle_lock_word(s.mem, self._id)
+        if w < 0:
+            self._fail(w, "access")
+        self._meta_w = w - (L.H_LOCK - L.H_META)
+        self._meta = meta  # (what struct_locate saw: a drop since then shows as a change)
         self._struct = struct
         return struct
 

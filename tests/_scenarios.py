@@ -218,6 +218,7 @@ def _kind_bystander(store: ss.Store, seconds: float) -> None:
                 counts["landed"] = counts.get("landed", 0) + 1
             for o in (i, x, s, v, m):
                 o.drop()
+            counts["private"] = counts.get("private", 0) + 1
         except Exception as e:
             _classify(e, counts)
     _add(store, "counts", counts)
@@ -233,7 +234,12 @@ def stale_kinds(seconds: float) -> dict[str, Any]:
                  c.Process(target=_kind_writer, args=(store, seconds)),
                  c.Process(target=_kind_bystander, args=(store, seconds))]
         _run(procs, seconds)
-        return _totals(store)
+        res = _totals(store)
+        report = store.check()
+        if not report.ok:
+            res["check_problems"] = len(report.problems)
+            print(report)
+        return res
 
     return _with_store("kinds", body)
 

@@ -62,8 +62,8 @@ def use_module(name: str, schema_file: Path) -> None:
     errors: tuple[type[ss.SharedStoreError], ...] = (
         ss.InvalidHandleError, ss.InvalidNameError, ss.LockTimeoutError, ss.NodeStoreError,
         ss.SchemaError, ss.StoreClosedError, ss.StoreCorruptError, ss.StoreExistsError,
-        ss.StoreFullError, ss.StoreNotFoundError, ss.UntrustedStoreError, ss.UseAfterFreeError,
-        ss.KindError)
+        ss.StoreFullError, ss.StoreNotFoundError, ss.StoreVersionError, ss.UntrustedStoreError,
+        ss.UseAfterFreeError, ss.KindError)
     try:
         ss.attach(name)
     except errors as e:

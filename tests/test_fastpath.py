@@ -12,6 +12,7 @@ import pytest
 
 import sharedstore as ss
 from sharedstore import _fastpath
+from sharedstore import _layout as L
 from sharedstore._fastpath import cpython as CP
 from sharedstore._fastpath import entries as PE
 from sharedstore.maps import MapRef
@@ -19,11 +20,12 @@ from sharedstore.refs import IntRef, NumberRef
 from sharedstore.store import Store
 from sharedstore.vectors import VectorRef
 
+from ._samples import SAMPLES, same, sample
 from .conftest import backend
 
 NATIVE_KEYS = ["k", "é€𝄞", "", b"raw\x00", b"", 0, -1, 2**63 - 1, -(2**63)]
 NATIVE_VALUES = [None, True, False, 0, -7, 2**63 - 1, -(2**63), 1.5, float("inf"), -0.0,
-                 "", "text", "é€𝄞" * 50, b"", b"\x00\xff" * 300]
+                 "", "text", "é€𝄞" * 50, b"", b"\x00\xff" * 300, 1.5 - 2j, complex(-0.0, 0)]
 
 SLOW_METHODS = [(MapRef, n) for n in ("_python_getitem", "_python_setitem", "_python_contains",
                                       "_python_get")]
@@ -86,6 +88,7 @@ def test_the_c_methods_are_installed_on_cpython(store):
     assert CP.slot_offset(VectorRef, "_element") == PE.SLOT_ELEMENT
     assert CP.slot_offset(VectorRef, "_dtype") == PE.SLOT_DTYPE
     assert CP.array_layout_ok()  # numpy's array layout is where entries.A_* reads it
+    assert CP.complex_layout_ok()  # a complex's two doubles are where entries.CPLX_VALUE reads
     assert ss.fastpath().backend == "c" and not ss.fastpath().missing
     assert str(inspect.signature(MapRef.get)) == "(self, /, key, default=None)"
     assert "default" in MapRef.get.__doc__
@@ -113,6 +116,25 @@ def test_native_keys_and_values_take_the_fast_path(store, handed):
     assert vec.view().tolist() == [0, 7, 8]
     # ... and appends it: only that first append was handed over
     assert [s for s in seen if s] == [[(7,)]]
+
+
+def test_the_kinds_marked_c_take_the_fast_path(store, handed):
+    """Every value kind whose row of ``_layout.VALUE_KINDS`` says ``c`` is written and read
+    by the C methods alone; every other kind is handed to the Python methods."""
+    m = store.map()
+    set_seen = handed(MapRef, "_python_setitem")
+    get_seen = handed(MapRef, "_python_getitem")
+    for kind in L.VALUE_KINDS:
+        for v in SAMPLES[kind.tag]:
+            v = sample(store, v)
+            if type(v) is str and "\udcff" in v:
+                continue  # (text that is not strict UTF-8: test_other_values_go_the_python_way)
+            set_seen.clear()
+            get_seen.clear()
+            m["k"] = v
+            assert same(m["k"], v)
+            c = kind.c and (kind.tag != L.V_COMPLEX or CP.complex_layout_ok())
+            assert (not set_seen and not get_seen) == c, (kind.name, v)
 
 
 def test_a_missing_key_raises_key_error_through_the_python_method(store, handed):
@@ -153,7 +175,7 @@ def test_other_keys_go_the_python_way(store, key, handed):
 
 
 @pytest.mark.parametrize("value", [2**64, [1, 2], {"a": 1}, np.arange(3), "bad \udcff text",
-                                   StrKey("sub"), np.float64(2.5), 3 + 4j])
+                                   StrKey("sub"), np.float64(2.5), np.complex128(3 + 4j)])
 def test_other_values_go_the_python_way(store, value, monkeypatch, handed):
     m = store.map()
     skipped = []

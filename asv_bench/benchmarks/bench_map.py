@@ -241,7 +241,7 @@ class MapGetThroughput(Bench):
 
 class MapMemory(Bench):
     """Shared memory per entry of a map of ``n`` str keys of 12 bytes holding floats, beyond
-    the key's own 12 bytes (the DESIGN target: <= 48 bytes): the store's ``used`` bytes
+    the key's own 12 bytes (the target: <= 48 bytes): the store's ``used`` bytes
     before and after the keys go in, divided by ``n``.  Entry blocks, table slots at the load
     the table has after growing to ``n``, and allocator rounding are all counted."""
 

@@ -1,13 +1,13 @@
-"""Map lookups in bulk and inside ``@njit`` code, seed 2's one-key loop, and hostile keys.
+"""Map lookups in bulk and inside ``@njit`` code, a loop of gets of one key, and hostile keys.
 
 * ``KernelLookups``: 1k, 100k or 1M str keys looked up inside an ``@njit`` function:
   sharedstore's ``sharedstore.kernels.map_get_float`` one key at a time and
   ``map_get_float_many`` for all keys, against ``numba.typed.Dict.get`` in the same loop (the
-  DESIGN target: >= 4x faster per key), and ``MapRef.get_many`` from Python (one kernel call).
+  target: >= 4x faster per key), and ``MapRef.get_many`` from Python (one kernel call).
   A fifth case only reads the keys (length, first and last character) in the same loop: the
   cost of reading keys from a typed List of str in random memory order before any lookup (a
   reference, not a strict floor: it does not fetch keys ahead, as ``_many`` does).
-* ``SingleKeyGets``: seed 2's own benchmark, 10 M gets of one key in a Python loop.
+* ``SingleKeyGets``: 10 M gets of one key in a Python loop: the cost of each call on a hot key.
 * ``AdversarialKeys``: 100k keys whose hashes collide under one fixed seed, inserted into a
   store (with its own random seed), next to 100k random keys of the same length.
 """
@@ -97,7 +97,7 @@ class KernelLookups(Bench):
 
 
 class SingleKeyGets(Bench):
-    """Seed 2's benchmark: 10 M gets of one key in a Python loop."""
+    """10 M gets of one key in a Python loop: the cost of each call on a hot key."""
 
     params = [["sharedstore", "dict", "UltraDict"]]
     param_names = ["impl"]

@@ -190,7 +190,7 @@ class SpawnedWorker(_NewProcess):
     variables point below a plain file) starts one ``spawn`` worker: seconds from ``start()``
     to the worker's first get's value (interpreter start, import, attach, get).  ``compiled``:
     the creator compiled every kernel into its private temp directory, where the worker must
-    find them (else it would compile the kernels it uses: ~45 s before this existed)."""
+    find them (else it would compile the kernels it uses, about 45 s)."""
 
     repeat = 3
 

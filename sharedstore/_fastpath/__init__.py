@@ -4,7 +4,8 @@ The classes define every method in Python: those are the real, documented method
 *python* backend runs them.  The *c* backend puts C entry points (``entries.py``) in
 the place of the methods listed in :data:`METHODS`: ``m[k]`` then runs no Python frame and
 costs about what ``d[k]`` costs plus the lookup.  An entry point does the common cases (str,
-bytes or int keys; None, bool, int64, float, str, bytes values; numbers) and hands everything
+bytes or int keys; None, bool, int64, float, complex, str, bytes values: the kinds marked ``c``
+in ``_layout.VALUE_KINDS``; numbers) and hands everything
 else (refs, arrays, pickled values, keyword arguments, a busy lock, memory to commit, a closed
 store) to the Python method, kept as the class's ``_python_<name>`` attribute, with the same
 results and errors.

@@ -14,6 +14,7 @@ those offsets on this interpreter before anything is installed.
 from __future__ import annotations
 
 import ctypes
+import struct
 import sys
 from typing import Any
 
@@ -94,6 +95,18 @@ def array_layout_ok() -> bool:
     return True
 
 
+def complex_layout_ok() -> bool:
+    """Whether a complex object holds its real and imaginary parts where the entry points read
+    them as V_COMPLEX's 16 bytes (``entries.CPLX_VALUE``), probed on a few values."""
+    if TYPE_OFFSET < 0 or complex.__basicsize__ < PE.CPLX_VALUE + 16:
+        return False
+    for z in (complex(1.5, -2.25), complex(-0.0, 1e300), 3j):
+        got = ctypes.string_at(id(z) + PE.CPLX_VALUE, 16)
+        if got != struct.pack("<dd", z.real, z.imag):
+            return False
+    return True
+
+
 _defs: list[_MethodDef] = []  # kept alive for as long as the descriptors that point at them
 
 
@@ -123,7 +136,7 @@ class Context:
             c[PE.C_WORDS] = len(mem)
             c[PE.C_TOKEN] = token
             c[PE.C_TYPE_AT] = TYPE_OFFSET
-            c[PE.C_STR:PE.C_NDARRAY + 1] = _TYPE_IDS
+            c[PE.C_STR:PE.C_COMPLEX + 1] = _TYPE_IDS
 
     def set_token(self, token: int) -> None:
         self.ctx[PE.C_TOKEN] = token
@@ -132,12 +145,16 @@ class Context:
         self.ctx[PE.C_MEM] = 0
 
 
-# the addresses of the types and singletons the entry points compare objects with
-_TYPE_IDS = [0] * (PE.C_NDARRAY + 1 - PE.C_STR)
+# the addresses of the types and singletons the entry points compare objects with (complex's
+# only where its layout is as they read it: else 0, which no object's type is, and complex
+# values take the Python methods)
+_TYPE_IDS = [0] * (PE.C_COMPLEX + 1 - PE.C_STR)
 for _i, _o in ((PE.C_STR, str), (PE.C_BYTES, bytes), (PE.C_INT, int), (PE.C_FLOAT, float),
                (PE.C_NONE, None), (PE.C_TRUE, True), (PE.C_FALSE, False), (PE.C_LIST, list),
-               (PE.C_NDARRAY, np.ndarray)):
+               (PE.C_NDARRAY, np.ndarray), (PE.C_COMPLEX, complex)):
     _TYPE_IDS[_i - PE.C_STR] = id(_o)
+if not complex_layout_ok():
+    _TYPE_IDS[PE.C_COMPLEX - PE.C_STR] = 0
 
 
 # ---------------------------------------------------------------------- read-only slots

@@ -14,7 +14,8 @@ store's *context*, an int64 array of this process, ``C_*`` below: where the stor
 this process's lock token, the addresses of the types and singletons the entries compare with)
 and ``_id`` (the object's handle) at the offsets ``SLOT_*``, which ``_fastpath.cpython`` checks on each
 class before it installs a method there.  The entries handle the common cases (str, bytes or
-int keys; None, bool, int64, float, str, bytes values; numbers) and for anything else, or
+int keys; the values whose row of ``_layout.VALUE_KINDS`` says ``c``: None, bool, int64, float,
+complex, str, bytes; numbers) and for anything else, or
 whenever a kernel returns a status (a busy lock, memory to commit, a stale handle, a closed
 store), call the class's Python method for the same operation (``_python_getitem``...), which
 does it through the ordinary kernels and raises the right error.  An entry hands a call over
@@ -57,6 +58,7 @@ from .pyapi import (
     py_bytes,
     py_bytes_data,
     py_call,
+    py_complex,
     py_decref,
     py_dict_new,
     py_dict_put,
@@ -89,6 +91,7 @@ C_TRUE = 9
 C_FALSE = 10
 C_LIST = 11      # address of the type list
 C_NDARRAY = 12   # address of the type numpy.ndarray
+C_COMPLEX = 13   # address of the type complex; 0 if its layout is not CPLX_VALUE's (cpython)
 CTX_WORDS = 16
 
 # Byte offsets of the slots the entries read in ``self``.  CPython lays out ``__slots__`` in
@@ -110,6 +113,10 @@ A_DIMS = _HEAD + 16   # npy_intp *dimensions
 A_DESCR = _HEAD + 40  # PyArray_Descr *descr
 A_FLAGS = _HEAD + 48  # int flags (4 bytes, then padding)
 A_C_CONTIGUOUS = 0x1  # NPY_ARRAY_C_CONTIGUOUS
+
+# Byte offset of a complex object's value (PyComplexObject's ``Py_complex cval``: real, imag,
+# two doubles, V_COMPLEX's 16 bytes as they are; checked by ``_fastpath.cpython``)
+CPLX_VALUE = _HEAD
 
 _TAKE_SLOW = -1  # helpers' result: hand the call to the Python method (0: an exception is set)
 _ABSENT = -2  # a lookup's result: no such key
@@ -226,6 +233,8 @@ def _value_of(ctx, obj):
     if t == ctx[C_BYTES]:
         p, n = py_bytes_data(obj)
         return L.V_BYTES, 0, p, n
+    if t == ctx[C_COMPLEX]:  # its bytes: the object's own two doubles
+        return L.V_COMPLEX, 0, obj + CPLX_VALUE, L.V_SIZE[L.V_COMPLEX]
     return 0, 0, 0, 0
 
 
@@ -258,6 +267,11 @@ def _value_at(ctx, mem, buf, t, cap, key, ktag, hv):
         obj = py_incref(ctx[C_TRUE])
     elif res == L.V_FALSE:
         obj = py_incref(ctx[C_FALSE])
+    elif res == L.V_COMPLEX:
+        vlen = block_ulen(mem, eoff)
+        if vlen == L.V_SIZE[L.V_COMPLEX] and block_ok(mem, eoff, _ENTRY_HDR + _pad8(klen) + vlen):
+            w = (eoff + _ENTRY_HDR + _pad8(klen)) // 8
+            obj = py_complex(float_from_bits(mem[w]), float_from_bits(mem[w + 1]))
     return obj
 
 
@@ -282,13 +296,13 @@ def _lookup(ctx, mem, h, key):
     buf = mem.view(np.uint8)
     seed = mem[L.W_HASH_SEED]
     for _ in range(OPT_TRIES):
-        mw, v1, t, cap = _read_begin(mem, h, L.KIND_MAP)
-        if mw < 0:
+        tk, t, cap = _read_begin(mem, h, L.KIND_MAP)
+        if tk[0] < 0:
             return _TAKE_SLOW
         obj = _lookup_at(ctx, mem, buf, t, cap, key, seed)
         if obj == 0:
             return 0
-        if _read_ok(mem, mw, v1):
+        if _read_ok(mem, tk):
             return obj
         if obj > 0:
             py_decref(obj)  # a writer changed the map meanwhile: the value may be torn
@@ -355,8 +369,8 @@ def _many_into(ctx, mem, h, keys, n, default, out):
     buf = mem.view(np.uint8)
     seed = mem[L.W_HASH_SEED]
     for _ in range(4):
-        mw, v1, t, cap = _read_begin(mem, h, L.KIND_MAP)
-        if mw < 0:
+        tk, t, cap = _read_begin(mem, h, L.KIND_MAP)
+        if tk[0] < 0:
             return -1
         ahead = cap > _CACHED_SLOTS and n > 2 * _AHEAD
         sw = t // 8 + 2
@@ -374,7 +388,7 @@ def _many_into(ctx, mem, h, keys, n, default, out):
             i += 1
         if r == 0:
             return 0
-        if _read_ok(mem, mw, v1):
+        if _read_ok(mem, tk):
             return 1 if i == n else -1
     return -1
 

@@ -113,6 +113,18 @@ def py_float(typingctx, x):
 
 
 @intrinsic
+def py_complex(typingctx, re, im):
+    """A new complex object."""
+    sig = types.int64(types.float64, types.float64)
+
+    def codegen(context, builder, sig, args):
+        fn = _c(builder, "PyComplex_FromDoubles", _I8P, [_F64, _F64])
+        return _addr(builder, builder.call(fn, args))
+
+    return sig, codegen
+
+
+@intrinsic
 def py_int(typingctx, x):
     """A new int object."""
     sig = types.int64(types.int64)

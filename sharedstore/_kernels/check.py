@@ -15,6 +15,10 @@ every list walk is bounded, so a damaged or hostile file yields problem records,
 ``stats`` receives the ``ST_*`` figures.  The kernel returns the number of problems found (the
 records past ``len(probs) // P_WORDS`` are counted, not written).
 
+A map value of a tag this library does not know is damage, unless the store's VALUE_KINDS
+word has the tag's bit: then a newer library wrote it (``_layout``, Compatibility), and the
+check counts the entry as live, reports it (``P_NEWER_VALUE``) and never removes it.
+
 With ``repair`` set, the kernel then rebuilds what is derived from the ground truth (the heap's
 block headers and the handle entries): it frees leaked blocks, tombstones map slots whose entry
 is damaged, retires handles whose object block is damaged, rebuilds every free list and the
@@ -27,7 +31,7 @@ from numba import types as T
 
 from .. import _layout as L
 from .._jit import MEM, WORDS, helper, kernel
-from .atomics import atomic_add
+from .atomics import atomic_add, atomic_cas, load_acquire
 from .hashmap import _ENTRY_HDR, _pad8, _slot_tag, hash_key
 from .heap import ULEN_MASK, block_ulen, class_size, entry_word
 
@@ -57,6 +61,7 @@ P_MAP_USED = 20         # a: handle, b: recorded, c: counted
 P_PIN_LIST = 21         # a: process-table index, b: pin-list offset
 P_PINS_EXCESS = 22      # a: data block, b: pins in its state, c: pins processes record
 P_PIN_RECORD = 23       # a: data block (or record target), b: pins in its state, c: recorded
+P_NEWER_VALUE = 24      # a: handle, b: slot index, c: value tag (a kind a newer library wrote)
 
 # P_VECTOR's what
 V_DATA = 1
@@ -83,6 +88,7 @@ ST_ENTRIES = 11
 ST_VECTORS = 12
 ST_WALKED = 13  # 1 if the heap walk reached the top
 ST_REPAIRED = 14
+ST_NEWER_VALUES = 15  # map values of kinds a newer library wrote
 N_STATS = 16
 
 # mark bits
@@ -177,7 +183,20 @@ def _own_problem(probs, nrec, np_, r, h, off, tag):
 
 
 @helper
-def _check_map(mem, buf, marks, top, h, v, probs, nrec, np_, repair):
+def _value_verdict(vtag, vlen, kinds):
+    """Whether a map entry's value of tag ``vtag`` and ``vlen`` bytes is sound (0), damaged
+    (1), or of a kind a newer library wrote (2): unknown here, its bit set in ``kinds`` (the
+    store's VALUE_KINDS word)."""
+    if 0 < vtag <= L.V_MAX_KNOWN and (L.V_KNOWN >> vtag) & 1 == 1:
+        size = L.V_SIZE[vtag]
+        return 1 if size != L.VAR and vlen != size else 0
+    if 0 < vtag < 64 and (kinds >> vtag) & 1 == 1:
+        return 2
+    return 1
+
+
+@helper
+def _check_map(mem, buf, marks, top, h, v, probs, nrec, np_, repair, kinds, stats):
     """Check map ``h`` (header block ``v``): (problem count, entries, object damaged)."""
     r = _own(mem, marks, top, v, L.TAG_MAP, L.MAP_WORDS * 8)
     if r != OWN_OK:
@@ -211,9 +230,12 @@ def _check_map(mem, buf, marks, top, h, v, probs, nrec, np_, repair):
             vtag = (meta >> 8) & 0xFF
             klen = meta >> 16
             vlen = block_ulen(mem, eoff)
-            bad = (ktag != L.V_INT and ktag != L.V_STR and ktag != L.V_BYTES) or not (
-                L.V_NONE <= vtag <= L.V_ARRAY) or klen > L.KEY_MAX or (
-                _ENTRY_HDR + _pad8(klen) + vlen > _bsize(mem, eoff))
+            verdict = _value_verdict(vtag, vlen, kinds)
+            bad = not (0 < ktag < 64 and (L.V_KEYS >> ktag) & 1 == 1) or verdict == 1 or (
+                klen > L.KEY_MAX or _ENTRY_HDR + _pad8(klen) + vlen > _bsize(mem, eoff))
+            if not bad and verdict == 2:  # never removed: only a newer library can read it
+                np_ = _add(probs, nrec, np_, P_NEWER_VALUE, h, i, vtag)
+                stats[ST_NEWER_VALUES] += 1
             if not bad and vtag == L.V_ARRAY:  # its elements: a data block of its own, current
                 d = mem[eoff // 8 + 1 + L.E_PAYLOAD]
                 bad = (_own(mem, marks, top, d, L.TAG_VDATA, L.D_RECORDS + _data_len(
@@ -536,6 +558,10 @@ def heap_check(mem, marks, slots, probs, stats, repair):
         cur = mem[entry_word(mem, s) + L.H_VALUE]
 
     # 4. every live object, and the blocks it owns
+    kinds = mem[L.W_VALUE_KINDS]  # (every library that attached set the kinds it writes)
+    if kinds & L.V_KNOWN != L.V_KNOWN:
+        np_ = _add(probs, nrec, np_, P_HEADER, L.W_VALUE_KINDS, kinds, 0)
+        kinds = -1  # damaged: any tag may be a newer library's, so repair removes none
     counts = np.zeros(L.N_KINDS, np.int64)
     for s in range(ht_count):
         e = entry_word(mem, s)
@@ -569,7 +595,8 @@ def heap_check(mem, marks, slots, probs, stats, repair):
                 damaged = True
         elif kind == L.KIND_MAP or kind == L.KIND_LIST:
             stats[ST_MAPS] += 1
-            np_, live, damaged = _check_map(mem, buf, marks, top, h, v, probs, nrec, np_, repair)
+            np_, live, damaged = _check_map(mem, buf, marks, top, h, v, probs, nrec, np_, repair,
+                                            kinds, stats)
             stats[ST_ENTRIES] += live
         elif kind == L.KIND_VECTOR or kind == L.KIND_ARRAY:
             stats[ST_VECTORS] += 1
@@ -610,3 +637,16 @@ def heap_check(mem, marks, slots, probs, stats, repair):
     if repair:
         stats[ST_REPAIRED] = _repair(mem, marks, slots, ht_count, counts, stats)
     return np_
+
+
+@kernel(T.int64(MEM, T.int64))
+def value_kinds_add(mem, kinds):
+    """Add the value kinds ``kinds`` (bit t: tag t) to the store's VALUE_KINDS word, atomically
+    (a library that attaches adds those it writes); return the word's new value."""
+    cur = load_acquire(mem, L.W_VALUE_KINDS)
+    while cur | kinds != cur:
+        old = atomic_cas(mem, L.W_VALUE_KINDS, cur, cur | kinds)
+        if old == cur:
+            return cur | kinds
+        cur = old
+    return cur

@@ -55,7 +55,9 @@ from .heap import (
     handle_new_locked,
     handle_resolve,
     lock_handle,
+    meta_still,
     object_words,
+    resolve_meta,
 )
 from .locks import lock_release, lock_try
 from .memory import float_from_bits, float_to_bits, load_le64, memcpy, mul_fold, prefetch
@@ -235,24 +237,28 @@ def _cap_for(n):
 
 @hot
 def _read_begin(mem, h, kind):
-    """Start an optimistic read of map ``h``: (header word index or a status, version, table
-    offset, table capacity or -1 if the table read is not well formed)."""
-    e = _resolve_map(mem, h, kind)
+    """Start an optimistic read of map ``h``: (ticket, table offset, table capacity or -1 if
+    the table read is not well formed).  The ticket is ``(header word index or a status,
+    version, handle entry word, its meta word)``, for :func:`_read_ok`."""
+    e, meta = resolve_meta(mem, h, kind)
     if e < 0:
-        return e, 0, 0, -1
+        return (e, 0, 0, 0), 0, -1
     mw = _map_words(mem, e)
     if mw < 0:
-        return S.ERR_CORRUPT, 0, 0, -1
+        return (S.ERR_CORRUPT, 0, 0, 0), 0, -1
     v1 = load_acquire(mem, mw + L.M_VERSION)
     t = load_acquire(mem, mw + L.M_TABLE)
-    return mw, v1, t, _table_cap(mem, t)
+    return (mw, v1, e, meta), t, _table_cap(mem, t)
 
 
 @inline
-def _read_ok(mem, mw, v1):
-    """End an optimistic read: True if no writer changed the map since it began."""
+def _read_ok(mem, tk):
+    """End an optimistic read begun with ticket ``tk``: True if no writer changed the map since
+    it began, and the map was not dropped (its handle still names it: a dropped map's memory,
+    reused by another map, never answers for it)."""
     fence_acquire()  # the data loads above complete before the version is read again
-    return load_acquire(mem, mw + L.M_VERSION) == v1
+    mw, v1, e, meta = tk
+    return load_acquire(mem, mw + L.M_VERSION) == v1 and meta_still(mem, e, meta)
 
 
 @helper
@@ -398,12 +404,12 @@ def _find_in(mem, buf, t, cap, hv, key, ktag):
 @hot
 def _find_hashed(mem, buf, h, kind, key, ktag, hv):
     """One optimistic probe for ``key`` (hash ``hv``): (value tag or status, entry offset, key
-    length, header word index or a status, version at the start)."""
-    mw, v1, t, cap = _read_begin(mem, h, kind)
-    if mw < 0:
-        return mw, 0, 0, mw, 0
+    length, the read's ticket: its first item a status if the map cannot be read)."""
+    tk, t, cap = _read_begin(mem, h, kind)
+    if tk[0] < 0:
+        return tk[0], 0, 0, tk
     res, eoff, klen = _find_in(mem, buf, t, cap, hv, key, ktag)
-    return res, eoff, klen, mw, v1
+    return res, eoff, klen, tk
 
 
 @hot
@@ -458,11 +464,11 @@ def _get_into(mem, buf, token, h, kind, key, ktag, out, pos):
     if a writer holds it past the spin budget: the caller waits and calls again)."""
     hv = hash_key(key, ktag, mem[L.W_HASH_SEED])
     for _ in range(OPT_TRIES):
-        mw, v1, t, cap = _read_begin(mem, h, kind)
-        if mw < 0:
-            return mw, 0
+        tk, t, cap = _read_begin(mem, h, kind)
+        if tk[0] < 0:
+            return tk[0], 0
         res, size = _record_at(mem, buf, t, cap, hv, key, ktag, out, pos)
-        if _read_ok(mem, mw, v1) and res != S.ERR_CORRUPT:
+        if _read_ok(mem, tk) and res != S.ERR_CORRUPT:
             return res, size
     e, mw, t, cap = _read_lock(mem, h, kind, token)
     if e < 0:
@@ -485,11 +491,11 @@ def lookup_hashed(mem, h, key, ktag, hv):
     after the first few; ERR_RETRY only if writers changed the map all along)."""
     buf = mem.view(np.uint8)
     for i in range(USER_TRIES):
-        res, eoff, _, mw, v1 = _find_hashed(mem, buf, h, L.KIND_MAP, key, ktag, hv)
-        if mw < 0:
-            return mw, 0
+        res, eoff, _, tk = _find_hashed(mem, buf, h, L.KIND_MAP, key, ktag, hv)
+        if tk[0] < 0:
+            return tk[0], 0
         payload = mem[eoff // 8 + 1 + L.E_PAYLOAD] if res > 0 else 0
-        if _read_ok(mem, mw, v1) and res != S.ERR_CORRUPT:
+        if _read_ok(mem, tk) and res != S.ERR_CORRUPT:
             return res, payload
         if i >= OPT_TRIES:
             sched_yield()
@@ -537,11 +543,11 @@ def map_get_many(mem, token, out, h, kind, blob, koffs, ktags):
     buf = mem.view(np.uint8)
     tries = OPT_TRIES if len(ktags) <= 64 else SNAP_TRIES
     for _ in range(tries):
-        mw, v1, t, cap = _read_begin(mem, h, kind)
-        if mw < 0:
-            return mw
+        tk, t, cap = _read_begin(mem, h, kind)
+        if tk[0] < 0:
+            return tk[0]
         pos = _records_of(mem, buf, t, cap, blob, koffs, ktags, out)
-        if _read_ok(mem, mw, v1) and pos != S.ERR_CORRUPT:
+        if _read_ok(mem, tk) and pos != S.ERR_CORRUPT:
             return pos
     e, mw, t, cap = _read_lock(mem, h, kind, token)
     if e < 0:
@@ -556,11 +562,11 @@ def map_len(mem, token, h, kind):
     """Live entries of map ``h``: its count, checked against its table's capacity (a damaged
     count is ERR_CORRUPT, never a length no table could hold)."""
     for _ in range(OPT_TRIES):
-        mw, v1, t, cap = _read_begin(mem, h, kind)
-        if mw < 0:
-            return mw
-        n = load_acquire(mem, mw + L.M_COUNT)
-        if _read_ok(mem, mw, v1) and 0 <= n <= cap:  # count and table of one moment
+        tk, t, cap = _read_begin(mem, h, kind)
+        if tk[0] < 0:
+            return tk[0]
+        n = load_acquire(mem, tk[0] + L.M_COUNT)
+        if _read_ok(mem, tk) and 0 <= n <= cap:  # count and table of one moment
             return n
     e, mw, t, cap = _read_lock(mem, h, kind, token)
     if e < 0:
@@ -571,14 +577,17 @@ def map_len(mem, token, h, kind):
 
 
 @helper
-def _dump_table(mem, buf, t, cap, with_values, out):
+def _dump_table(mem, buf, t, cap, with_values, out, tk):
     """Write the entries of table ``t`` to ``out`` as ``map_dump`` describes (as far as they
-    fit): the bytes they take, or ERR_CORRUPT."""
+    fit): the bytes they take, or ERR_CORRUPT.  An optimistic read (ticket ``tk``; ``tk[0] <
+    0``: under the lock) gives up with ERR_RETRY as soon as a writer changed the map."""
     ow = out.view(np.int64)
     if cap < 0:
         return S.ERR_CORRUPT
     pos = 0
     for i in range(cap):
+        if tk[0] >= 0 and i & 4095 == 4095 and not _read_ok(mem, tk):
+            return S.ERR_RETRY  # (a snapshot that cannot succeed stops at once)
         s = load_acquire(mem, t // 8 + 2 + i)
         if s == L.SLOT_EMPTY or s == L.SLOT_TOMB:
             continue
@@ -623,16 +632,16 @@ def map_dump(mem, token, out, h, kind, with_values):
     lock (writers wait while it is copied), so it finishes whatever the write rate."""
     buf = mem.view(np.uint8)
     for _ in range(SNAP_TRIES):
-        mw, v1, t, cap = _read_begin(mem, h, kind)
-        if mw < 0:
-            return mw
-        pos = _dump_table(mem, buf, t, cap, with_values, out)
-        if _read_ok(mem, mw, v1) and pos != S.ERR_CORRUPT:
+        tk, t, cap = _read_begin(mem, h, kind)
+        if tk[0] < 0:
+            return tk[0]
+        pos = _dump_table(mem, buf, t, cap, with_values, out, tk)
+        if pos != S.ERR_RETRY and _read_ok(mem, tk) and pos != S.ERR_CORRUPT:
             return pos
     e, mw, t, cap = _read_lock(mem, h, kind, token)
     if e < 0:
         return e
-    pos = _dump_table(mem, buf, t, cap, with_values, out)
+    pos = _dump_table(mem, buf, t, cap, with_values, out, (-1, 0, 0, 0))
     _read_unlock(mem, e)
     return pos
 

@@ -17,7 +17,7 @@ from numba.extending import overload
 from .. import _layout as L
 from .._jit import helper, hot, kernel
 from . import status as S
-from .atomics import atomic_add, atomic_cas, load_acquire, store_release
+from .atomics import atomic_add, atomic_cas, fence_acquire, load_acquire, store_release
 from .locks import lock_release, lock_try
 from .memory import memcpy
 
@@ -147,25 +147,42 @@ def entry_word(mem, slot):
 def handle_resolve(mem, h, kind):
     """Word index of the entry handle ``h`` names, if it is live and of ``kind`` (see
     :func:`kind_ok`), or a status."""
+    return resolve_meta(mem, h, kind)[0]
+
+
+@hot
+def resolve_meta(mem, h, kind):
+    """(:func:`handle_resolve` of ``h``, the entry's meta word it checked).  A reader without a
+    lock keeps that meta word, reads the object, and checks after that the meta word still
+    holds it (``meta_still``): a meta word read a second time could already be the next
+    object's, in a slot freed and reused meanwhile."""
     if h <= 0:
-        return S.ERR_INVALID
+        return S.ERR_INVALID, 0
     slot = h & 0xFFFFFFFF
     gen = h >> 32
     if gen == 0 or gen > L.GEN_MAX or slot >= load_acquire(mem, L.W_HT_COUNT):
-        return S.ERR_INVALID
+        return S.ERR_INVALID, 0
     e = entry_word(mem, slot)
     if e < 0:
-        return S.ERR_CORRUPT
+        return S.ERR_CORRUPT, 0
     meta = load_acquire(mem, e + L.H_META)
     mgen = meta >> 8
     mkind = meta & 0xFF
     if mgen == gen:
         if mkind == L.KIND_FREE:
-            return S.ERR_FREED
+            return S.ERR_FREED, meta
         if not kind_ok(mkind, kind):
-            return S.ERR_KIND
-        return e
-    return S.ERR_FREED if gen < mgen else S.ERR_INVALID
+            return S.ERR_KIND, meta
+        return e, meta
+    return (S.ERR_FREED if gen < mgen else S.ERR_INVALID), meta
+
+
+@hot
+def meta_still(mem, e, meta):
+    """After a read begun with ``e, meta = resolve_meta(...)``: True if the handle still names
+    the object that was read (the loads before are done first)."""
+    fence_acquire()
+    return load_acquire(mem, e + L.H_META) == meta
 
 
 @hot

@@ -1,4 +1,4 @@
-"""Lists of any values (``store.vector()``, seed 1's VectorRef): a map keyed by index.
+"""Lists of any values (``store.vector()`` with no dtype, a ListRef): a map keyed by index.
 
 Item ``i`` is the map entry of int key ``i``; the map's count is the list's length.  Appends
 take the index under the map's lock, so several processes can append at once; reads are the

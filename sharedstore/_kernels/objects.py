@@ -28,6 +28,8 @@ from .heap import (
     handle_new_locked,
     handle_resolve,
     lock_handle,
+    meta_still,
+    resolve_meta,
 )
 from .locks import lock_release, lock_try
 from .memory import float_from_bits, float_to_bits, memcpy
@@ -152,13 +154,11 @@ def scalar_bits(mem, h, kind):
     """(status, value bits) of integer or number ``h``: the value word, read between two reads
     of the handle that agree (a value read from a slot reused meanwhile is never returned)."""
     for _ in range(READ_RETRIES):
-        e = handle_resolve(mem, h, kind)
+        e, meta = resolve_meta(mem, h, kind)
         if e < 0:
             return e, 0
-        meta = load_acquire(mem, e + L.H_META)
         bits = load_acquire(mem, e + L.H_VALUE)
-        fence_acquire()
-        if load_acquire(mem, e + L.H_META) == meta:
+        if meta_still(mem, e, meta):
             return 0, bits
     return S.ERR_RETRY, 0
 
@@ -249,16 +249,23 @@ def struct_new(mem, token, schema, nbytes):
     return h
 
 
-@kernel(T.UniTuple(T.int64, 3)(MEM, T.int64))
+@kernel(T.UniTuple(T.int64, 4)(MEM, T.int64))
 def struct_locate(mem, h):
-    """(status, byte offset of the record, schema handle) of struct record ``h``."""
-    e = handle_resolve(mem, h, L.KIND_STRUCT)
-    if e < 0:
-        return e, 0, 0
-    off = mem[e + L.H_VALUE]
-    if not block_ok(mem, off, 8 + L.S_RECORD + block_ulen(mem, off)):
-        return S.ERR_CORRUPT, 0, 0
-    return 0, off + 8 + L.S_RECORD, mem[off // 8 + 1 + L.S_SCHEMA // 8]
+    """(status, byte offset of the record, schema handle, the handle's meta word) of struct
+    record ``h``.  The meta word was read before the record's block and checked after: while
+    it keeps that value the record is live (a reader checks it after reading a field)."""
+    for _ in range(READ_RETRIES):
+        e, meta = resolve_meta(mem, h, L.KIND_STRUCT)
+        if e < 0:
+            return e, 0, 0, 0
+        off = load_acquire(mem, e + L.H_VALUE)
+        ok = block_ok(mem, off, 8 + L.S_RECORD + block_ulen(mem, off))
+        schema = mem[off // 8 + 1 + L.S_SCHEMA // 8] if ok else 0
+        if meta_still(mem, e, meta):
+            if not ok:
+                return S.ERR_CORRUPT, 0, 0, 0
+            return 0, off + 8 + L.S_RECORD, schema, meta
+    return S.ERR_RETRY, 0, 0, 0
 
 
 @kernel(T.UniTuple(T.int64, 2)(MEM, T.int64, T.int64, T.int64, T.int64))

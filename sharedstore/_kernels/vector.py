@@ -55,7 +55,9 @@ from .heap import (
     handle_new_locked,
     handle_resolve,
     lock_handle,
+    meta_still,
     object_words,
+    resolve_meta,
 )
 from .locks import lock_release, lock_try
 from .memory import memcpy
@@ -218,19 +220,34 @@ def vector_new(mem, token, dtype_handle, itemsize, cap, kind, length):
     return h
 
 
+@helper
+def _still(mem, h, e, meta):
+    """End a read through handle ``h`` begun with ``e, meta = resolve_meta(...)``: 0 if the
+    handle still names the object read, else its status (the object was dropped meanwhile, and
+    what was read may be another object's)."""
+    if meta_still(mem, e, meta):
+        return 0
+    r = handle_resolve(mem, h, L.KIND_VECLIKE)
+    return r if r < 0 else S.ERR_FREED
+
+
 @kernel(T.UniTuple(T.int64, 4)(MEM, T.int64))
 def vector_info(mem, h):
     """(status, length in slots, itemsize, dtype handle) of vector or array ``h``."""
-    e = handle_resolve(mem, h, L.KIND_VECLIKE)
+    e, meta = resolve_meta(mem, h, L.KIND_VECLIKE)
     if e < 0:
         return e, 0, 0, 0
     vw = _vec_words(mem, e)
-    if vw < 0:
-        return S.ERR_CORRUPT, 0, 0, 0
-    n = _length(mem, vw)
+    n, isz, dt = S.ERR_CORRUPT, 0, 0
+    if vw >= 0:
+        n = _length(mem, vw)
+        isz, dt = mem[vw + L.VH_ITEMSIZE], mem[vw + L.VH_DTYPE]
+    r = _still(mem, h, e, meta)
+    if r < 0:
+        return r, 0, 0, 0
     if n < 0:
         return n, 0, 0, 0
-    return 0, n, mem[vw + L.VH_ITEMSIZE], mem[vw + L.VH_DTYPE]
+    return 0, n, isz, dt
 
 
 @helper
@@ -359,8 +376,13 @@ def _resolve_vec(mem, h):
 @helper
 def vector_length(mem, h):
     """Slots in vector ``h``, or a status."""
-    vw = _resolve_vec(mem, h)
-    return vw if vw < 0 else _length(mem, vw)
+    e, meta = resolve_meta(mem, h, L.KIND_VECLIKE)
+    if e < 0:
+        return e
+    vw = _vec_words(mem, e)
+    n = S.ERR_CORRUPT if vw < 0 else _length(mem, vw)
+    r = _still(mem, h, e, meta)
+    return r if r < 0 else n
 
 
 @kernel(T.int64(MEM, T.int64, T.int64, RO_BYTES))
@@ -680,12 +702,13 @@ def vector_read(mem, token, out, h, start, count):
     or a status (ERR_NOT_FOUND past the end).  Read optimistically a few times, then under the
     vector's lock, so that it finishes whatever the write rate."""
     for _ in range(SNAP_TRIES):
-        e = handle_resolve(mem, h, L.KIND_VECLIKE)
+        e, meta = resolve_meta(mem, h, L.KIND_VECLIKE)
         if e < 0:
             return e
         vw = _vec_words(mem, e)
         if vw < 0:
-            return S.ERR_CORRUPT
+            gone = _still(mem, h, e, meta)
+            return gone if gone < 0 else S.ERR_CORRUPT
         v1 = load_acquire(mem, vw + L.VH_VERSION)
         if v1 & 1:  # slots are changing in place
             cpu_pause()
@@ -693,7 +716,9 @@ def vector_read(mem, token, out, h, start, count):
         d = load_acquire(mem, vw + L.VH_DATA)
         n = load_acquire(mem, vw + L.VH_LEN)
         r = _copy_slots(mem, vw, d, n, out, start, count)
-        fence_acquire()
+        gone = _still(mem, h, e, meta)
+        if gone < 0:
+            return gone
         if load_acquire(mem, vw + L.VH_VERSION) == v1 and r != S.ERR_CORRUPT:
             return r
     e, vw = _lock_vec_nodrain(mem, h, L.KIND_VECLIKE, token)
