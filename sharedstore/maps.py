@@ -10,6 +10,7 @@ errors.
 
 from __future__ import annotations
 
+import operator
 import struct
 from collections.abc import (
     ItemsView,
@@ -522,9 +523,15 @@ class ListRef(Ref, MutableSequence[Any]):
         return len(self._map())
 
     def _index(self, i: object, n: int) -> int:
-        if isinstance(i, bool) or not isinstance(i, int):
-            raise TypeError(f"list indices must be integers, not {type(i).__name__}")
-        j = i + n if i < 0 else i
+        """``i`` (an int, or any integer with ``__index__``: ``np.int64``...) as an index in
+        ``range(n)``, as a list takes it."""
+        try:
+            j = operator.index(i)  # type: ignore[arg-type]
+        except TypeError:
+            raise TypeError(f"list indices must be integers or slices, not "
+                            f"{type(i).__name__}") from None
+        if j < 0:
+            j += n
         if not 0 <= j < n:
             raise IndexError(f"list index {i} out of range (length {n})")
         return j
@@ -543,10 +550,10 @@ class ListRef(Ref, MutableSequence[Any]):
         IndexError
             If ``i`` is out of range.
         TypeError
-            If ``i`` is not an int or a slice.
+            If ``i`` is neither an integer (an int, ``np.int64``...) nor a slice.
         """
         if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
+            return list(self)[i]  # (one consistent snapshot)
         try:
             return self._map()[self._index(i, len(self))]
         except KeyError:
@@ -559,17 +566,28 @@ class ListRef(Ref, MutableSequence[Any]):
     def __setitem__(self, i: slice, value: Iterable[Any]) -> None: ...
 
     def __setitem__(self, i: int | slice, value: Any) -> None:
-        """``lst[i] = value`` (any value, stored as a map stores it).
+        """``lst[i] = value`` (any value, stored as a map stores it), or ``lst[a:b] = values``
+        as a list takes it (the items from ``a`` on are written again, in several steps, not
+        atomically, as ``insert`` does).
 
         Raises
         ------
         IndexError
             If ``i`` is out of range.
         TypeError
-            If ``i`` is a slice (not supported) or not an int.
+            If ``i`` is neither an integer nor a slice, or a slice gets no iterable.
+        ValueError
+            If an extended slice gets another number of values than it has items.
         """
         if isinstance(i, slice):
-            raise TypeError("slice assignment is not supported on a ListRef")
+            old = list(self)
+            new = list(old)
+            new[i] = list(value)  # (a list's errors: no iterable, a wrong count)
+            start = next((j for j, (a, b) in enumerate(zip(old, new)) if a is not b),
+                         min(len(old), len(new)))
+            self._truncate(start)
+            self.extend(new[start:])
+            return
         self._map()[self._index(i, len(self))] = value
 
     def append(self, value: Any) -> None:
