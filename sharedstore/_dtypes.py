@@ -19,11 +19,15 @@ cannot hold as it is: an int out of range, a float with a fraction (or NaN) into
 string longer than its field, a datetime finer than its field's unit, a complex number with
 an imaginary part into a real field, a finite number that overflows to infinity.  Floats
 round to the target's precision (``0.1`` into ``float32``), as every NumPy user expects.
-Kinds that have no such conversion (a str into a number, a number into a str) are refused.
+An int into a ``datetime64``/``timedelta64`` field is a count of its unit (as NumPy reads
+it, and as ``.item()`` gives a ``datetime64[ns]`` back); text and ``datetime`` objects are
+parsed.  Kinds that have no such conversion (a str into a number, a number into a str, a float
+into a datetime) are refused.
 """
 
 from __future__ import annotations
 
+import json
 import warnings
 from typing import Any
 
@@ -63,6 +67,37 @@ def _unstorable(dt: np.dtype, path: str) -> tuple[str, str] | None:
     return None
 
 
+def leaf(dt: np.dtype) -> tuple[np.dtype, tuple[int, ...]]:
+    """(the element dtype, the whole shape) of a field's dtype: a sub-array of a sub-array
+    (which a structured dtype may hold as such) is one shape, as its arrays have."""
+    shape: tuple[int, ...] = ()
+    while dt.subdtype is not None:
+        dt, sub = dt.subdtype
+        shape += sub
+    return dt, shape
+
+
+def record_copy(v: np.void) -> np.ndarray:
+    """A 1-record array holding the bytes of the record ``v``, padding included
+    (``np.void.copy()`` and ``np.array(v)`` copy its fields, leaving the padding as it
+    falls)."""
+    return np.frombuffer(bytearray(np.frombuffer(v, dtype=np.uint8)), dtype=v.dtype)
+
+
+def exact_copy(a: np.ndarray) -> np.ndarray:
+    """A C-contiguous copy of ``a`` with its bytes exact: NumPy copies records (``copy()``,
+    ``ascontiguousarray``, assignment) field by field, leaving padding as it falls."""
+    if a.dtype.names is None:
+        return a.copy()
+    raw = a[..., np.newaxis].view(np.uint8)  # (..., itemsize): each record's bytes
+    return raw.copy().view(a.dtype).reshape(a.shape)
+
+
+def contiguous_records(a: np.ndarray) -> np.ndarray:
+    """``a`` if it is C-contiguous, else :func:`exact_copy` of it."""
+    return a if a.flags.c_contiguous else exact_copy(a)
+
+
 # ------------------------------------------------------------------------------- recording
 def to_json(dt: np.dtype) -> Any:
     """An exact JSON-able form of ``dt`` (see the module doc): a type string (``'<f8'``,
@@ -100,13 +135,24 @@ def from_json(d: Any) -> np.dtype:
 
 
 def exact_json(dt: np.dtype) -> bool:
-    """Whether NumPy's own ``descr`` form (``numpy.lib.format``) gives ``dt`` back with the
-    same flags: then the store records it that way, as it always has."""
+    """Whether NumPy's own ``descr`` form (``numpy.lib.format``), through JSON and back as
+    :func:`from_descr` reads it, gives ``dt`` back with the same flags: then the store
+    records it that way, as it always has."""
     try:
-        back = np.lib.format.descr_to_dtype(np.lib.format.dtype_to_descr(dt))
-    except (ValueError, TypeError):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # (a descr misread as a deprecated alias, say)
+            back = from_descr(json.loads(json.dumps(np.lib.format.dtype_to_descr(dt))))
+    except (ValueError, TypeError, KeyError, Warning):
         return False
     return back == dt and to_json(back) == to_json(dt)
+
+
+def from_descr(descr: Any) -> np.dtype:
+    """The dtype of NumPy's ``descr`` form read back from JSON (which made its tuples
+    lists: those of a structured descr's fields are tuples again)."""
+    if isinstance(descr, list):
+        descr = [tuple(x) if isinstance(x, list) else x for x in descr]
+    return np.lib.format.descr_to_dtype(descr)
 
 
 # ------------------------------------------------------------------------------ conversion
@@ -122,7 +168,7 @@ def cast(src: Any, to: np.dtype, what: str, rows: np.ndarray | None = None) -> n
         The row number of each item along ``src``'s first axis, for the message (default:
         its index); a 0-d ``src`` is row 0.
     """
-    src = _as_array(src, to, what)
+    src = _as_array(src, to, what, rows)
     s = src.dtype
     if s == to:
         return src
@@ -145,18 +191,53 @@ def cast(src: Any, to: np.dtype, what: str, rows: np.ndarray | None = None) -> n
     return out
 
 
-def _as_array(src: Any, to: np.dtype, what: str) -> np.ndarray:
-    """``src`` as an array; text, datetime and timedelta objects parsed for a datetime or
-    timedelta target (in the unit their values need: NumPy's generic unit)."""
+def as_values(src: Any, to: np.dtype) -> np.ndarray:
+    """``numpy.asarray(src)``, but Python ints that numpy would make floats (a list of ints
+    beyond int64 with small ones: uint64 and int64 promote to float64) stay Python ints, for
+    an int field to check exactly."""
+    a = np.asarray(src)
+    if a.dtype.kind == "f" and to.kind in "iub" and not isinstance(src, np.ndarray):
+        o = np.array(src, dtype=object)
+        if o.shape == a.shape:
+            return o
+    return a
+
+
+def _as_array(src: Any, to: np.dtype, what: str, rows: np.ndarray | None) -> np.ndarray:
+    """``src`` as an array; text, ``datetime``/``timedelta`` objects (and ints, counts of
+    the unit) parsed for a datetime or timedelta target, each in the unit its value needs."""
     try:
-        if to.kind in "Mm" and not (isinstance(src, np.ndarray) and src.dtype.kind in "Mmbiu"):
-            a = np.asarray(src)
-            if a.dtype.kind in "USO":
-                return np.asarray(a, dtype=np.dtype(to.kind + "8"))
+        a = as_values(src, to)
+        if to.kind not in "Mm" or a.dtype.kind not in "USO":
             return a
-        return np.asarray(src)
+        if a.dtype.kind in "US":
+            return np.asarray(a, dtype=np.dtype(to.kind + "8"))
     except (ValueError, TypeError, OverflowError) as e:
         raise TypeError(f"{what}: cannot read {_short(src)} as such values ({e})") from None
+    # Python objects: each its own (.item() gives datetimes, dates, or ints where those
+    # have no room), converted one by one
+    return _each(a, to, what, rows, lambda x, row: (
+        x if isinstance(x, int) and not isinstance(x, bool) else _parsed(x, to, what, row)))
+
+
+def _each(a: np.ndarray, to: np.dtype, what: str, rows: np.ndarray | None,
+          read: Any = None) -> np.ndarray:
+    """The object array ``a`` converted item by item (``read(x, row)`` first, if given)."""
+    out = np.empty(a.shape, dtype=to)
+    flat = out.reshape(-1)
+    per = max(1, int(np.prod(a.shape[1:])))
+    for i, x in enumerate(a.reshape(-1).tolist()):
+        row = np.asarray([i // per if rows is None else rows[i // per]]) if a.ndim else rows
+        flat[i] = cast(read(x, row) if read is not None else x, to, what, row)
+    return out
+
+
+def _parsed(x: Any, to: np.dtype, what: str, row: np.ndarray | None) -> np.ndarray:
+    try:
+        return np.asarray(x, dtype=np.dtype(to.kind + "8"))
+    except (ValueError, TypeError, OverflowError) as e:
+        at = f" (row {int(row[0])})" if row is not None else ""
+        raise TypeError(f"{what} cannot hold {_short(x)}{at}: {e}") from None
 
 
 def _convertible(s: np.dtype, to: np.dtype) -> bool:
@@ -166,10 +247,10 @@ def _convertible(s: np.dtype, to: np.dtype) -> bool:
         return True
     if s.kind in _TEXT and to.kind in _TEXT:
         return True
-    if to.kind in "Mm":
-        return s.kind == to.kind or (to.kind == "m" and s.kind in "biu")
-    if s.kind == "V" and to.kind == "V":
-        return s.itemsize == to.itemsize
+    if to.kind in "Mm":  # (an int is a count of the field's unit, as NumPy reads it)
+        return s.kind == to.kind or s.kind in "iu"
+    if to.kind == "V":  # raw bytes: as many, or fewer (padded with zeros)
+        return s.kind in "VS" and s.itemsize <= to.itemsize and s.names is None
     return False
 
 
@@ -194,15 +275,18 @@ def _kept(src: np.ndarray, out: np.ndarray, to: np.dtype) -> Any:
     if to.kind in "Mm" and s.kind in "Mm":
         back = out.astype(s)
         return (back == src) | (np.isnat(src) & np.isnat(out))
-    return out.astype(s) == src  # text (cut short?), timedelta from ints, raw bytes
+    if to.kind == "V":
+        return True  # (the bytes as they are)
+    return out.astype(s) == src  # text (cut short?), datetimes from ints
 
 
 def _from_objects(src: np.ndarray, to: np.dtype, what: str, rows: np.ndarray | None
                   ) -> np.ndarray:
-    """Python objects NumPy made no array type of: refuse the first that has none (an int
-    beyond 64 bits, None, a Decimal...); the values are of several types if each has one."""
-    flat = src.reshape(-1)
-    for i, x in enumerate(flat.tolist()):
+    """Python objects NumPy made no array type of: each converted alone (ints of any size are
+    checked exactly); the first that has no NumPy type (an int beyond 64 bits, None, a
+    Decimal...) is refused."""
+    flat = src.reshape(-1).tolist()
+    for i, x in enumerate(flat):
         try:
             kind = np.asarray(x).dtype.kind
         except (ValueError, TypeError, OverflowError):
@@ -212,8 +296,7 @@ def _from_objects(src: np.ndarray, to: np.dtype, what: str, rows: np.ndarray | N
                    else f"is a {type(x).__name__}")
             raise TypeError(f"{what} cannot hold {_short(x)}{_row(src, i, rows)}: it {why}; "
                             "nothing was written")
-    raise TypeError(f"{what}: the values are of several types ({_short(flat.tolist())}): give "
-                    "values of one type")
+    return _each(src, to, what, rows)
 
 
 def _refuse(src: np.ndarray, ok: np.ndarray, to: np.dtype, what: str,
@@ -256,8 +339,8 @@ class PlainRecord:
         self.strings: tuple[str, ...] = ()
         self.refs: tuple[str, ...] = ()
         self.string_offsets: tuple[int, ...] = ()
-        self._nested = {n: plain_record(dtype[n].base) for n in dtype.names or ()
-                        if dtype[n].base.names is not None}
+        self._nested = {n: plain_record(leaf(dtype[n])[0]) for n in dtype.names or ()
+                        if leaf(dtype[n])[0].names is not None}
 
 
 _PLAIN: dict[tuple[Any, ...], PlainRecord] = {}

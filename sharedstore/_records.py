@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ._dtypes import cast
+from ._dtypes import as_values, cast, contiguous_records, leaf, record_copy
 from ._resolved import Record
 
 _ONE = ("a record is a dict, a tuple of every field, a numpy record (np.void) or a structured "
@@ -54,9 +54,9 @@ def element_rows(dt: np.dtype, values: Any, *, one: bool) -> np.ndarray:
     """``values`` (one slot's value if ``one``) as a C-contiguous array of slots of the
     vector of ``dt`` (neither a Struct nor structured): shape ``(n,) + dt.shape`` of
     ``dt.base``, a sub-array element being one slot."""
-    base, shape = dt.subdtype or (dt, ())
+    base, shape = leaf(dt)
     label = f"a vector of {dt}"
-    arr = _asarray(values, label)
+    arr = _asarray(values, label, base)
     if one:
         if arr.shape != shape:
             try:
@@ -119,14 +119,14 @@ def _rows(store, rt, values, one: bool, made: list, path: str,
     messages (default: its index)."""
     dt = rt.dtype
     if isinstance(values, np.void) and values.dtype.names is not None:
-        values = np.array(values, dtype=values.dtype)  # a 0-d structured array
+        values = record_copy(values)  # (its bytes, padding included)
     if isinstance(values, np.ndarray) and values.dtype.names is not None:
         if values.ndim > 1 or (one and values.size != 1):
             raise TypeError(f"{_ONE}, not a structured array of shape {values.shape}" if one else
                             f"records are a 1-d structured array, not one of shape {values.shape}")
         src = values.reshape(-1)
         if src.dtype == dt:
-            return np.ascontiguousarray(src)
+            return contiguous_records(src)
         return _convert(store, rt, src, made, path, rows)
     if isinstance(values, np.ndarray) and values.ndim == 0 and values.dtype.hasobject:
         values = values.item()  # (np.asarray of a dict: a 0-d object array)
@@ -153,7 +153,9 @@ def _from_python(store, rt, records: list, made: list, path: str,
         if isinstance(v, (np.void, np.ndarray)) and v.dtype.names is not None:
             if v.size != 1 or v.ndim > 1:
                 raise TypeError(f"{_ONE}, not a structured array of shape {v.shape}")
-            out[i] = _rows(store, rt, v, True, made, path, nums[i:i + 1])[0]
+            one = _rows(store, rt, v, True, made, path, nums[i:i + 1])
+            # byte by byte: numpy's assignment of records copies their fields, not padding
+            out.view(np.uint8).reshape(len(out), -1)[i] = one.view(np.uint8)
             continue
         if isinstance(v, dict):
             items: Any = v.items()
@@ -192,8 +194,7 @@ def _column(store, rt, name: str, xs: list, rows: np.ndarray, made: list,
             path: str) -> np.ndarray:
     """The values ``xs`` of field ``name`` (one per row) as an array of shape
     ``(len(xs),) + the field's shape`` of its base dtype."""
-    fdt = rt.dtype[name]
-    base, shape = fdt.base, fdt.shape
+    base, shape = leaf(rt.dtype[name])
     label = _label(rt, path, name)
     if name in rt.strings:
         return _handles(xs, shape, _owning(store, label, made), label, rows)
@@ -213,14 +214,15 @@ def _column(store, rt, name: str, xs: list, rows: np.ndarray, made: list,
         per = int(np.prod(shape))
         recs = _rows(store, inner, flat, False, made, sub, np.repeat(rows, per))
         return recs.reshape((len(xs), *shape))
-    return cast(_values(xs, shape, label, rows), base, label, rows)
+    return cast(_values(xs, base, shape, label, rows), base, label, rows)
 
 
-def _values(xs: list, shape: tuple[int, ...], label: str, rows: np.ndarray) -> np.ndarray:
+def _values(xs: list, base: np.dtype, shape: tuple[int, ...], label: str,
+            rows: np.ndarray) -> np.ndarray:
     """One value per row as an array of shape ``(rows,) + shape`` (one value may stand for a
     whole sub-array, as numpy broadcasts it)."""
     try:
-        arr = _asarray(xs, label)
+        arr = _asarray(xs, label, base)
     except TypeError:
         arr = None  # (ragged: the row at fault is found below)
     if arr is not None and arr.dtype.names is None:
@@ -230,7 +232,7 @@ def _values(xs: list, shape: tuple[int, ...], label: str, rows: np.ndarray) -> n
             return np.broadcast_to(arr.reshape((len(xs),) + (1,) * len(shape)),
                                    (len(xs), *shape))
     for x, r in zip(xs, rows):
-        one = _asarray(x, label)
+        one = _asarray(x, label, base)
         if one.dtype.names is not None:
             raise TypeError(f"{label}: row {r} holds a record, not a value of the field")
         if one.shape != shape and not (shape and one.ndim == 0):
@@ -238,9 +240,9 @@ def _values(xs: list, shape: tuple[int, ...], label: str, rows: np.ndarray) -> n
     raise TypeError(f"{label}: the values do not make one array")
 
 
-def _asarray(x: Any, label: str) -> np.ndarray:
+def _asarray(x: Any, label: str, base: np.dtype) -> np.ndarray:
     try:
-        return np.asarray(x)
+        return as_values(x, base)
     except ValueError as e:  # (ragged nesting)
         raise TypeError(f"{label}: {e}") from None
 
@@ -309,19 +311,19 @@ def _convert(store, rt, src: np.ndarray, made: list, path: str,
                         "any order)")
     out = np.zeros(len(src), dtype=dt)
     for name in names:
-        col, to = src[name], dt[name]
+        col, (base, shape) = src[name], leaf(dt[name])
         label = _label(rt, path, name)
         inner = rt._nested.get(name)
-        if col.shape[1:] != to.shape:
+        if col.shape[1:] != shape:
             raise TypeError(f"{label}: a column of shape {list(col.shape[1:])} values cannot "
                             "be put in it: convert that column first")
         if name in rt.strings and col.dtype.kind in "USO":
-            out[name] = _handles(col.tolist(), to.shape, _owning(store, label, made), label,
+            out[name] = _handles(col.tolist(), shape, _owning(store, label, made), label,
                                  nums)
         elif name in rt.refs and col.dtype.kind == "O":
-            out[name] = _handles(col.tolist(), to.shape, _referring(store, label), label, nums)
+            out[name] = _handles(col.tolist(), shape, _referring(store, label), label, nums)
         elif inner is not None and col.dtype.names is not None:
-            per = int(np.prod(to.shape))
+            per = int(np.prod(shape))
             flat = col.reshape(-1)
             sub = flat if flat.dtype == inner.dtype else _convert(
                 store, inner, flat, made, f"{path}{name}.", np.repeat(nums, per))
@@ -330,5 +332,5 @@ def _convert(store, rt, src: np.ndarray, made: list, path: str,
             raise TypeError(f"{label}: {col.dtype} values cannot be put in it: a record goes "
                             "in a record field")
         else:
-            out[name] = cast(col, to.base, label, nums)
+            out[name] = cast(col, base, label, nums)
     return out

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._dtypes import PlainRecord
+from ._dtypes import PlainRecord, exact_copy, record_copy
 
 if TYPE_CHECKING:
     from .store import Store
@@ -110,10 +110,17 @@ def read_field(store: Store, struct: Any, raw: np.void, name: str) -> Any:
     if name in struct.refs:
         return _each(v, lambda h: store.ref(int(h)) if h else None)
     inner = struct._nested.get(name)
+    v = _copy(v)  # (``raw`` may be the record in the store: a StructRef's)
     if inner is not None and not isinstance(inner, PlainRecord):
-        v = v.copy()  # (``raw`` may be the record in the store: a StructRef's)
         return _each(v, lambda r: Record(store, inner, r))
-    return v.copy() if isinstance(v, (np.ndarray, np.void)) else v
+    return v
+
+
+def _copy(v: Any) -> Any:
+    """A copy of a field's value, its bytes exact (numpy's copies of records skip padding)."""
+    if isinstance(v, np.void):
+        return record_copy(v)[0]
+    return exact_copy(v) if isinstance(v, np.ndarray) else v
 
 
 def python_scalar(v: Any) -> Any:
@@ -123,7 +130,7 @@ def python_scalar(v: Any) -> Any:
     sub-arrays and records as NumPy copies."""
     if isinstance(v, np.generic) and v.dtype.names is None and v.dtype.kind not in "MmV":
         return v.item()
-    return v.copy() if isinstance(v, (np.ndarray, np.void)) else v
+    return _copy(v)
 
 
 def strings_of(store: Store, handles: Any) -> Any:
@@ -184,6 +191,8 @@ def pandas_columns(store: Store, rt: Any, rows: np.ndarray, prefix: str = "") ->
             cols[key] = [read_field(store, rt, r, name) for r in rows]
         elif col.ndim > 1:
             cols[key] = list(col)
+        elif col.dtype.kind == "S":
+            cols[key] = col.astype(object)  # (as pandas makes a bytes column: of bytes)
         else:
             cols[key] = col
     return cols

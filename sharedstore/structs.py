@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, overload
 import numpy as np
 
 from . import _layout as L
-from ._dtypes import PlainRecord, plain_record, storable
+from ._dtypes import PlainRecord, leaf, plain_record, storable
 from ._kernels import heap as KH
 from ._kernels import objects as KO
 from ._records import drop_strings, field_rows
@@ -138,8 +138,8 @@ class Struct:
                 self._nested[fname] = inner
                 if isinstance(ftype, str) and inner.name in types:
                     self._named[inner.name] = inner
-            elif dt.base.names is not None:
-                self._nested[fname] = plain_record(dt.base)
+            elif leaf(dt)[0].names is not None:
+                self._nested[fname] = plain_record(leaf(dt)[0])
         self.strings = tuple(strings)
         self.refs = tuple(refs)
         self.dtype = np.dtype(spec, align=True)
@@ -154,14 +154,14 @@ class Struct:
         item of a shaped one), and those of nested structs and of each struct of an array."""
         for fname in self.fields:
             off = self._offsets[fname]
-            fdt = self.dtype[fname]
-            count = int(np.prod(fdt.shape))
+            base, shape = leaf(self.dtype[fname])
+            count = int(np.prod(shape))
             if fname in self.strings:
                 yield from range(off, off + 8 * count, 8)
             else:
                 sub = self._nested.get(fname)
                 if sub is not None and sub.string_offsets:
-                    size = fdt.base.itemsize
+                    size = base.itemsize
                     for k in range(count):
                         yield from (off + k * size + o for o in sub.string_offsets)
 
@@ -268,9 +268,9 @@ def _field_type(bad: str, ftype: object, types: dict[str, Struct], where: str
     if not isinstance(ftype, str):
         raise SchemaError(f"{bad}: the type must be a string or a Struct, not {ftype!r}{where}")
     t = ftype.strip()
-    base = _base_type(bad, t, types, where)
-    if base is not None:
-        return base
+    plain = _base_type(bad, t, types, where)
+    if plain is not None:
+        return plain
     m = _SHAPE.match(t)
     if m is None:
         raise SchemaError(
@@ -286,7 +286,8 @@ def _field_type(bad: str, ftype: object, types: dict[str, Struct], where: str
         raise SchemaError(f"{bad}: every size in {t!r} must be at least 1{where}")
     kind, dt, inner = _field_type(bad, m.group(1), types, where)
     # T[n] is n values of T: a sub-array T's own shape comes after n (as numpy nests them)
-    return kind, np.dtype((dt.base, dims + dt.shape)), inner
+    element, shape = leaf(dt)
+    return kind, np.dtype((element, dims + shape)), inner
 
 
 def _base_type(bad: str, t: str, types: dict[str, Struct], where: str

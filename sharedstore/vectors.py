@@ -34,7 +34,19 @@ from typing import TYPE_CHECKING, Any, NoReturn, SupportsIndex, TypeAlias, TypeV
 import numpy as np
 
 from . import _layout as L
-from ._dtypes import PlainRecord, cast, exact_json, from_json, plain_record, storable, to_json
+from ._dtypes import (
+    PlainRecord,
+    cast,
+    exact_copy,
+    exact_json,
+    from_descr,
+    from_json,
+    leaf,
+    plain_record,
+    record_copy,
+    storable,
+    to_json,
+)
 from ._fastpath.entries import element_code
 from ._kernels import status as S
 from ._kernels import vector as KV
@@ -90,10 +102,7 @@ def _from_descriptor(text: str) -> tuple[np.dtype, Struct | None, tuple[int, ...
         return s.dtype, s, shape
     if "dtype" in d:
         return from_json(d["dtype"]), None, shape
-    descr = d["descr"]
-    if isinstance(descr, list):  # (JSON made the tuples of a structured descr lists)
-        descr = [tuple(x) if isinstance(x, list) else x for x in descr]
-    return np.lib.format.descr_to_dtype(descr), None, shape
+    return from_descr(d["descr"]), None, shape
 
 
 class VectorRef(Ref):
@@ -383,7 +392,10 @@ class VectorRef(Ref):
                     h=self._id, accept=(S.ERR_NOT_FOUND,))
         if r == S.ERR_NOT_FOUND:
             raise IndexError(f"vector index out of range (length {len(self)})")
-        return np.frombuffer(out, dtype=dt, count=count)  # (shape (count,) + dt.shape)
+        # a writable array of the slots (an item of a read-only array would be a copy made
+        # field by field, its padding not copied), shape (count,) + the element's shape
+        base, shape = leaf(dt)
+        return out[:count * dt.itemsize].view(base).reshape((count, *shape))
 
     @overload
     def __getitem__(self, index: SupportsIndex) -> Any: ...
@@ -567,12 +579,14 @@ class ArrayRef(VectorRef):
         """The whole array, zero-copy and writable, of :attr:`shape` (and the dtype's own
         shape after it, for a sub-array dtype; its memory never moves, so the view stays the
         array's for as long as it lives)."""
-        return super().view().reshape(self.shape + self.dtype.shape)
+        return super().view().reshape(self.shape + leaf(self.dtype)[1])
 
     def __getitem__(self, index: Any) -> Any:
         """``a[index]`` with NumPy's indexing: a copy of what ``a.view()[index]`` gives."""
         v = self.view()[index]
-        return v.copy() if isinstance(v, np.ndarray) else v
+        if isinstance(v, np.void):
+            return record_copy(v)[0]  # (its bytes: np.void.copy() leaves padding out)
+        return exact_copy(v) if isinstance(v, np.ndarray) else v
 
     def __setitem__(self, index: Any, value: Any) -> None:
         """``a[index] = value`` with NumPy's indexing and broadcasting, in place.
@@ -588,7 +602,7 @@ class ArrayRef(VectorRef):
         dt = self.dtype
         rt = self._record_type()
         if rt is None:
-            view[index] = cast(value, dt.base, f"an array of {dt}")
+            view[index] = cast(value, leaf(dt)[0], f"an array of {dt}")
             return
         made: list[int] = []
         if not (isinstance(value, np.ndarray) and value.dtype == dt):
@@ -611,11 +625,11 @@ class ArrayRef(VectorRef):
 
     def __iter__(self) -> Iterator[Any]:
         """The items along the first axis, from a copy."""
-        return iter(self.view().copy())
+        return iter(exact_copy(self.view()))
 
     def to_numpy(self) -> np.ndarray:
         """A copy of the whole array."""
-        return self.view().copy()
+        return exact_copy(self.view())
 
     def to_pandas(self) -> pd.DataFrame | pd.Series:
         """A pandas Series (1-d array) or DataFrame (2-d, a column per index of the second
