@@ -198,7 +198,7 @@ def as_values(src: Any, to: np.dtype) -> np.ndarray:
     a = np.asarray(src)
     if a.dtype.kind == "f" and to.kind in "iub" and not isinstance(src, np.ndarray):
         o = np.array(src, dtype=object)
-        if o.shape == a.shape:
+        if o.shape == a.shape and all(isinstance(x, int) for x in o.reshape(-1).tolist()):
             return o
     return a
 

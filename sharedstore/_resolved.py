@@ -21,23 +21,25 @@ if TYPE_CHECKING:
 class Record:
     """One record of a table, read: ``t[i]`` (and iterating a table, ``t.pop()``).
 
-    A copy, taken whole (never half written), that reads as the ``np.void`` of ``t.view()[i]``
-    reads, with what the record owns resolved: ``rec["x"]`` is a NumPy scalar or a sub-array,
-    ``rec["name"]`` of a ``"string"`` field a str, of a ``"ref"`` field a ref (or None), of a
-    nested struct field a :class:`Record`, of an array of structs an array of them.
+    A copy, taken whole (never half written) and resolved when read, so that it stays what the
+    record was (a string dropped later, by another process say, is still here).  It reads as
+    the ``np.void`` of ``t.view()[i]`` reads, with what the record owns resolved: ``rec["x"]``
+    is a NumPy scalar or a sub-array, ``rec["name"]`` of a ``"string"`` field a str, of a
+    ``"ref"`` field a ref (or None), of a nested struct field a :class:`Record`, of an array
+    of structs an array of them.
     ``rec[0]`` reads the first field; iterating gives the values in field order.
     ``rec.raw`` is the record as stored (``np.void``, handles as ints); ``rec.to_dict()`` a
     dict that ``append`` takes back (the strings are copied into new ones, owned by the new
     record).
     """
 
-    __slots__ = ("_raw", "_struct", "_store")
+    __slots__ = ("_raw", "_struct", "_values")
 
     def __init__(self, store: Store, struct: Struct, raw: np.void):
-        """Not for users: a table's reads make Records."""
-        self._store = store
+        """Not for users: a table's reads make Records (``raw``: the record, a copy)."""
         self._struct = struct
         self._raw = raw
+        self._values = {n: read_field(store, struct, raw, n) for n in raw.dtype.names or ()}
 
     @property
     def raw(self) -> np.void:
@@ -69,12 +71,9 @@ class Record:
         IndexError
             If a position is out of range.
         """
-        names = self._raw.dtype.names or ()
         if not isinstance(key, str):
-            key = names[key]  # (IndexError, TypeError as a tuple's)
-        elif key not in names:
-            raise KeyError(key)
-        return read_field(self._store, self._struct, self._raw, key)
+            key = (self._raw.dtype.names or ())[key]  # (IndexError, TypeError as a tuple's)
+        return self._values[key]
 
     def __iter__(self) -> Iterator[Any]:
         """The fields' values, in order (as iterating an ``np.void`` gives them)."""

@@ -22,7 +22,7 @@ from collections.abc import (
     MutableSet,
     ValuesView,
 )
-from typing import Any, overload
+from typing import Any, SupportsIndex, overload
 
 import numpy as np
 
@@ -661,6 +661,35 @@ class ListRef(Ref, MutableSequence[Any]):
     def __iter__(self) -> Iterator[Any]:
         """The items, in index order, from one consistent snapshot."""
         return iter([v for _, v in sorted(self._map()._dump(True), key=lambda kv: kv[0])])
+
+    def __add__(self, other: Iterable[Any]) -> list[Any]:
+        """``lst + other``: a new (local) list of the items of both, as ``list(lst) + other``
+        (the shared list is not changed; ``+=`` extends it)."""
+        if not isinstance(other, (list, tuple, ListRef)):
+            return NotImplemented
+        return list(self) + list(other)
+
+    def __radd__(self, other: Iterable[Any]) -> list[Any]:
+        if not isinstance(other, (list, tuple)):
+            return NotImplemented
+        return list(other) + list(self)
+
+    def __mul__(self, n: SupportsIndex) -> list[Any]:
+        """``lst * n``: a new (local) list of the items repeated ``n`` times."""
+        return list(self) * operator.index(n)
+
+    __rmul__ = __mul__
+
+    def __imul__(self, n: SupportsIndex) -> ListRef:
+        """``lst *= n``: the shared list's items repeated ``n`` times, in place (appended;
+        ``n <= 0`` empties it)."""
+        n = operator.index(n)
+        items = list(self)
+        if n <= 0:
+            self.clear()
+        for _ in range(n - 1):
+            self.extend(items)
+        return self
 
     def __eq__(self, other: object) -> bool:
         """Equal to a list, tuple or ListRef with equal items in the same order."""

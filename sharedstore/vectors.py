@@ -269,7 +269,10 @@ class VectorRef(Ref):
             If the store has no room for it.
         """
         if self._element is None:
-            self._element = element_code(self.dtype)  # (the next append can take the C path)
+            # (the next append can take the C path; not for float32, which it rounds without
+            # refusing a finite value beyond float32's range: that one must be refused)
+            dt = self.dtype
+            self._element = element_code(dt) if dt != np.float32 else 0
         self._write(KV.vector_extend, self._records(value, one=True), what="append()")
 
     def insert(self, value: Any) -> int:
