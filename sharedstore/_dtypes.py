@@ -37,7 +37,7 @@ _NUMERIC = "biufc"
 _TEXT = "US"
 
 
-def storable(dt: np.dtype, what: str, error: type[Exception] = TypeError) -> np.dtype:
+def storable(dt: np.dtype, what: str | Label, error: type[Exception] = TypeError) -> np.dtype:
     """``dt`` if the store can hold its values as bytes, else ``error`` naming ``what`` (the
     vector, or the struct and field), the field inside the dtype, and why."""
     bad = _unstorable(dt, "")
@@ -156,7 +156,67 @@ def from_descr(descr: Any) -> np.dtype:
 
 
 # ------------------------------------------------------------------------------ conversion
-def cast(src: Any, to: np.dtype, what: str, rows: np.ndarray | None = None) -> np.ndarray:
+class Label:
+    """A message's subject (``field 'x' of T (int32)``) made only when a message needs it:
+    ``str(label)``, ``f"{label}"``."""
+
+    __slots__ = ("_make",)
+
+    def __init__(self, make: Any):
+        self._make = make
+
+    def __str__(self) -> str:
+        return str(self._make())
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
+_RANGES: dict[np.dtype, tuple[str, Any, Any]] = {}
+
+
+def _plain_range(to: np.dtype) -> tuple[str, Any, Any]:
+    """(kind, low, high) of the Python values ``to`` holds as they are (kind "" if none)."""
+    r = _RANGES.get(to)
+    if r is None:
+        k = to.kind
+        if not to.isnative and to.itemsize > 1:
+            r = ("", 0, 0)
+        elif k == "f" and to.itemsize <= 8:
+            top = float(np.finfo(to).max)
+            r = ("f", -top, top)
+        elif k in "iu":
+            info = np.iinfo(to)
+            r = ("i", int(info.min), int(info.max))
+        elif k in "bU":
+            r = (k, 0, to.itemsize // 4)
+        else:
+            r = ("", 0, 0)
+        _RANGES[to] = r
+    return r
+
+
+def python_scalars(xs: list, to: np.dtype) -> np.ndarray | None:
+    """``xs`` as an array of the scalar dtype ``to`` if each is a plain Python value it holds
+    as it is (the common case, with no conversion to check: floats and ints into a native
+    float field within its range, ints into an int field's range, bools, str into a str
+    field that has room), else None (then :func:`cast` converts and checks them)."""
+    k, lo, hi = _plain_range(to)
+    if k == "f":
+        ok = all((type(x) is float or type(x) is int) and lo <= x <= hi for x in xs)
+    elif k == "i":
+        ok = all(type(x) is int and lo <= x <= hi for x in xs)
+    elif k == "b":
+        ok = all(type(x) is bool for x in xs)
+    elif k == "U":
+        ok = all(type(x) is str and len(x) <= hi and not x.endswith("\0") for x in xs)
+    else:
+        return None
+    return np.array(xs, dtype=to) if ok else None
+
+
+def cast(src: Any, to: np.dtype, what: str | Label, rows: np.ndarray | None = None
+         ) -> np.ndarray:
     """``src`` (an array, or what ``numpy.asarray`` takes) as values of the scalar or string
     dtype ``to``, the same shape, or TypeError if any value would change (module doc).
 
@@ -203,7 +263,7 @@ def as_values(src: Any, to: np.dtype) -> np.ndarray:
     return a
 
 
-def _as_array(src: Any, to: np.dtype, what: str, rows: np.ndarray | None) -> np.ndarray:
+def _as_array(src: Any, to: np.dtype, what: str | Label, rows: np.ndarray | None) -> np.ndarray:
     """``src`` as an array; text, ``datetime``/``timedelta`` objects (and ints, counts of
     the unit) parsed for a datetime or timedelta target, each in the unit its value needs."""
     try:
@@ -220,7 +280,7 @@ def _as_array(src: Any, to: np.dtype, what: str, rows: np.ndarray | None) -> np.
         x if isinstance(x, int) and not isinstance(x, bool) else _parsed(x, to, what, row)))
 
 
-def _each(a: np.ndarray, to: np.dtype, what: str, rows: np.ndarray | None,
+def _each(a: np.ndarray, to: np.dtype, what: str | Label, rows: np.ndarray | None,
           read: Any = None) -> np.ndarray:
     """The object array ``a`` converted item by item (``read(x, row)`` first, if given)."""
     out = np.empty(a.shape, dtype=to)
@@ -232,7 +292,7 @@ def _each(a: np.ndarray, to: np.dtype, what: str, rows: np.ndarray | None,
     return out
 
 
-def _parsed(x: Any, to: np.dtype, what: str, row: np.ndarray | None) -> np.ndarray:
+def _parsed(x: Any, to: np.dtype, what: str | Label, row: np.ndarray | None) -> np.ndarray:
     try:
         return np.asarray(x, dtype=np.dtype(to.kind + "8"))
     except (ValueError, TypeError, OverflowError) as e:
@@ -280,7 +340,7 @@ def _kept(src: np.ndarray, out: np.ndarray, to: np.dtype) -> Any:
     return out.astype(s) == src  # text (cut short?), datetimes from ints
 
 
-def _from_objects(src: np.ndarray, to: np.dtype, what: str, rows: np.ndarray | None
+def _from_objects(src: np.ndarray, to: np.dtype, what: str | Label, rows: np.ndarray | None
                   ) -> np.ndarray:
     """Python objects NumPy made no array type of: each converted alone (ints of any size are
     checked exactly); the first that has no NumPy type (an int beyond 64 bits, None, a
@@ -299,7 +359,7 @@ def _from_objects(src: np.ndarray, to: np.dtype, what: str, rows: np.ndarray | N
     return _each(src, to, what, rows)
 
 
-def _refuse(src: np.ndarray, ok: np.ndarray, to: np.dtype, what: str,
+def _refuse(src: np.ndarray, ok: np.ndarray, to: np.dtype, what: str | Label,
             rows: np.ndarray | None) -> None:
     flat = int(np.flatnonzero(~np.broadcast_to(ok, src.shape))[0]) if src.ndim else 0
     value = src.reshape(-1)[flat]

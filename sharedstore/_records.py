@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ._dtypes import as_values, cast, contiguous_records, leaf, record_copy
+from ._dtypes import Label, as_values, cast, contiguous_records, leaf, python_scalars, record_copy
 from ._resolved import Record
 
 _ONE = ("a record is a dict, a tuple of every field, a numpy record (np.void) or a structured "
@@ -55,7 +55,11 @@ def element_rows(dt: np.dtype, values: Any, *, one: bool) -> np.ndarray:
     vector of ``dt`` (neither a Struct nor structured): shape ``(n,) + dt.shape`` of
     ``dt.base``, a sub-array element being one slot."""
     base, shape = leaf(dt)
-    label = f"a vector of {dt}"
+    label = Label(lambda: f"a vector of {dt}")
+    if one and not shape:
+        plain = python_scalars([values], base)
+        if plain is not None:
+            return plain
     arr = _asarray(values, label, base)
     if one:
         if arr.shape != shape:
@@ -107,10 +111,10 @@ def owned_strings(struct, rows: np.ndarray) -> list[int]:
 
 
 # ------------------------------------------------------------------------------- records
-def _label(rt, path: str, name: str) -> str:
-    """``field 'inner.x' of Outer (float64)`` for messages."""
+def _label(rt, path: str, name: str) -> Label:
+    """``field 'inner.x' of Outer (float64)`` for messages (made if one is)."""
     of = f" of {rt.name}" if rt.name else ""
-    return f"field {path + name!r}{of} ({rt.dtype[name]})"
+    return Label(lambda: f"field {path + name!r}{of} ({rt.dtype[name]})")
 
 
 def _rows(store, rt, values, one: bool, made: list, path: str,
@@ -175,8 +179,11 @@ def _from_python(store, rt, records: list, made: list, path: str,
             idx.append(i)
             xs.append(x)
     for name, (idx, xs) in columns.items():
-        at = np.asarray(idx, dtype=np.int64)
-        out[name][at] = _column(store, rt, name, xs, nums[at], made, path)
+        if len(idx) == len(records):  # (every record has the field: the common case)
+            out[name] = _column(store, rt, name, xs, nums, made, path)
+        else:
+            at = np.asarray(idx, dtype=np.int64)
+            out[name][at] = _column(store, rt, name, xs, nums[at], made, path)
     return out
 
 
@@ -214,10 +221,28 @@ def _column(store, rt, name: str, xs: list, rows: np.ndarray, made: list,
         per = int(np.prod(shape))
         recs = _rows(store, inner, flat, False, made, sub, np.repeat(rows, per))
         return recs.reshape((len(xs), *shape))
+    plain = _plain_values(xs, base, shape)
+    if plain is not None:
+        return plain
     return cast(_values(xs, base, shape, label, rows), base, label, rows)
 
 
-def _values(xs: list, base: np.dtype, shape: tuple[int, ...], label: str,
+def _plain_values(xs: list, base: np.dtype, shape: tuple[int, ...]) -> np.ndarray | None:
+    """``python_scalars`` of the values (of a sub-array field: lists of them, of its shape),
+    or None if they are not all plain Python values the field holds as they are."""
+    if not shape:
+        return python_scalars(xs, base)
+    if len(xs) > 16 or not all(type(x) is list or type(x) is tuple for x in xs):
+        return None  # (many rows: numpy's conversion and the checks, vectorized, cost less)
+    try:
+        flat = [leaf for x in xs for leaf in _leaves(x, shape, "", 0)]
+    except TypeError:
+        return None
+    plain = python_scalars(flat, base)
+    return None if plain is None else plain.reshape((len(xs), *shape))
+
+
+def _values(xs: list, base: np.dtype, shape: tuple[int, ...], label: Label,
             rows: np.ndarray) -> np.ndarray:
     """One value per row as an array of shape ``(rows,) + shape`` (one value may stand for a
     whole sub-array, as numpy broadcasts it)."""
@@ -240,14 +265,14 @@ def _values(xs: list, base: np.dtype, shape: tuple[int, ...], label: str,
     raise TypeError(f"{label}: the values do not make one array")
 
 
-def _asarray(x: Any, label: str, base: np.dtype) -> np.ndarray:
+def _asarray(x: Any, label: Label, base: np.dtype) -> np.ndarray:
     try:
         return as_values(x, base)
     except ValueError as e:  # (ragged nesting)
         raise TypeError(f"{label}: {e}") from None
 
 
-def _leaves(x: Any, shape: tuple[int, ...], label: str, row: int) -> list:
+def _leaves(x: Any, shape: tuple[int, ...], label: Label | str, row: int) -> list:
     """The ``prod(shape)`` items of the nested sequence ``x`` of that shape, in C order."""
     if not shape:
         return [x]
@@ -259,7 +284,7 @@ def _leaves(x: Any, shape: tuple[int, ...], label: str, row: int) -> list:
                     f"({type(x).__name__})")
 
 
-def _handles(xs: list, shape: tuple[int, ...], handle: Callable[[Any], int], label: str,
+def _handles(xs: list, shape: tuple[int, ...], handle: Callable[[Any], int], label: Label,
              rows: np.ndarray) -> np.ndarray:
     """Handles of "string" or "ref" fields: ``handle(x)`` of each item of each value."""
     out = np.zeros((len(xs), *shape), dtype=np.int64)
@@ -271,15 +296,15 @@ def _handles(xs: list, shape: tuple[int, ...], handle: Callable[[Any], int], lab
     return out
 
 
-def _owning(store, label: str, made: list) -> Callable[[Any], int]:
+def _owning(store, label: Label, made: list) -> Callable[[Any], int]:
     return lambda x: _string_handle(store, label, x, made)
 
 
-def _referring(store, label: str) -> Callable[[Any], int]:
+def _referring(store, label: Label) -> Callable[[Any], int]:
     return lambda x: _ref_handle(store, label, x)
 
 
-def _string_handle(store, label: str, x, made: list) -> int:
+def _string_handle(store, label: Label | str, x, made: list) -> int:
     if x is None or (isinstance(x, str) and x == ""):
         return 0
     if isinstance(x, str):
@@ -289,7 +314,7 @@ def _string_handle(store, label: str, x, made: list) -> int:
     raise TypeError(f"{label} is a string: give a str, not {type(x).__name__}")
 
 
-def _ref_handle(store, label: str, x) -> int:
+def _ref_handle(store, label: Label, x) -> int:
     if x is None:
         return 0
     h = store._handle_of(x)  # (InvalidHandleError for a ref of another store)

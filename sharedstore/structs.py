@@ -99,7 +99,8 @@ class Struct:
     strings, refs : tuple of str
         Names of the ``"string"`` (owned) and ``"ref"`` fields, in order.
     string_offsets : tuple of int
-        Byte offsets in a record of every owned string handle, nested structs' included.
+        Byte offsets in a record of every owned string handle: each item of ``"string[N]"``
+        fields, nested structs' and each struct of an array of structs included.
     json : str
         :meth:`descriptor` as compact JSON (how the store records the schema).
     """

@@ -1,8 +1,12 @@
 """VectorRef: a growable typed vector (or a table of struct records) in shared memory.
 
 ``store.vector("float64")`` holds numbers; ``store.vector(Particle)`` holds records of a
-:class:`~sharedstore.Struct`.  The dtype is stored in the store, so ``store["particles"]`` in any
-worker opens the same vector with no schema in hand.
+:class:`~sharedstore.Struct`; ``store.vector(dt)`` any dtype NumPy holds as bytes (a sub-array
+element is one slot; ``_dtypes.py`` says which dtypes, and how values are converted).  The
+dtype is stored in the store, exactly, so ``store["particles"]`` in any worker opens the same
+vector with no schema in hand.  Records go in through ``_records.py`` and come out resolved
+through ``_resolved.py`` (``v[i]`` of a table is a :class:`~sharedstore.Record`); ``view()``
+and ``__array__`` (NumPy's protocol) give the raw slots without a copy.
 
 Slots and length.  ``len(v)`` counts slots: ``append``/``extend`` add slots at the end,
 ``insert`` fills the most recently removed slot first, ``remove(k)`` zeroes slot ``k`` and puts it

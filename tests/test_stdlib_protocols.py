@@ -2,12 +2,12 @@
 ``test.mapping_tests``, from the standard library's test package) run against ListRef, MapRef
 and the Store.
 
-Each test class of the standard library runs whole; a test that cannot apply is skipped with
-its reason (``SKIPPED`` names them: ``pytest -rs``).  The reasons are of three kinds: what a
-shared object cannot be (hashable keys of any type, the repr of its items, a subclass with
-its own constructor), what the stdlib test asks of ``list``/``dict`` beyond the
-MutableSequence/MutableMapping protocols (``sort``, ``copy``, ``+``, ``*``, ``fromkeys``),
-and CPython internals (reference counts after iterating, recursion depth of reprs).
+Each test class of the standard library runs whole; a test that cannot apply is skipped, the
+skip naming the test and its reason (``pytest -rs`` lists them).  The reasons are of two kinds:
+what a shared object is not (keys of any hashable type, a repr of its items, values that are
+the objects given rather than copies, a live iterator, instances of classes that cannot be
+pickled), and what the stdlib test asks of ``list``/``dict`` beyond the
+MutableSequence/MutableMapping protocols (``sort``, ``copy``, ``fromkeys``).
 """
 
 import unittest
