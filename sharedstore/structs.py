@@ -69,7 +69,7 @@ _I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SIZED = re.compile(r"^(str|bytes)\[\s*(-?\d+)\s*\]$")
 _SHAPE = re.compile(r"^(.+?)\s*\[\s*([-\d\s,]+)\s*\]$")  # a type and a shape suffix
-_UNSIZED = ("str", "bytes", "U", "S", "V", "object", "O")
+_UNSIZED = ("str", "bytes", "U", "S", "V")
 
 
 class Struct:
@@ -305,6 +305,9 @@ def _base_type(bad: str, t: str, types: dict[str, Struct], where: str
         if n < 1:
             raise SchemaError(f"{bad}: {t!r} needs a length of at least 1{where}")
         return None, np.dtype(f"U{n}" if m.group(1) == "str" else f"S{n}"), None
+    if t in ("object", "O"):
+        raise SchemaError(f"{bad}: {t!r} has no fixed size (Python objects): use 'string' for "
+                          f"text, 'ref' for an object of the store{where}")
     if t in _UNSIZED:
         raise SchemaError(f"{bad}: {t!r} has no fixed size: use 'string' or '{t}[N]'{where}")
     try:

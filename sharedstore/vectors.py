@@ -589,10 +589,12 @@ class ArrayRef(VectorRef):
         return super().view().reshape(self.shape + leaf(self.dtype)[1])
 
     def __getitem__(self, index: Any) -> Any:
-        """``a[index]`` with NumPy's indexing: a copy of what ``a.view()[index]`` gives."""
+        """``a[index]`` with NumPy's indexing: a copy of what ``a.view()[index]`` gives (one
+        record of a Struct a :class:`~sharedstore.Record`, its strings resolved)."""
         v = self.view()[index]
         if isinstance(v, np.void):
-            return record_copy(v)[0]  # (its bytes: np.void.copy() leaves padding out)
+            v = record_copy(v)[0]  # (its bytes: np.void.copy() leaves padding out)
+            return v if self._struct is None else Record(self._store, self._struct, v)
         return exact_copy(v) if isinstance(v, np.ndarray) else v
 
     def __setitem__(self, index: Any, value: Any) -> None:
@@ -640,17 +642,21 @@ class ArrayRef(VectorRef):
 
     def to_pandas(self) -> pd.DataFrame | pd.Series:
         """A pandas Series (1-d array) or DataFrame (2-d, a column per index of the second
-        axis) over the array, zero-copy.
+        axis; 1-d of records, a column per field as ``VectorRef.to_pandas`` makes them) over
+        the array, zero-copy.
 
         Raises
         ------
         ValueError
-            For an array of other dimensions, or of records: pandas holds 1-d and 2-d arrays
-            of numbers; use ``view()``.
+            For an array of other dimensions, or of records in more than one: pandas holds
+            1-d and 2-d arrays of numbers; use ``view()``.
         """
         import pandas as pd
 
         view = self.view()
+        rt = self._record_type()
+        if view.ndim == 1 and rt is not None:  # (records: as a table's, VectorRef.to_pandas)
+            return pd.DataFrame(pandas_columns(self._store, rt, view), copy=False)
         if view.ndim == 1 and view.dtype.names is None:
             return pd.Series(view, copy=False)
         if view.ndim == 2 and view.dtype.names is None:

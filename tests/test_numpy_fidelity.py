@@ -316,3 +316,20 @@ def test_a_record_read_by_index_resolves_what_it_owns(store):
     assert t.pop()["inner"]["label"] == "deep" and "first" in repr(rec)
     with pytest.raises(KeyError):
         rec["nope"]
+
+
+def test_an_array_of_records_reads_and_owns_them_as_a_table_does(store):
+    S = ss.Struct("S", {"name": "string", "n": "i4,f8"})
+    a = store.array(3, S)
+    base = _strings(store)
+    a[0] = {"name": "x", "n": (1, 2.0)}
+    a[1:3] = [{"name": "y"}, {"name": "z"}]
+    a[0] = {"name": "w"}  # drops "x"
+    assert _strings(store) == base + 3
+    rec = a[0]
+    assert isinstance(rec, ss.Record) and rec["name"] == "w" and rec["n"].tolist() == (0, 0.0)
+    pytest.importorskip("pandas")
+    assert a.to_pandas()["name"].tolist() == ["w", "y", "z"]
+    assert list(a.to_pandas().columns) == ["name", "n.f0", "n.f1"]
+    a.drop()
+    assert _strings(store) == base
