@@ -13,6 +13,7 @@ if _numba.config.DISABLE_JIT:  # type: ignore[attr-defined]
 
 from . import _fastpath
 from ._fastpath import info as fastpath
+from ._resolved import Record
 from .errors import (
     InvalidHandleError,
     InvalidNameError,
@@ -52,6 +53,7 @@ __all__ = [
     "MapRef",
     "NodeStoreError",
     "NumberRef",
+    "Record",
     "Ref",
     "SchemaError",
     "SharedStoreError",

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._dtypes import plain_record
+
 MISSING = ("VectorRef.to_arrow() needs pyarrow, an optional dependency: install it with "
            "`pip install 'sharedstore[arrow]'` (or `pip install pyarrow`)")
 
@@ -30,50 +32,53 @@ def pyarrow():
     return pa
 
 
-def vector_to_arrow(v, view: np.ndarray, strings):
+def vector_to_arrow(rt, view: np.ndarray, strings):
     """``view`` (a vector's zero-copy view) as a ``pyarrow.Table`` if its dtype has fields,
     else a ``pyarrow.Array``.
 
     Parameters
     ----------
-    v : VectorRef
-        The vector; its :class:`~sharedstore.Struct` (if any) says which fields are owned
-        "string" handles.
+    rt : Struct, _dtypes.PlainRecord or None
+        The record type of the slots: which fields are owned "string" handles.
     strings : callable
         ``strings(handles) -> list of str``: resolves "string" handles (0 is "").
     """
     pa = pyarrow()
     if view.dtype.names is None:
-        return column(pa, view, None, strings)
-    return pa.table(struct_columns(pa, view, v.struct, strings))
+        return column(pa, view, None, False, strings, "")
+    return pa.table(struct_columns(pa, view, rt, strings, ""))
 
 
-def struct_columns(pa, rows: np.ndarray, struct, strings) -> dict:
-    """``{field: pyarrow array}`` of the 1-d structured array ``rows``."""
-    cols = {}
-    for name in rows.dtype.names or ():  # (the caller checked: a structured array)
-        if struct is not None and name in struct.strings:
-            cols[name] = pa.array(strings(rows[name]), type=pa.string())
-        else:
-            nested = struct._nested.get(name) if struct is not None else None
-            cols[name] = column(pa, rows[name], nested, strings)
-    return cols
+def struct_columns(pa, rows: np.ndarray, rt, strings, path: str) -> dict:
+    """``{field: pyarrow array}`` of the 1-d structured array ``rows`` of record type ``rt``."""
+    return {name: column(pa, rows[name], rt._nested.get(name), name in rt.strings, strings,
+                         path + name)
+            for name in rows.dtype.names or ()}  # (the caller checked: a structured array)
 
 
-def column(pa, col: np.ndarray, struct, strings):
-    """One column: numbers (zero-copy when contiguous), ``str[N]`` as string, ``bytes[N]``
-    as binary, sub-arrays as fixed-size lists, nested records as struct arrays."""
+def column(pa, col: np.ndarray, rt, owned: bool, strings, path: str):
+    """One column, as ``pyarrow.array`` converts it: numbers zero-copy when contiguous,
+    ``str[N]`` as string, ``bytes[N]`` as binary; sub-arrays as fixed-size lists, nested
+    records as struct arrays, owned strings (``owned``) resolved.  ``rt``: the record type of
+    nested records; ``path``: the field, for errors."""
     if col.ndim > 1:  # a sub-array field: fixed-size lists, innermost dimension first
         n, inner = col.shape[0], col.shape[1:]
         flat = col.reshape(-1) if col.flags.c_contiguous else np.ascontiguousarray(col).reshape(-1)
-        arr = column(pa, flat, struct, strings)
+        arr = column(pa, flat, rt, owned, strings, path)
         for size in reversed(inner):
             arr = pa.FixedSizeListArray.from_arrays(arr, size)
         assert len(arr) == n
         return arr
+    if owned:
+        return pa.array(strings(col), type=pa.string())
     if col.dtype.names is not None:
-        children = struct_columns(pa, col, struct, strings)
+        children = struct_columns(pa, col, rt if rt is not None else plain_record(col.dtype),
+                                  strings, path + ".")
         return pa.StructArray.from_arrays(list(children.values()), names=list(children))
-    if col.dtype.kind in "iuf" and not col.flags.c_contiguous:
-        col = np.ascontiguousarray(col)  # Arrow has no strides: the one copy
-    return pa.array(col)
+    col = np.ascontiguousarray(col)  # Arrow has no strides: the one copy (none if contiguous)
+    try:
+        return pa.array(col)
+    except pa.ArrowException as e:
+        if not path:
+            raise
+        raise type(e)(f"field {path!r} ({col.dtype}): {e}") from e

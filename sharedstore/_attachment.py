@@ -79,7 +79,9 @@ class Attachment:
         self.schema_ids: dict[str, int] = {}  # type descriptor JSON -> its interned string
         self.structs: dict[int, Any] = {}  # that handle -> the decoded type (per file: shared)
         self.handles = 0  # open Store handles of this process
-        self.stores: weakref.WeakSet[Store] = weakref.WeakSet()  # those (forks update them)
+        # those, by id (forks update them; a Store is a mapping: unhashable, and equal to
+        # another handle on the same store)
+        self.stores: weakref.WeakValueDictionary[int, Store] = weakref.WeakValueDictionary()
         self.default: weakref.ref[Store] | None = None  # the handle unpickling reuses
         self.lock = threading.RLock()
         self.pid = os.getpid()
@@ -217,7 +219,7 @@ class Attachment:
         self._drop_liveness()
         if self.handles > 0 and not self.detached:
             self.token = self._register()
-            for store in list(self.stores):
+            for store in list(self.stores.values()):
                 store._set_token(self.token)
 
     # ------------------------------------------------------------------ memory and processes
@@ -384,7 +386,7 @@ def _close_all() -> None:
                         release_pin(att, block)
                 att.pins.clear()
                 att.views.clear()
-                for store in list(att.stores):
+                for store in list(att.stores.values()):
                     store._context.close()
                 att.detach()
         except Exception:

@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import numpy as _np
 
 from . import _layout as L
+from ._dtypes import exact_json, from_json, to_json
 from .errors import StoreCorruptError, StoreVersionError
 
 if TYPE_CHECKING:
@@ -238,8 +239,13 @@ _ARRAY_ALIGN = 16
 
 def array_head(a: _np.ndarray) -> bytes:
     """The header :func:`encode_array` puts before an array's elements: its length (uint32),
-    then the dtype descr and shape as a Python literal, padded to 16 bytes."""
-    meta = repr((_np.lib.format.dtype_to_descr(a.dtype), a.shape)).encode()
+    then the dtype descr and shape as a Python literal, padded to 16 bytes.  The descr is
+    NumPy's (``numpy.lib.format``) where it gives the dtype back exactly, else
+    ``{"dtype": <_dtypes.to_json>}`` (an aligned struct keeps its flag)."""
+    dt = a.dtype
+    descr = (_np.lib.format.dtype_to_descr(dt) if exact_json(dt)
+             else {"dtype": to_json(dt)})
+    meta = repr((descr, a.shape)).encode()
     head = len(meta).to_bytes(4, "little") + meta
     return head + b"\0" * (-len(head) % _ARRAY_ALIGN)
 
@@ -256,9 +262,10 @@ def array_meta(data: Any) -> tuple[_np.dtype, tuple[int, ...], int]:
     n = int.from_bytes(mv[:4], "little")
     try:
         descr, shape = ast.literal_eval(bytes(mv[4:4 + n]).decode())
-        dtype = _np.lib.format.descr_to_dtype(descr)
+        dtype = (from_json(descr["dtype"]) if isinstance(descr, dict)
+                 else _np.lib.format.descr_to_dtype(descr))
         shape = tuple(int(x) for x in shape)
-    except (ValueError, TypeError, SyntaxError, UnicodeDecodeError) as e:
+    except (ValueError, TypeError, SyntaxError, UnicodeDecodeError, KeyError) as e:
         raise StoreCorruptError(f"a stored array's header is damaged: {e}") from None
     return dtype, shape, 4 + n + (-(4 + n) % _ARRAY_ALIGN)
 

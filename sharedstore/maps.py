@@ -10,6 +10,7 @@ errors.
 
 from __future__ import annotations
 
+import operator
 import struct
 from collections.abc import (
     ItemsView,
@@ -21,7 +22,7 @@ from collections.abc import (
     MutableSet,
     ValuesView,
 )
-from typing import Any, overload
+from typing import Any, SupportsIndex, overload
 
 import numpy as np
 
@@ -664,9 +665,15 @@ class ListRef(Ref, MutableSequence[Any]):
         return len(self._map())
 
     def _index(self, i: object, n: int) -> int:
-        if isinstance(i, bool) or not isinstance(i, int):
-            raise TypeError(f"list indices must be integers, not {type(i).__name__}")
-        j = i + n if i < 0 else i
+        """``i`` (an int, or any integer with ``__index__``: ``np.int64``...) as an index in
+        ``range(n)``, as a list takes it."""
+        try:
+            j = operator.index(i)  # type: ignore[arg-type]
+        except TypeError:
+            raise TypeError(f"list indices must be integers or slices, not "
+                            f"{type(i).__name__}") from None
+        if j < 0:
+            j += n
         if not 0 <= j < n:
             raise IndexError(f"list index {i} out of range (length {n})")
         return j
@@ -685,10 +692,10 @@ class ListRef(Ref, MutableSequence[Any]):
         IndexError
             If ``i`` is out of range.
         TypeError
-            If ``i`` is not an int or a slice.
+            If ``i`` is neither an integer (an int, ``np.int64``...) nor a slice.
         """
         if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
+            return list(self)[i]  # (one consistent snapshot)
         try:
             return self._map()[self._index(i, len(self))]
         except KeyError:
@@ -701,17 +708,28 @@ class ListRef(Ref, MutableSequence[Any]):
     def __setitem__(self, i: slice, value: Iterable[Any]) -> None: ...
 
     def __setitem__(self, i: int | slice, value: Any) -> None:
-        """``lst[i] = value`` (any value, stored as a map stores it).
+        """``lst[i] = value`` (any value, stored as a map stores it), or ``lst[a:b] = values``
+        as a list takes it (the items from ``a`` on are written again, in several steps, not
+        atomically, as ``insert`` does).
 
         Raises
         ------
         IndexError
             If ``i`` is out of range.
         TypeError
-            If ``i`` is a slice (not supported) or not an int.
+            If ``i`` is neither an integer nor a slice, or a slice gets no iterable.
+        ValueError
+            If an extended slice gets another number of values than it has items.
         """
         if isinstance(i, slice):
-            raise TypeError("slice assignment is not supported on a ListRef")
+            old = list(self)
+            new = list(old)
+            new[i] = list(value)  # (a list's errors: no iterable, a wrong count)
+            start = next((j for j, (a, b) in enumerate(zip(old, new)) if a is not b),
+                         min(len(old), len(new)))
+            self._truncate(start)
+            self.extend(new[start:])
+            return
         self._map()[self._index(i, len(self))] = value
 
     def append(self, value: Any) -> None:
@@ -785,6 +803,35 @@ class ListRef(Ref, MutableSequence[Any]):
     def __iter__(self) -> Iterator[Any]:
         """The items, in index order, from one consistent snapshot."""
         return iter([v for _, v in sorted(self._map()._dump(True), key=lambda kv: kv[0])])
+
+    def __add__(self, other: Iterable[Any]) -> list[Any]:
+        """``lst + other``: a new (local) list of the items of both, as ``list(lst) + other``
+        (the shared list is not changed; ``+=`` extends it)."""
+        if not isinstance(other, (list, tuple, ListRef)):
+            return NotImplemented
+        return list(self) + list(other)
+
+    def __radd__(self, other: Iterable[Any]) -> list[Any]:
+        if not isinstance(other, (list, tuple)):
+            return NotImplemented
+        return list(other) + list(self)
+
+    def __mul__(self, n: SupportsIndex) -> list[Any]:
+        """``lst * n``: a new (local) list of the items repeated ``n`` times."""
+        return list(self) * operator.index(n)
+
+    __rmul__ = __mul__
+
+    def __imul__(self, n: SupportsIndex) -> ListRef:
+        """``lst *= n``: the shared list's items repeated ``n`` times, in place (appended;
+        ``n <= 0`` empties it)."""
+        n = operator.index(n)
+        items = list(self)
+        if n <= 0:
+            self.clear()
+        for _ in range(n - 1):
+            self.extend(items)
+        return self
 
     def __eq__(self, other: object) -> bool:
         """Equal to a list, tuple or ListRef with equal items in the same order."""

@@ -21,7 +21,16 @@ import secrets
 import threading
 import time
 import weakref
-from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView, ValuesView
+from collections.abc import (
+    Callable,
+    ItemsView,
+    Iterable,
+    Iterator,
+    KeysView,
+    Mapping,
+    MutableMapping,
+    ValuesView,
+)
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, SupportsIndex, TypeVar, overload
@@ -58,7 +67,7 @@ DEFAULT_LOCK_TIMEOUT = _calls.DEFAULT_LOCK_TIMEOUT
 _T = TypeVar("_T")
 
 
-class Store:
+class Store(MutableMapping[Key, Any]):
     """A shared store mapped into this process.  Make one with :func:`create`, :func:`attach`
     or :func:`open`; it is also a mutable mapping of named values.
 
@@ -67,7 +76,8 @@ class Store:
     task costs no memory and no table entry.  Closing (or garbage-collecting) a handle closes
     only it; the process detaches when its last handle and its last view are gone."""
 
-    # _cx and _id, as in a ref (refs.Ref): the entry points of the hot paths read them
+    # _cx and _id, as in a ref (refs.Ref): the entry points of the hot paths read them (the
+    # mapping ABCs have no slots of their own: the layout is a plain object's)
     __slots__ = ("_cx", "_id", "__dict__", "__weakref__")
     _cx: int  # (set through _SET_CX and _SET_ID: read-only from Python)
     _id: int
@@ -95,7 +105,7 @@ class Store:
         self._context = Context(att.mem, att.token)  # read by the C entry points
         _SET_CX(self, self._context.address)  # (read-only from Python: the entry points read them)
         _SET_ID(self, int(att.mem[L.W_ROOT]))  # the root map's
-        att.stores.add(self)  # (the caller holds one handle on att for this Store)
+        att.stores[id(self)] = self  # (the caller holds one handle on att for this Store)
         if att.default_store() is None:
             att.default = weakref.ref(self)  # what unpickling a Store in this process gives
         # Closing or collecting the handle releases it; at exit _attachment._close_all does.
@@ -212,6 +222,16 @@ class Store:
         from . import _html
 
         return _html.store(self)
+
+    def __eq__(self, other: object) -> bool:
+        """A mapping's equality: equal to any mapping with the same named values (a dict, a
+        MapRef, another handle on this store...)."""
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        return dict(self.items()) == dict(other.items())
+
+    # a mutable mapping is unhashable, as a dict (type checkers hold every object hashable)
+    __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         if self._closed:

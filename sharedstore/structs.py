@@ -5,11 +5,19 @@ Field types (strings, as in schema files):
 - any fixed-size NumPy scalar: ``"float64"``, ``"f4"``, ``"int32"``, ``"uint8"``, ``"bool"``,
   ``"complex128"``, ``"datetime64[ns]"``...
 - ``"str[N]"``: a fixed-length str of N characters; ``"bytes[N]"``: N bytes;
-- sub-arrays: ``"float32[3]"``, ``"int64[2, 3]"`` (a scalar type and a shape);
+- any other type string NumPy takes and holds as bytes: ``"M8[ns]"``, ``"<U5"``, ``">i4"``,
+  ``"V8"``, ``"(3,)f4"``, ``"i4,f8"`` (a packed nested record of fields ``f0``, ``f1``);
 - a nested struct: a :class:`Struct`, or the name of another struct of the same schema file;
 - ``"string"``: a variable-length string owned by the record (a handle in the store; dropped
   with the record);
-- ``"ref"``: a handle to any object in the store, not owned.
+- ``"ref"``: a handle to any object in the store, not owned;
+- any of these with a shape suffix, for a sub-array: ``"float32[3]"``, ``"int64[2, 3]"``,
+  ``"datetime64[ns][4]"``, ``"str[8][2]"``, ``"Particle[3]"``, ``"string[3]"``.  ``T[n]`` is
+  ``n`` values of type ``T``, so ``"float32[2][3]"`` is three pairs, of shape ``(3, 2)``, as
+  ``np.dtype((np.dtype(("f4", 2)), 3))`` is.
+
+Owned strings anywhere in a record (nested structs', arrays of structs' and ``"string[N]"``
+fields included) belong to it: dropping, removing or overwriting the record drops them.
 
 Schema files (``schemas/*.toml``, JSON too) hold one table per struct::
 
@@ -26,6 +34,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
@@ -33,8 +42,11 @@ from typing import TYPE_CHECKING, Any, overload
 import numpy as np
 
 from . import _layout as L
+from ._dtypes import PlainRecord, leaf, plain_record, storable
 from ._kernels import heap as KH
 from ._kernels import objects as KO
+from ._records import drop_strings, field_rows
+from ._resolved import python_scalar, read_field
 from .errors import SchemaError, SharedStoreError
 from .refs import _CLASSES, Ref, StringRef
 
@@ -51,10 +63,13 @@ _Where = tuple[Path, str]
 
 #: the dtype of "string" (owned) and "ref" (not owned) fields: a 64-bit handle
 HANDLE = np.dtype(np.int64)
+_F64, _I64 = np.dtype(np.float64), np.dtype(np.int64)
+_I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_SIZED = re.compile(r"^(str|bytes)\[\s*(\d+)\s*\]$")
-_ARRAY = re.compile(r"^(.+?)\[\s*([-\d\s,]+)\s*\]$")
+_SIZED = re.compile(r"^(str|bytes)\[\s*(-?\d+)\s*\]$")
+_SHAPE = re.compile(r"^(.+?)\s*\[\s*([-\d\s,]+)\s*\]$")  # a type and a shape suffix
+_UNSIZED = ("str", "bytes", "U", "S", "V")
 
 
 class Struct:
@@ -84,7 +99,8 @@ class Struct:
     strings, refs : tuple of str
         Names of the ``"string"`` (owned) and ``"ref"`` fields, in order.
     string_offsets : tuple of int
-        Byte offsets in a record of every owned string handle, nested structs' included.
+        Byte offsets in a record of every owned string handle: each item of ``"string[N]"``
+        fields, nested structs' and each struct of an array of structs included.
     json : str
         :meth:`descriptor` as compact JSON (how the store records the schema).
     """
@@ -101,7 +117,9 @@ class Struct:
         strings: list[str] = []
         refs: list[str] = []
         spec: list[tuple[str, np.dtype]] = []
-        self._nested: dict[str, Struct] = {}  # field -> Struct, for fields holding one
+        # field -> the record type of its (element) records: a Struct, or a PlainRecord for a
+        # nested record spelled as a NumPy dtype ("i4,f8")
+        self._nested: dict[str, Struct | PlainRecord] = {}
         self._named: dict[str, Struct] = {}  # struct name -> Struct, for types named by a string
         for fname, ftype in self.fields.items():
             where = _at(_where, name, fname)
@@ -110,45 +128,43 @@ class Struct:
                     f"struct {name!r}: field name {fname!r} is not an identifier without a "
                     f"leading underscore{where}"
                 )
-            if ftype == "string":
+            bad = f"struct {name!r}, field {fname!r}"
+            kind, dt, inner = _field_type(bad, ftype, types, where)
+            spec.append((fname, dt))
+            if kind == "string":
                 strings.append(fname)
-                spec.append((fname, HANDLE))
-            elif ftype == "ref":
+            elif kind == "ref":
                 refs.append(fname)
-                spec.append((fname, HANDLE))
-            else:
-                spec.append((fname, _field_dtype(name, fname, ftype, types, where)))
-                inner = _inner_name(ftype)
-                if isinstance(ftype, Struct):
-                    self._nested[fname] = ftype
-                elif inner is not None and inner in types:
-                    self._named[inner] = types[inner]
-                    if inner == ftype.strip():
-                        self._nested[fname] = types[inner]
+            if inner is not None:
+                self._nested[fname] = inner
+                if isinstance(ftype, str) and inner.name in types:
+                    self._named[inner.name] = inner
+            elif leaf(dt)[0].names is not None:
+                self._nested[fname] = plain_record(leaf(dt)[0])
         self.strings = tuple(strings)
         self.refs = tuple(refs)
         self.dtype = np.dtype(spec, align=True)
         # field -> its byte offset in a record (numpy types dtype.fields as optional: a
         # struct's dtype always has them)
         self._offsets = {n: f[1] for n, f in (self.dtype.fields or {}).items()}
-        self.string_offsets = tuple(self._owned_offsets(where=_at(_where, name)))
+        self.string_offsets = tuple(self._owned_offsets())
         self.json = json.dumps(self.descriptor(), separators=(",", ":"))
 
-    def _owned_offsets(self, where: str) -> Iterator[int]:
-        """Byte offsets of every owned string handle in a record, nested structs included."""
-        for fname, ftype in self.fields.items():
+    def _owned_offsets(self) -> Iterator[int]:
+        """Byte offsets of every owned string handle in a record: its "string" fields (each
+        item of a shaped one), and those of nested structs and of each struct of an array."""
+        for fname in self.fields:
             off = self._offsets[fname]
+            base, shape = leaf(self.dtype[fname])
+            count = int(np.prod(shape))
             if fname in self.strings:
-                yield off
-            elif isinstance(ftype, Struct) or self.dtype[fname].names:
-                sub = ftype if isinstance(ftype, Struct) else self._nested.get(fname)
+                yield from range(off, off + 8 * count, 8)
+            else:
+                sub = self._nested.get(fname)
                 if sub is not None and sub.string_offsets:
-                    if self.dtype[fname].shape:
-                        raise SchemaError(
-                            f"struct {self.name!r}, field {fname!r}: an array of structs with "
-                            f"'string' fields is not supported{where}"
-                        )
-                    yield from (off + o for o in sub.string_offsets)
+                    size = base.itemsize
+                    for k in range(count):
+                        yield from (off + k * size + o for o in sub.string_offsets)
 
     def descriptor(self) -> dict[str, Any]:
         """The schema as plain data (JSON-able): how the store records a record's type.
@@ -224,12 +240,11 @@ class Struct:
         return hash((self.name, self.dtype))
 
 
-def _inner_name(t: object) -> str | None:
-    """The base type name of a field type string: 'Particle' for 'Particle[3]'."""
-    if not isinstance(t, str):
-        return None
-    m = _ARRAY.match(t.strip())
-    return (m.group(1) if m else t).strip()
+def _handles_at(rows: np.ndarray, offsets: list[int]) -> list[int]:
+    """The non-zero handle words at byte ``offsets`` of the records ``rows``."""
+    raw = rows.view(np.uint8).reshape(len(rows), -1)
+    words = [int(raw[i, o:o + 8].view(np.int64)[0]) for i in range(len(rows)) for o in offsets]
+    return [h for h in words if h]
 
 
 def _type_text(t: str | Struct) -> str:
@@ -245,50 +260,64 @@ def _at(where: _Where | None, struct: str, field: str | None = None) -> str:
     return f" ({path}, line {line})" if line else f" ({path})"
 
 
-def _field_dtype(struct: str, field: str, ftype: object, types: dict[str, Struct],
-                 where: str) -> np.dtype:
-    bad = f"struct {struct!r}, field {field!r}"
+def _field_type(bad: str, ftype: object, types: dict[str, Struct], where: str
+                ) -> tuple[str | None, np.dtype, Struct | None]:
+    """(``"string"``, ``"ref"`` or None; the field's dtype; the Struct of its records or
+    None) for a field type: a Struct, or a type string (see the module doc)."""
     if isinstance(ftype, Struct):
-        return ftype.dtype
+        return None, ftype.dtype, ftype
     if not isinstance(ftype, str):
         raise SchemaError(f"{bad}: the type must be a string or a Struct, not {ftype!r}{where}")
     t = ftype.strip()
+    plain = _base_type(bad, t, types, where)
+    if plain is not None:
+        return plain
+    m = _SHAPE.match(t)
+    if m is None:
+        raise SchemaError(
+            f"{bad}: unknown type {t!r}: use a NumPy scalar type ('float64', 'int32'...), "
+            f"'str[N]', 'bytes[N]', 'string', 'ref', a sub-array such as 'float32[3]', or "
+            f"the name of another struct{where}"
+        )
+    try:
+        dims = tuple(int(x) for x in m.group(2).split(",") if x.strip())
+    except ValueError:
+        raise SchemaError(f"{bad}: bad shape in {t!r}{where}") from None
+    if not dims or any(n < 1 for n in dims):
+        raise SchemaError(f"{bad}: every size in {t!r} must be at least 1{where}")
+    kind, dt, inner = _field_type(bad, m.group(1), types, where)
+    # T[n] is n values of T: a sub-array T's own shape comes after n (as numpy nests them)
+    element, shape = leaf(dt)
+    return kind, np.dtype((element, dims + shape)), inner
+
+
+def _base_type(bad: str, t: str, types: dict[str, Struct], where: str
+               ) -> tuple[str | None, np.dtype, Struct | None] | None:
+    """``_field_type`` of a type string without a shape suffix of ours, or None if ``t`` is
+    not one (then it may be a type with a shape)."""
+    if t in ("string", "ref"):
+        return t, HANDLE, None
     if t in types:
-        return types[t].dtype
+        return None, types[t].dtype, types[t]
     m = _SIZED.match(t)
     if m:
         n = int(m.group(2))
         if n < 1:
             raise SchemaError(f"{bad}: {t!r} needs a length of at least 1{where}")
-        return np.dtype(f"U{n}" if m.group(1) == "str" else f"S{n}")
-    m = _ARRAY.match(t)
-    if m and not t.startswith("datetime64") and not t.startswith("timedelta64"):
-        try:
-            shape = tuple(int(x) for x in m.group(2).split(",") if x.strip())
-        except ValueError:
-            raise SchemaError(f"{bad}: bad shape in {t!r}{where}") from None
-        if not shape or any(n < 1 for n in shape):
-            raise SchemaError(f"{bad}: every size in {t!r} must be at least 1{where}")
-        inner = m.group(1).strip()
-        base = types[inner].dtype if inner in types else _scalar(bad, inner, where)
-        return np.dtype((base, shape))
-    return _scalar(bad, t, where)
-
-
-def _scalar(bad: str, t: str, where: str) -> np.dtype:
-    if t in ("str", "bytes", "U", "S", "V", "object", "O"):
+        return None, np.dtype(f"U{n}" if m.group(1) == "str" else f"S{n}"), None
+    if t in ("object", "O"):
+        raise SchemaError(f"{bad}: {t!r} has no fixed size (Python objects): use 'string' for "
+                          f"text, 'ref' for an object of the store{where}")
+    if t in _UNSIZED:
         raise SchemaError(f"{bad}: {t!r} has no fixed size: use 'string' or '{t}[N]'{where}")
     try:
-        dt = np.dtype(t)
-    except TypeError:
-        raise SchemaError(
-            f"{bad}: unknown type {t!r}: use a NumPy scalar type ('float64', 'int32'...), "
-            f"'str[N]', 'bytes[N]', 'string', 'ref', a sub-array such as 'float32[3]', or "
-            f"the name of another struct{where}"
-        ) from None
-    if dt.hasobject or dt.itemsize == 0 or dt.kind == "V":
-        raise SchemaError(f"{bad}: {t!r} is not a fixed-size scalar type{where}")
-    return dt
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # (a deprecated spelling is not one to store)
+            dt = np.dtype(t)
+    except (TypeError, ValueError, SyntaxError, DeprecationWarning):
+        return None
+    storable(dt, bad, SchemaError)
+    return None, dt, None
 
 
 # ---------------------------------------------------------------------------- schema files
@@ -371,6 +400,14 @@ def _line_of(text: str, struct: str | None, field: str | None) -> int | None:
 
 
 # ---------------------------------------------------------------------------- records
+def _field_bytes(fdt: np.dtype, value: Any) -> bytes:
+    """The bytes of ``value`` as a field of dtype ``fdt`` holds them (a sub-array, a nested
+    record or a scalar), padding zeroed."""
+    one = np.zeros(1, dtype=np.dtype([("f", fdt)]))
+    one["f"][0] = value
+    return one.tobytes()
+
+
 class StructRef(Ref):
     """One struct record in the store: ``p["mass"]``, ``p["mass"] = 2.0``, ``p.get_key``.
 
@@ -448,9 +485,12 @@ class StructRef(Ref):
         return self._record()[1]
 
     def __getitem__(self, field: str) -> Any:
-        """``p[field]``: a copy of the field's value (a Python scalar, or a NumPy array or
-        record for sub-arrays and nested structs); a str for a ``"string"`` field, a ref (or
-        None) for a ``"ref"`` field.  Also ``p.get_key(field)``.
+        """``p[field]``: a copy of the field's value: a Python scalar (a NumPy one for
+        ``datetime64``/``timedelta64``, whose Python form would lose the unit), a NumPy array for
+        a sub-array; a str for a ``"string"`` field, a ref (or None) for a ``"ref"`` field
+        (arrays of them for ``"string[N]"`` and ``"ref[N]"``); a :class:`~sharedstore.Record`
+        for a nested struct (an array of them for an array of structs), its own strings
+        resolved.  Also ``p.get_key(field)``.
 
         Raises
         ------
@@ -462,13 +502,15 @@ class StructRef(Ref):
         rec, struct = self._record()
         if field not in struct._offsets:
             raise KeyError(field)
-        v = rec[field]
-        v = v.item() if isinstance(v, np.generic) and v.dtype.names is None else v.copy()
-        self._still_live()  # (read first, then checked: a record dropped meanwhile raises)
-        if field in struct.strings:
-            return StringRef._trusted(self._store, v).get() if v else ""
-        if field in struct.refs:
-            return self._store.ref(v) if v else None
+        if field in struct.strings or field in struct.refs or field in struct._nested:
+            if field in struct.strings and not struct.dtype[field].shape:
+                h = int(rec[field])
+                self._still_live()  # (read first, then checked: a record dropped meanwhile
+                return StringRef._trusted(self._store, h).get() if h else ""  # raises)
+            v = read_field(self._store, struct, rec, field)
+        else:
+            v = python_scalar(rec[field])
+        self._still_live()
         return v
 
     def _still_live(self) -> None:
@@ -482,33 +524,55 @@ class StructRef(Ref):
         """``p[field] = value``, in place in the store.  Also ``p.set_key(field, value)``.
 
         A ``"string"`` field takes a str (or None: empty) and drops the string it replaces; a
-        ``"ref"`` field a ref of the same store or None; any other field what NumPy can
-        assign to it.
+        ``"ref"`` field a ref of the same store or None; a nested struct a record in any form
+        a table takes (its strings owned, the ones it replaces dropped); any other field a
+        value it holds as it is (see ``VectorRef.append``).
 
         Raises
         ------
         KeyError
             If the struct has no such field.
         TypeError
-            If a string or ref field gets anything else.
+            For a value the field cannot hold without changing it (out of range, a float with
+            a fraction for an int, too long a str...), naming the field.
         UseAfterFreeError
             If the record was dropped.
         """
         _, struct = self._record()
         if field not in struct._offsets:
             raise KeyError(field)
-        if field in struct.strings:
+        fdt = struct.dtype[field]
+        if field in struct.strings and not fdt.shape:
             self._swap_string(struct._offsets[field], value)
-        elif field in struct.refs:
-            h = 0 if value is None else self._store._handle_of(value)
-            if h is None:
-                raise TypeError(f"field {field!r} holds a ref or None, not {type(value).__name__}")
-            self._write(struct._offsets[field], np.int64(h).tobytes())
-        else:
-            ftype = struct.dtype[field]
-            one = np.zeros((), dtype=ftype)
-            one[...] = value  # (NumPy's conversions and errors, as for rec[field] = value)
-            self._write(struct._offsets[field], one.tobytes())
+            return
+        at = struct._offsets[field]
+        t = type(value)
+        if (t is float and fdt == _F64) or (
+                t is int and fdt == _I64 and _I64_MIN <= value <= _I64_MAX
+                and field not in struct.refs):
+            self._write(at, fdt.type(value).tobytes())  # (as it is: no conversion to check)
+            return
+        made: list[int] = []
+        try:
+            new = field_rows(self._store, struct, field, value, made)[0]
+        except BaseException:
+            drop_strings(self._store, made)
+            raise
+        owned = [o for o in struct.string_offsets if at <= o < at + fdt.itemsize]
+        if not owned:
+            self._write(at, _field_bytes(fdt, new))
+            return
+        rec, _ = self._record()
+        old = np.array(rec, dtype=struct.dtype).reshape(1)
+        after = old.copy()
+        after[field] = new
+        try:
+            self._write(at, _field_bytes(fdt, new))
+        except BaseException:
+            drop_strings(self._store, made)
+            raise
+        kept = set(_handles_at(after, owned))
+        drop_strings(self._store, [h for h in _handles_at(old, owned) if h not in kept])
 
     def _write(self, at: int, data: bytes) -> None:
         """Write ``data`` at byte ``at`` of the record, under its lock (a record dropped

@@ -1,8 +1,12 @@
 """VectorRef: a growable typed vector (or a table of struct records) in shared memory.
 
 ``store.vector("float64")`` holds numbers; ``store.vector(Particle)`` holds records of a
-:class:`~sharedstore.Struct`.  The dtype is stored in the store, so ``store["particles"]`` in any
-worker opens the same vector with no schema in hand.
+:class:`~sharedstore.Struct`; ``store.vector(dt)`` any dtype NumPy holds as bytes (a sub-array
+element is one slot; ``_dtypes.py`` says which dtypes, and how values are converted).  The
+dtype is stored in the store, exactly, so ``store["particles"]`` in any worker opens the same
+vector with no schema in hand.  Records go in through ``_records.py`` and come out resolved
+through ``_resolved.py`` (``v[i]`` of a table is a :class:`~sharedstore.Record`); ``view()``
+and ``__array__`` (NumPy's protocol) give the raw slots without a copy.
 
 Slots and length.  ``len(v)`` counts slots: ``append``/``extend`` add slots at the end,
 ``insert`` fills the most recently removed slot first, ``remove(k)`` zeroes slot ``k`` and puts it
@@ -34,14 +38,28 @@ from typing import TYPE_CHECKING, Any, NoReturn, SupportsIndex, TypeAlias, TypeV
 import numpy as np
 
 from . import _layout as L
+from ._dtypes import (
+    PlainRecord,
+    cast,
+    exact_copy,
+    exact_json,
+    from_descr,
+    from_json,
+    leaf,
+    plain_record,
+    record_copy,
+    storable,
+    to_json,
+)
 from ._fastpath.entries import element_code
 from ._kernels import heap as KH
 from ._kernels import status as S
 from ._kernels import vector as KV
 from ._pins import pinned_array
-from ._records import drop_strings, owned_strings, table_rows
+from ._records import drop_strings, element_rows, owned_strings, table_rows
+from ._resolved import Record, pandas_columns, python_scalar, strings_of
 from .errors import InvalidHandleError
-from .refs import _CLASSES, Ref, StringRef
+from .refs import _CLASSES, Ref
 from .structs import Struct
 
 if TYPE_CHECKING:
@@ -71,9 +89,11 @@ def dtype_descriptor(dtype: Any, shape: tuple[int, ...] | None = None
         dt, struct, d = dtype.dtype, dtype, {"struct": dtype.descriptor()}
     else:
         dt, struct = np.dtype(dtype), None
-        if dt.hasobject or dt.itemsize == 0:
-            raise TypeError(f"vectors hold fixed-size values; {dt} is not (use a map for objects)")
-        d = {"descr": np.lib.format.dtype_to_descr(dt)}
+        storable(dt, "vectors hold values of fixed size, as bytes")
+        # NumPy's own form where it gives the dtype back (as stores always recorded them);
+        # the exact form of _dtypes for the rest (aligned structs, sub-array elements)
+        d = ({"descr": np.lib.format.dtype_to_descr(dt)} if exact_json(dt)
+             else {"dtype": to_json(dt)})
     if shape is not None:
         d["shape"] = list(shape)
     return dt, struct, json.dumps(d, separators=(",", ":"))
@@ -85,10 +105,9 @@ def _from_descriptor(text: str) -> tuple[np.dtype, Struct | None, tuple[int, ...
     if "struct" in d:
         s = Struct.from_descriptor(d["struct"])
         return s.dtype, s, shape
-    descr = d["descr"]
-    if isinstance(descr, list):  # (JSON made the tuples of a structured descr lists)
-        descr = [tuple(x) if isinstance(x, list) else x for x in descr]
-    return np.lib.format.descr_to_dtype(descr), None, shape
+    if "dtype" in d:
+        return from_json(d["dtype"]), None, shape
+    return from_descr(d["descr"]), None, shape
 
 
 class VectorRef(Ref):
@@ -176,6 +195,14 @@ class VectorRef(Ref):
             self._read_type()
         return self._struct
 
+    def _record_type(self) -> Struct | PlainRecord | None:
+        """What the slots' records are: the Struct of a table, the record type of a plain
+        structured dtype, or None (numbers, sub-arrays...)."""
+        dt = self.dtype
+        if self._struct is not None:
+            return self._struct
+        return plain_record(dt) if dt.names is not None else None
+
     def __len__(self) -> int:
         """How many slots the vector has (removed ones included: indices never shift)."""
         return self._info()[0]
@@ -196,21 +223,10 @@ class VectorRef(Ref):
         """``values`` (one slot's value if ``one``) as a C-contiguous array of this vector's
         dtype, and the strings made for a table's "string" fields (``_records.py``: records
         in every form; drop them if the write fails)."""
-        dt = self.dtype
-        if self._struct is not None:
-            return table_rows(self._store, self._struct, values, one=one)
-        if one:
-            values = [values]
-        arr = np.asarray(values)
-        if dt.subdtype is None and dt.names is None:
-            if arr.ndim > 1:
-                raise ValueError(f"a vector of {dt} takes a 1-D sequence of values, not an "
-                                 f"array of shape {arr.shape}")
-            if not (np.can_cast(arr.dtype, dt, casting="same_kind")
-                    or (arr.dtype.kind in "biu" and dt.kind in "biu")):  # ints of any sign/width
-                raise TypeError(f"cannot put {arr.dtype} values in a vector of {dt} without "
-                                "changing them: convert them first")
-        return np.ascontiguousarray(np.asarray(values, dtype=dt).reshape(-1)), []
+        rt = self._record_type()
+        if rt is not None:
+            return table_rows(self._store, rt, values, one=one)
+        return element_rows(self.dtype, values, one=one), []
 
     def _write(self, fn: Callable[..., int], records: tuple[np.ndarray, list[int]],
                *args: int, what: str) -> int:
@@ -265,7 +281,10 @@ class VectorRef(Ref):
             If the store has no room for it.
         """
         if self._element is None:
-            _SET_ELEMENT(self, element_code(self.dtype))  # (the next append takes the C path)
+            # (the next append can take the C path; not for float32, which it rounds without
+            # refusing a finite value beyond float32's range: that one must be refused)
+            dt = self.dtype
+            _SET_ELEMENT(self, element_code(dt) if dt != np.float32 else 0)
         self._write(KV.vector_extend, self._records(value, one=True), what="append()")
 
     def insert(self, value: Any) -> int:
@@ -388,7 +407,10 @@ class VectorRef(Ref):
                     what="vector read", h=self._id, accept=(S.ERR_NOT_FOUND,))
         if r == S.ERR_NOT_FOUND:
             raise IndexError(f"vector index out of range (length {len(self)})")
-        return out[:count * dt.itemsize].view(dt)
+        # a writable array of the slots (an item of a read-only array would be a copy made
+        # field by field, its padding not copied), shape (count,) + the element's shape
+        base, shape = leaf(dt)
+        return out[:count * dt.itemsize].view(base).reshape((count, *shape))
 
     @overload
     def __getitem__(self, index: SupportsIndex) -> Any: ...
@@ -397,9 +419,15 @@ class VectorRef(Ref):
     def __getitem__(self, index: slice) -> np.ndarray: ...
 
     def __getitem__(self, index: SupportsIndex | slice) -> Any:
-        """``v[i]``: a copy of slot ``i`` (a Python number, or an ``np.void`` record of a
-        table); ``v[a:b]``: a copy of the slots as an array, read whole (never a record half
-        written).
+        """``v[i]``: a copy of slot ``i``; ``v[a:b]``: a copy of the slots as an array, read
+        whole (never a record half written).
+
+        A slot reads as ``v.view()[i]`` would, with what it owns resolved: a record of a table
+        is a :class:`~sharedstore.Record` (its strings as str, its refs as refs); a record of a
+        plain structured dtype an ``np.void``; a sub-array element an array; a number a Python
+        number (a NumPy scalar for ``datetime64``/``timedelta64`` and ``longdouble``, which
+        Python has no exact type for).  A slice is the raw array (handles as ints), as
+        ``view()``.
 
         Raises
         ------
@@ -412,20 +440,44 @@ class VectorRef(Ref):
             if step == 1:
                 return self._read(start, max(0, stop - start))
             return self._read(0, n)[index]
-        value = self._read(self._index(index, n), 1)[0]
-        return value if self._struct is not None else value.item()
+        return self._slot(self._read(self._index(index, n), 1)[0])
+
+    def _slot(self, value: Any) -> Any:
+        """One slot's value as ``v[i]`` gives it (``value``: that item of a read copy)."""
+        struct = self._struct
+        if struct is not None:
+            return Record(self._store, struct, value)
+        return python_scalar(value)
 
     def to_numpy(self) -> np.ndarray:
         """A copy of every slot, as one array."""
         return self._read(0, len(self))
 
     def __iter__(self) -> Iterator[Any]:
-        """The slots' values, from one consistent snapshot (a copy)."""
+        """The slots' values (as ``v[i]`` gives them), from one consistent snapshot (a copy)."""
         arr = self.to_numpy()  # one consistent snapshot
-        return iter(arr if self._struct is not None else arr.tolist())
+        if self._struct is None and arr.ndim == 1 and arr.dtype.kind in "biufcUS" \
+                and arr.dtype.itemsize <= 16 and arr.dtype.kind + str(arr.dtype.itemsize) \
+                not in ("f16", "c32"):
+            return iter(arr.tolist())
+        return map(self._slot, arr)
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        """NumPy's protocol (``np.asarray(v)``, ufuncs, reductions, pandas, matplotlib): the
+        zero-copy :meth:`view`; with ``copy=True`` a copy (:meth:`to_numpy`, read whole); with
+        a ``dtype`` the view cast to it (a copy, refused with ``copy=False`` as NumPy 2
+        refuses).  A table's records come raw (handles as ints), as ``view()``."""
+        arr = self.to_numpy() if copy else self.view()
+        if dtype is not None and np.dtype(dtype) != arr.dtype:
+            if copy is False:
+                raise ValueError(f"a {arr.dtype} vector cannot be read as {np.dtype(dtype)} "
+                                 "without a copy (copy=False)")
+            arr = arr.astype(dtype)
+        return arr
 
     def view(self) -> np.ndarray:
-        """A zero-copy, writable array over the slots as they are now.
+        """A zero-copy, writable array over the slots as they are now: shape ``(len,)``, or
+        ``(len,) + dtype.shape`` for sub-array elements (as numpy gives an array of them).
 
         The memory stays valid while the view (or any array derived from it) lives, also
         after the vector grows or is dropped; after growth the view shows the vector as it
@@ -442,8 +494,15 @@ class VectorRef(Ref):
         return pinned_array(s, d, dt, n, off)
 
     def to_pandas(self) -> pd.DataFrame | pd.Series:
-        """A pandas DataFrame (Series for a plain vector) of the slots now; numeric columns are
-        zero-copy views, a table's "string" fields are resolved to str.
+        """The slots now in pandas, as pandas takes the same NumPy array: a Series of a vector
+        of numbers, a DataFrame of one of records (a column a field) or of 2-d sub-arrays (a
+        column an index); numeric columns are zero-copy views.
+
+        A table's ``"string"`` fields are resolved to str; nested records are flattened into
+        ``outer.inner.x`` columns (as ``pandas.json_normalize`` names them); a sub-array field
+        (which pandas refuses in a DataFrame) is a column of one array per row, an array of
+        structs one of :class:`~sharedstore.Record` arrays; ``"ref"`` fields stay ids.
+        Sub-array elements of more than one dimension give a Series of arrays.
 
         Raises
         ------
@@ -453,22 +512,19 @@ class VectorRef(Ref):
         import pandas as pd
 
         arr = self.view()
-        struct = self._struct
-        if struct is None:
+        rt = self._record_type()
+        if rt is not None:
+            return pd.DataFrame(pandas_columns(self._store, rt, arr), copy=False)
+        if arr.ndim == 1:
             return pd.Series(arr, copy=False)
-        cols: dict[str, Any] = {}
-        for name in struct._offsets:
-            col = arr[name]
-            if name in struct.strings:
-                cols[name] = self._strings(col)
-            elif col.ndim == 1:
-                cols[name] = col
-            else:
-                cols[name] = list(col)
-        return pd.DataFrame(cols, copy=False)
+        if arr.ndim == 2:
+            return pd.DataFrame(arr, copy=False)
+        return pd.Series(list(arr))
 
     def to_arrow(self) -> pa.Table | pa.Array:
-        """The slots now as a ``pyarrow.Table`` (a ``pyarrow.Array`` for a plain vector).
+        """The slots now as a ``pyarrow.Table`` (a ``pyarrow.Array`` for a plain vector), as
+        pyarrow converts the same NumPy array column by column (and raises as it does, for a
+        type it cannot convert, naming the field).
 
         Numbers are zero-copy where Arrow's contiguous columns allow it: a plain numeric
         vector, and the values of a vector of sub-arrays; the columns of a table of records
@@ -485,12 +541,11 @@ class VectorRef(Ref):
         from ._arrow import pyarrow, vector_to_arrow
 
         pyarrow()  # before taking a view: a missing pyarrow pins nothing
-        return vector_to_arrow(self, self.view(), self._strings)
+        return vector_to_arrow(self._record_type(), self.view(), self._strings)
 
-    def _strings(self, handles: Iterator[int] | np.ndarray) -> list[str]:
+    def _strings(self, handles: Any) -> Any:
         """The str of each owned "string" handle (0, an empty field, is "")."""
-        s = self._store
-        return [StringRef._trusted(s, int(h)).get() if h else "" for h in handles]
+        return [strings_of(self._store, h) for h in np.asarray(handles).tolist()]
 
     def drop(self) -> None:
         """Free the vector (and the strings a table's records own).  Views taken before keep
@@ -544,18 +599,50 @@ class ArrayRef(VectorRef):
         return shape
 
     def view(self) -> np.ndarray:
-        """The whole array, zero-copy and writable, of :attr:`shape` (its memory never moves,
-        so the view stays the array's for as long as it lives)."""
-        return super().view().reshape(self.shape)
+        """The whole array, zero-copy and writable, of :attr:`shape` (and the dtype's own
+        shape after it, for a sub-array dtype; its memory never moves, so the view stays the
+        array's for as long as it lives)."""
+        return super().view().reshape(self.shape + leaf(self.dtype)[1])
 
     def __getitem__(self, index: Any) -> Any:
-        """``a[index]`` with NumPy's indexing: a copy of what ``a.view()[index]`` gives."""
+        """``a[index]`` with NumPy's indexing: a copy of what ``a.view()[index]`` gives (one
+        record of a Struct a :class:`~sharedstore.Record`, its strings resolved)."""
         v = self.view()[index]
-        return v.copy() if isinstance(v, np.ndarray) else v
+        if isinstance(v, np.void):
+            v = record_copy(v)[0]  # (its bytes: np.void.copy() leaves padding out)
+            return v if self._struct is None else Record(self._store, self._struct, v)
+        return exact_copy(v) if isinstance(v, np.ndarray) else v
 
     def __setitem__(self, index: Any, value: Any) -> None:
-        """``a[index] = value`` with NumPy's indexing and broadcasting, in place."""
-        self.view()[index] = value
+        """``a[index] = value`` with NumPy's indexing and broadcasting, in place.
+
+        Raises
+        ------
+        TypeError
+            For values the array's dtype cannot hold as they are (out of range, a float with
+            a fraction for ints, too long a str...), as ``VectorRef.append``; nothing is
+            written.
+        """
+        view = self.view()
+        dt = self.dtype
+        rt = self._record_type()
+        if rt is None:
+            view[index] = cast(value, leaf(dt)[0], f"an array of {dt}")
+            return
+        made: list[int] = []
+        if not (isinstance(value, np.ndarray) and value.dtype == dt):
+            one = isinstance(value, (dict, tuple, np.void, Record))
+            value, made = table_rows(self._store, rt, value, one=one)
+            value = value[0] if one else value
+        old = owned_strings(rt, view.reshape(-1)) if rt.string_offsets else []
+        try:
+            view[index] = value
+        except BaseException:
+            drop_strings(self._store, made)
+            raise
+        if old:  # (the strings of the records it replaced)
+            kept = set(owned_strings(rt, view.reshape(-1)))
+            drop_strings(self._store, [h for h in old if h not in kept])
 
     def __len__(self) -> int:
         """The length of the first axis (1 for a 0-d array)."""
@@ -563,25 +650,29 @@ class ArrayRef(VectorRef):
 
     def __iter__(self) -> Iterator[Any]:
         """The items along the first axis, from a copy."""
-        return iter(self.view().copy())
+        return iter(exact_copy(self.view()))
 
     def to_numpy(self) -> np.ndarray:
         """A copy of the whole array."""
-        return self.view().copy()
+        return exact_copy(self.view())
 
     def to_pandas(self) -> pd.DataFrame | pd.Series:
         """A pandas Series (1-d array) or DataFrame (2-d, a column per index of the second
-        axis) over the array, zero-copy.
+        axis; 1-d of records, a column per field as ``VectorRef.to_pandas`` makes them) over
+        the array, zero-copy.
 
         Raises
         ------
         ValueError
-            For an array of other dimensions, or of records: pandas holds 1-d and 2-d arrays
-            of numbers; use ``view()``.
+            For an array of other dimensions, or of records in more than one: pandas holds
+            1-d and 2-d arrays of numbers; use ``view()``.
         """
         import pandas as pd
 
         view = self.view()
+        rt = self._record_type()
+        if view.ndim == 1 and rt is not None:  # (records: as a table's, VectorRef.to_pandas)
+            return pd.DataFrame(pandas_columns(self._store, rt, view), copy=False)
         if view.ndim == 1 and view.dtype.names is None:
             return pd.Series(view, copy=False)
         if view.ndim == 2 and view.dtype.names is None:

@@ -388,7 +388,7 @@ def _table_extend(t):
 def _table_setitem(t):
     other = t.store.string("the other")
     t[1] = {"x": 4.0, "label": "four", "other": other}
-    assert t[1]["x"] == 4.0 and t[1]["other"] == other.id
+    assert t[1]["x"] == 4.0 and t[1]["other"] == other and t[1].raw["other"] == other.id
     t[0:1] = [(9.0, "n", [0, 0], "nine", None)]
     assert t[0]["x"] == 9.0
     other.drop()

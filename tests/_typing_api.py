@@ -40,7 +40,7 @@ USERS = {
     "StringRef": ("use_StringRef",), "NumberRef": ("use_NumberRef",), "IntRef": ("use_IntRef",),
     "MapRef": ("use_MapRef",), "ListRef": ("use_ListRef",), "VectorRef": ("use_VectorRef",),
     "ArrayRef": ("use_ArrayRef",), "Struct": ("use_Struct",), "StructRef": ("use_StructRef",),
-    "StructProxy": ("use_StructProxy",), "NodeStore": ("use_dask",),
+    "StructProxy": ("use_StructProxy",), "Record": ("use_Record",), "NodeStore": ("use_dask",),
 }
 
 
@@ -233,6 +233,10 @@ def use_ListRef(store: ss.Store) -> None:
     assert_type(lst.index(2), int)
     lst.remove(2)
     lst.reverse()
+    lst[np.int64(0):2] = [7, 8]
+    assert_type(lst + [9], list[Any])  # noqa: RUF005 (ListRef.__add__ is what it uses)
+    assert_type(lst * 2, list[Any])
+    lst *= 1
     assert_type(lst.pop(), Any)
     assert_type(lst == [1], bool)
     lst.clear()
@@ -260,6 +264,8 @@ def use_VectorRef(store: ss.Store) -> None:
     assert_type(v.struct, ss.Struct | None)
     assert_type(v.to_numpy(), np.ndarray)
     assert_type(v.view(), np.ndarray)
+    assert_type(np.asarray(v), np.ndarray)
+    assert_type(v.__array__(np.float32, copy=True), np.ndarray)
     series = v.to_pandas()
     array = v.to_arrow()
     assert len(series) == len(array) == 8
@@ -328,6 +334,25 @@ def use_StructRef(store: ss.Store) -> None:
     r.drop()
 
 
+def use_Record(store: ss.Store) -> None:
+    p = ss.Struct("P", {"x": "float64", "name": "string"})
+    t = store.vector(p)
+    t.append({"x": 1.0, "name": "a"})
+    rec = t[0]
+    assert isinstance(rec, ss.Record)
+    assert_type(rec["name"], Any)
+    assert_type(rec[0], Any)
+    assert_type(rec.raw, np.void)
+    assert_type(rec.dtype, np.dtype)
+    assert_type(rec.struct, ss.Struct)
+    assert_type(rec.keys(), list[str])
+    assert_type(rec.to_dict(), dict[str, Any])
+    assert_type(len(rec), int)
+    assert_type(list(rec), list[Any])
+    assert rec == t[0]
+    t.drop()
+
+
 def use_StructProxy(store: ss.Store) -> None:
     p = ss.Struct("P", {"x": "float64", "name": "string"})
     q = assert_type(ss.StructProxy(p.new(store)), ss.StructProxy)
@@ -370,5 +395,5 @@ def use_all(name: str, schema_file: Path) -> None:
     with ss.create(name, size=64 << 20) as store:
         for use in (use_Store, use_Ref, use_StringRef, use_NumberRef, use_IntRef, use_MapRef,
                     use_ListRef, use_VectorRef, use_ArrayRef, use_Struct, use_StructRef,
-                    use_StructProxy):
+                    use_StructProxy, use_Record):
             use(store)

@@ -101,3 +101,8 @@ def pytest_addoption(parser):
         "--fuzz-examples", type=int, default=150,
         help="examples for the store-file fuzz test (tests/test_fuzz.py); CI uses the default",
     )
+    parser.addoption(
+        "--dtype-examples", type=int, default=60,
+        help="examples for each dtype round-trip property (tests/test_dtype_roundtrip.py); "
+             "CI uses the default",
+    )

@@ -339,7 +339,7 @@ def test_vector_append_refuses_what_extend_refuses(store):
     ints, small, floats = store.vector("int64"), store.vector("int8"), store.vector("float64")
     with pytest.raises(TypeError):
         ints.append(1.5)
-    with pytest.raises(OverflowError):
+    with pytest.raises(TypeError, match="int8"):  # (the value named, as extend names it)
         small.append(300)
     floats.append(2**60)  # ints go into float vectors, as numpy converts them
     floats.append(np.float32(0.5))
@@ -347,7 +347,7 @@ def test_vector_append_refuses_what_extend_refuses(store):
     records = store.vector(np.dtype([("a", "<i4"), ("b", "<f8")]))
     assert PE.element_code(records.dtype) == 0
     records.append((1, 2.0))
-    assert records[0] == (1, 2.0)
+    assert records[0].tolist() == (1, 2.0)  # (an np.void, as numpy reads a record)
 
 
 def test_vector_append_grows_and_keeps_views(store):

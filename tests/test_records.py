@@ -50,13 +50,16 @@ def test_castable_fields_are_converted_and_others_refused_by_name(store):
     ok["label"] = ["a", ""]
     t.extend(ok)
     assert t.to_pandas()["label"].tolist() == ["a", ""] and t.dtype == P.dtype
-    for bad, field in (([("n", "f8")], "n"), ([("pos", "f4", (3,))], "pos"),
-                       ([("x", "U3")], "x")):
+    fraction = np.full(1, 0.5, dtype=[("n", "f8")])
+    for bad, field in ((fraction, "n"), (np.zeros(1, dtype=[("pos", "f4", (3,))]), "pos"),
+                       (np.zeros(1, dtype=[("x", "U3")]), "x")):
         with pytest.raises(TypeError, match=f"field {field!r}"):
-            t.extend(np.zeros(1, dtype=bad))
+            t.extend(bad)
     with pytest.raises(TypeError, match="no field 'mass'"):
         t.extend(np.zeros(1, dtype=[("mass", "f8")]))
     assert len(t) == 2
+    t.extend(np.full(1, 3.0, dtype=[("n", "f8")]))  # a whole number: the value is kept
+    assert t.view()["n"].tolist() == [0, 0, 3]
 
 
 def test_wrong_records_say_what_is_wrong(store):
@@ -111,7 +114,7 @@ def test_overwritten_and_cut_off_records_drop_their_strings(store):
 def test_nested_structs_own_their_strings(store):
     t = store.vector(OUTER)
     base = _strings(store)
-    t.append({"id": 1, "inner": (1.0, 1, 0, [0, 0])})
+    t.append({"id": 1, "inner": (1.0, 1, None, [0, 0])})
     rec = np.zeros((), OUTER.dtype)
     t.append(rec)
     src = np.zeros(1, dtype=[("inner", [("label", "U4"), ("x", "f8")]), ("id", "i4")])

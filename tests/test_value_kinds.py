@@ -136,7 +136,8 @@ def newer_library_writes(store, m, key, data=b"future"):
     writes to the store's VALUE_KINDS word) and store a value of a kind unknown here."""
     KC.value_kinds_add(store.mem, L.V_KNOWN | 1 << NEWER_TAG)
     kb, kt = _values.encode_key(key)
-    assert KM.map_set(store.mem, store.token, m.id, L.KIND_MAP, kb, kt, NEWER_TAG, 7, 0.0, data) == 1
+    assert KM.map_set(
+        store.mem, store.token, m.id, L.KIND_MAP, kb, kt, NEWER_TAG, 7, 0.0, data) == 1
 
 
 @pytest.mark.usefixtures("each_backend")
@@ -193,7 +194,8 @@ def test_an_unknown_tag_no_library_recorded_is_damage(store):
     """A tag whose bit no library set in VALUE_KINDS was written by none: damage, removed."""
     m = store.map({"a": 1})
     kb, kt = _values.encode_key("bad")
-    assert KM.map_set(store.mem, store.token, m.id, L.KIND_MAP, kb, kt, NEWER_TAG, 0, 0.0, b"x") == 1
+    assert KM.map_set(
+        store.mem, store.token, m.id, L.KIND_MAP, kb, kt, NEWER_TAG, 0, 0.0, b"x") == 1
     with pytest.raises(ss.StoreCorruptError, match="no kind of value") as e:
         m["bad"]
     assert not isinstance(e.value, ss.StoreVersionError)
@@ -204,7 +206,8 @@ def test_an_unknown_tag_no_library_recorded_is_damage(store):
 def test_a_damaged_value_kinds_word_makes_repair_remove_no_unknown_value(store):
     m = store.map({"a": 1})
     kb, kt = _values.encode_key("x")
-    assert KM.map_set(store.mem, store.token, m.id, L.KIND_MAP, kb, kt, NEWER_TAG, 0, 0.0, b"x") == 1
+    assert KM.map_set(
+        store.mem, store.token, m.id, L.KIND_MAP, kb, kt, NEWER_TAG, 0, 0.0, b"x") == 1
     store.mem[L.W_VALUE_KINDS] = 0
     r = store.check(repair=True)
     assert {p.code for p in r.problems} == {"header", "newer-value"}

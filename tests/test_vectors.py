@@ -424,7 +424,7 @@ def test_remove_killed_mid_zeroing_is_finished_by_the_next_reader(store):
     store.mem[vw + L.VH_WRITING] = 5
     store.mem[vw + L.VH_VERSION] += 1
     store.mem[_calls.lock_word(store._att, v.id)] = _dead_token(store)
-    assert v[4] == (0, 0.0) and sorted(v.free_slots()) == [1, 4]
+    assert v[4].tolist() == (0, 0.0) and sorted(v.free_slots()) == [1, 4]
     assert int(store.mem[vw + L.VH_WRITING]) == 0 and int(store.mem[vw + L.VH_VERSION]) % 2 == 0
     assert store.check().clean
     assert v.insert((7, 7.0)) == 4

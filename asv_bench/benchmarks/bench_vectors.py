@@ -9,6 +9,9 @@
   array (target <= 2x).
 * ``RecordAccess``: read and write one field of a struct record through ``StructRef``, a proxy,
   and a NumPy record (the per-field cost).
+* ``NumpyProtocol``: ``np.sum`` of a float64 vector handed to NumPy as it is (its
+  ``__array__``), against ``np.sum(v.view())`` and a private array (target: within 1.2x of
+  ``np.sum(v.view())``), and ``pd.Series(v)``, 1k to 1 M values.
 """
 
 import os
@@ -249,3 +252,39 @@ class AppendThroughput(Bench):
         self.v.clear()  # (keeps the data block: its pages stay touched)
         done = sum(self.pool.map(_append_batches, [per] * processes, chunksize=1))
         assert len(self.v) == done == TOTAL_ROWS
+
+
+class NumpyProtocol(Bench):
+    """What a NumPy-aware library pays for a vector handed to it: ``np.sum(v)`` goes through
+    ``VectorRef.__array__`` (a zero-copy view); peers: the view taken by hand, a private array.
+    ``pd.Series(v)`` wraps the same view without a copy."""
+
+    params = [["np.sum(v)", "np.sum(v.view())", "np.sum(private)", "pd.Series(v)"],
+              [1000, 100_000, 1_000_000]]
+    param_names = ["impl", "n"]
+
+    def setup(self, impl, n):
+        data = np.random.default_rng(0).random(n)
+        with self.resources() as res:
+            if impl == "np.sum(private)":
+                self.data = data
+            else:
+                store = res.store("protocol")
+                self.v = store.vector("float64", capacity=n)
+                self.v.extend(data)
+                res.defer(self.__dict__.pop, "v", None)
+            if impl == "pd.Series(v)":
+                import pandas as pd
+
+                self.series = pd.Series
+        self.time_call(impl, n)  # (warm: the first call after setup is not the figure)
+
+    def time_call(self, impl, n):
+        if impl == "np.sum(v)":
+            np.sum(self.v)
+        elif impl == "np.sum(v.view())":
+            np.sum(self.v.view())
+        elif impl == "np.sum(private)":
+            np.sum(self.data)
+        else:
+            self.series(self.v, copy=False)

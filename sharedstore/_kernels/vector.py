@@ -42,7 +42,6 @@ from .atomics import (
     atomic_add,
     cpu_pause,
     fence,
-    fence_acquire,
     load_acquire,
     store_release,
 )
