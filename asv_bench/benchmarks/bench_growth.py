@@ -6,7 +6,7 @@ taken before growth, appends from two processes.
   a Python loop, ``time.perf_counter_ns`` around each insert: the largest single insert and
   the p50 / p99 / p99.9 latencies; peers: ``dict``, lmdb (a write transaction per insert).
   Target: the largest insert while a map grows to 8M keys <= 10 ms: ``InsertLatencyBig``
-  (8M), skipped unless ``SSBENCH_BIG=1`` (a few minutes: lmdb's 8M transactions).
+  (8M), skipped unless ``SSBENCH_BIG=1`` (1-2 minutes, most of it lmdb's 8M transactions).
 * ``ExtendGrowth`` / ``ExtendGrowthFigures``: 100 extends of 1M float64 into one vector
   grown from empty, against the same chunks written into a ``/dev/shm`` file sized up front
   (``ftruncate`` to 800 MB, ``np.memmap``): total time, largest single extend, memory over the
@@ -185,7 +185,7 @@ class InsertLatency(Bench):
 class InsertLatencyBig(InsertLatency):
     """As ``InsertLatency``, at 8M keys (the target's size).  Skipped unless ``SSBENCH_BIG=1``
     is set in asv's environment: ``SSBENCH_BIG=1 asv run ... -b InsertLatencyBig`` (about
-    3-5 minutes on 2 cores, most of it lmdb's 8M write transactions; ~2 GB of memory)."""
+    1-2 minutes on 2 cores, most of it lmdb's 8M write transactions; a few GB of memory)."""
 
     params = [LATENCY_IMPLS, [8_000_000]]
     timeout = 3600
