@@ -88,6 +88,7 @@ class Attachment:
         self.detached = False
         self.live_fd = -1  # this process's own descriptor of the file: its liveness lock
         self.live_index = -1  # the process-table entry that lock is on (-1: none held)
+        self.reaping: set[int] = set()  # entries of dead processes whose liveness lock we hold
         self.token = self._register()
 
     # ------------------------------------------------------------------ the process table
@@ -131,7 +132,10 @@ class Attachment:
 
     def alive(self, index: int, pid: int, start: int) -> bool:
         """Whether the process of entry ``index`` (``pid``, started at ``start``) is alive:
-        its liveness lock is held (or, where there are no OFD locks, the pid runs)."""
+        its liveness lock is held (or, where there are no OFD locks, the pid runs).  An entry
+        this process is reaping is dead: the liveness lock held on it is ours."""
+        if index in self.reaping:
+            return False
         held = seg.live_held(self.fd, index)
         if held is not None:
             return held
@@ -215,6 +219,7 @@ class Attachment:
         self.lock = threading.RLock()
         self.pins.clear()
         self.views.clear()  # (the parent's views: their pins are the parent's to release)
+        self.reaping = set()
         self.pid = os.getpid()
         self._drop_liveness()
         if self.handles > 0 and not self.detached:
@@ -245,16 +250,20 @@ class Attachment:
         n = 0
         for i in np.flatnonzero(rows[:, L.P_PID]).tolist():
             pid, gen, start = (int(x) for x in rows[i, [L.P_PID, L.P_GEN, L.P_START]])
-            if pid == 0 or self.alive(i, pid, start):
-                continue
+            if pid == 0 or i in self.reaping or self.alive(i, pid, start):
+                continue  # (an entry being reaped: by this very call, further up the stack)
             # hold the dead entry's liveness lock while it is freed: no process can claim it
-            # meanwhile, and a process that holds it (registering there) is not reaped
+            # meanwhile, and a process that holds it (registering there) is not reaped.  While
+            # it is held, the dead process's own locks (which freeing its entry may wait for)
+            # are judged by ``reaping``, not by that lock
             locked = seg.live_lock(self.live_fd, i) if self.live_fd >= 0 else None
             if locked is False:
                 continue
+            self.reaping.add(i)
             try:
                 n += _calls.call(self, KP.proc_reap, mem, self.token, i, pid, gen, what="reap")
             finally:
+                self.reaping.discard(i)
                 if locked:
                     seg.live_unlock(self.live_fd, i)
         return n

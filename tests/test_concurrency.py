@@ -212,6 +212,33 @@ def _accumulate_compiled(store, fn, map_id, keys, xs, rounds, q):
     q.put(r)
 
 
+def _die_holding_object_and_pool_locks(store, map_id):
+    from sharedstore._kernels import locks as KL
+
+    word = KH.handle_lock_word(store.mem, map_id)
+    assert KL.lock_acquire_nowait(store.mem, word, store.token) == 1
+    assert KL.lock_acquire_nowait(store.mem, L.W_ALLOC_LOCK, store.token) == 1
+    os._exit(0)  # (as a kill would: no atexit, both locks held)
+
+
+def test_a_process_dead_holding_an_object_lock_and_the_pool_lock_is_reaped_promptly(store):
+    # The writer that takes the object's lock over reaps the dead process, whose entry's
+    # reaping waits for the pool's lock, which the same dead process holds: that wait must
+    # see it dead, though the reaper holds its liveness lock meanwhile.
+    m = store.map({"x": 1})
+    p = mp.get_context("fork").Process(target=_die_holding_object_and_pool_locks,
+                                       args=(store, m.id))
+    p.start()
+    p.join(60)
+    assert p.exitcode == 0
+    store.lock_timeout = 10
+    t = time.monotonic()
+    m["y"] = 2
+    assert time.monotonic() - t < 5
+    assert dict(m) == {"x": 1, "y": 2} and not [w for w in store.workers() if not w["self"]]
+    assert store.check().clean
+
+
 # ------------------------------------------------------------------ liveness across namespaces
 HOLDER = """
 import os, sys, time
