@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import signal
 import time
 
 import numpy as np
@@ -117,11 +118,25 @@ def start_workers(store, workers: int, steps: int, chunk: int) -> list:
              for i in range(workers)]
     try:
         for p in procs:
-            p.start()
+            _start(p)
     except BaseException:
         stop(procs, terminate=True)
         raise
     return procs
+
+
+def _start(p) -> None:
+    """``p.start()`` with Ctrl-C held back until it returns: interrupted halfway, a spawned
+    child would be left running, unknown to ``stop``, reading the data it was never sent (and
+    printing a traceback when the parent's exit closes the pipe)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        p.start()
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        p.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)  # (a Ctrl-C meanwhile: raised now)
 
 
 def watch(procs: list, progress, total: int, *, console, show: bool) -> None:
